@@ -1,0 +1,36 @@
+# One command for the tests, one for the demo. Both create (once) and reuse a
+# virtual environment cached outside the clone, keyed on the dependency files,
+# so a second clone or a second CI run installs nothing.
+PYTHON ?= python3
+CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/unpaired-sr
+DEPS_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
+VENV ?= $(CACHE_DIR)/venv-$(DEPS_HASH)
+PY := $(VENV)/bin/python
+DEMO_DIR ?= runs/demo
+
+.PHONY: venv test lint demo clean-venv
+
+venv: $(VENV)/.ready
+
+# pip resolves torch and torchvision together (see requirements.txt); the
+# marker file is written last so an interrupted install is redone, not trusted.
+$(VENV)/.ready: requirements.txt requirements-dev.txt
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+test: venv
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q tests
+
+lint: venv
+	$(PY) -m ruff check .
+
+# For now the demo builds the benchmark; training and evaluation join as they land.
+demo: venv
+	$(PY) -m data_tools.prepare_demo --out $(DEMO_DIR)/benchmark --overwrite
+
+clean-venv:
+	rm -rf $(VENV)

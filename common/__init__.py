@@ -1,0 +1,1 @@
+"""Small pieces shared by every stage: configs, errors, command-line glue, file safety."""

@@ -1,0 +1,317 @@
+"""Typed configs: YAML files loaded strictly into dataclasses, with command-line overrides.
+
+A stage's config is a dataclass whose fields are section dataclasses
+(``data``, ``model``, ``train``, ...), each field typed and defaulted::
+
+    cfg = load_config(FlowTrainConfig, "configs/deflow_light.yaml", ["--train.n_iter", "200"])
+
+Rules, so that a typo never trains the wrong model for hours:
+
+* an unknown section or key is an error that suggests the closest valid key;
+* a value of the wrong type is an error naming the field and the expected type
+  (an int is accepted where a float is expected, nothing else is converted);
+* overrides are ``--section.key value`` or ``--section.key=value``; the value
+  is parsed according to the field's type (``--data.name 007`` stays a string).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from common.errors import ConfigError
+from common.files import atomic_write_bytes
+
+T = TypeVar("T")
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+_NONE = {"null", "none", "~"}
+
+
+def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
+    """Build ``schema`` from its defaults, then the YAML file at ``path``, then ``overrides``.
+
+    Args:
+        schema: a dataclass type whose fields all have defaults.
+        path: a YAML file with a mapping of sections, or None for the defaults alone.
+        overrides: command-line words such as ``["--train.lr", "1e-4", "--data.crop_size=64"]``.
+
+    Raises:
+        ConfigError: unreadable file, unknown key, wrong type or malformed override.
+    """
+    tree: dict[str, Any] = {}
+    if path is not None:
+        tree = _read_yaml(Path(path))
+    for dotted_key, raw_value in parse_overrides(overrides):
+        field_type = _field_type(schema, dotted_key.split("."))
+        node = tree
+        *parents, leaf = dotted_key.split(".")
+        for name in parents:
+            child = node.get(name)
+            if not isinstance(child, dict):
+                child = node[name] = {}
+            node = child
+        node[leaf] = _parse_cli_value(raw_value, field_type, dotted_key)
+    return _build(schema, tree, prefix="")
+
+
+def parse_overrides(words: Sequence[str]) -> list[tuple[str, str]]:
+    """Split ``["--a.b", "1", "--c.d=x"]`` into ``[("a.b", "1"), ("c.d", "x")]``."""
+    pairs = []
+    index = 0
+    while index < len(words):
+        word = words[index]
+        if not word.startswith("--") or "." not in word.split("=", 1)[0]:
+            raise ConfigError(f"unrecognized argument {word!r} (config overrides look like --section.key value)")
+        if "=" in word:
+            key, value = word[2:].split("=", 1)
+            index += 1
+        else:
+            if index + 1 >= len(words):
+                raise ConfigError(f"override {word} has no value")
+            key, value = word[2:], words[index + 1]
+            index += 2
+        pairs.append((key, value))
+    return pairs
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """The config as plain YAML-friendly data (tuples become lists)."""
+    return _plain(dataclasses.asdict(config))
+
+
+def save_config(config: Any, path: str | Path) -> None:
+    """Write the resolved config as YAML, atomically."""
+    text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
+    atomic_write_bytes(path, text.encode())
+
+
+def config_from_dict(schema: type[T], tree: dict[str, Any]) -> T:
+    """Rebuild a config saved with ``config_to_dict`` (for example from a checkpoint)."""
+    return _build(schema, tree, prefix="")
+
+
+def describe_fields(schema: type, prefix: str = "") -> list[str]:
+    """One line per leaf field, ``section.key (type, default)``, for ``--help`` texts."""
+    lines = []
+    hints = get_type_hints(schema)
+    for field in dataclasses.fields(schema):
+        name = f"{prefix}{field.name}"
+        field_type = hints[field.name]
+        if dataclasses.is_dataclass(field_type):
+            lines += describe_fields(field_type, prefix=f"{name}.")
+        else:
+            default = _default_of(field)
+            lines.append(f"--{name} ({_type_name(field_type)}, default {default!r})")
+    return lines
+
+
+# --------------------------------------------------------------------------- internals
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        tree = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from error
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(tree).__name__}")
+    return tree
+
+
+def _build(schema: type[T], tree: dict[str, Any], prefix: str) -> T:
+    hints = get_type_hints(schema)
+    names = [field.name for field in dataclasses.fields(schema)]
+    for key in tree:
+        if key not in names:
+            raise ConfigError(_unknown_key_message(schema, prefix, str(key)))
+    values = {}
+    for name in names:
+        field_type = hints[name]
+        where = f"{prefix}{name}"
+        if dataclasses.is_dataclass(field_type):
+            section = tree.get(name, {})
+            if section is None:
+                section = {}
+            if not isinstance(section, dict):
+                raise ConfigError(f"{where} must be a mapping of keys, got {section!r}")
+            values[name] = _build(field_type, section, prefix=f"{where}.")
+        elif name in tree:
+            values[name] = _check_type(tree[name], field_type, where)
+    return schema(**values)
+
+
+def _check_type(value: Any, expected: Any, where: str) -> Any:
+    """Return ``value`` if it fits ``expected`` (converting only int -> float, list -> tuple)."""
+    origin = get_origin(expected)
+    if expected is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        options = get_args(expected)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _check_type(value, option, where)
+            except ConfigError:
+                continue
+        raise _type_error(where, expected, value)
+    if origin is Literal:
+        choices = get_args(expected)
+        if value in choices:
+            return value
+        raise ConfigError(f"{where} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise _type_error(where, expected, value)
+        args = get_args(expected)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ConfigError(f"{where} must have {len(args)} items, got {len(value)}")
+            items = [_check_type(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args))]
+        else:
+            item_type = args[0] if args else Any
+            items = [_check_type(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+        raise _type_error(where, expected, value)
+    if expected is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise _type_error(where, expected, value)
+    if expected is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        # PyYAML reads "1e-4" (no dot) as a string; it is clearly meant as a number.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise _type_error(where, expected, value)
+    if expected is str:
+        if isinstance(value, str):
+            return value
+        raise _type_error(where, expected, value)
+    raise ConfigError(f"{where}: unsupported field type {expected!r}")  # a schema bug, said plainly
+
+
+def _parse_cli_value(raw: str, expected: Any, where: str) -> Any:
+    """Turn an override's text into a value of the field's type."""
+    origin = get_origin(expected)
+    if origin in (Union, types.UnionType):
+        options = [option for option in get_args(expected) if option is not type(None)]
+        if raw.strip().lower() in _NONE and len(options) < len(get_args(expected)):
+            return None
+        for option in options:
+            try:
+                return _check_type(_parse_cli_value(raw, option, where), option, where)
+            except ConfigError:
+                continue
+        raise _type_error(where, expected, raw)
+    if expected is str:
+        return raw
+    if expected is bool:
+        lowered = raw.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise _type_error(where, expected, raw)
+    if expected is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise _type_error(where, expected, raw) from None
+    if expected is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise _type_error(where, expected, raw) from None
+    if origin is Literal:
+        for choice in get_args(expected):
+            if str(choice) == raw:
+                return choice
+        return raw  # _check_type names the valid choices
+    if origin in (list, tuple):
+        # "[2, 3]" or "2,3"
+        text = raw if raw.strip().startswith("[") else f"[{raw}]"
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise _type_error(where, expected, raw) from None
+    return yaml.safe_load(raw)
+
+
+def _field_type(schema: type, path: list[str]) -> Any:
+    """The declared type of the field at ``path``, or a ConfigError suggesting a valid key."""
+    node: Any = schema
+    for depth, name in enumerate(path):
+        prefix = ".".join(path[:depth])
+        if not dataclasses.is_dataclass(node):
+            raise ConfigError(f"{prefix} is a value, not a section: cannot set {'.'.join(path)}")
+        hints = get_type_hints(node)
+        if name not in hints:
+            raise ConfigError(_unknown_key_message(node, f"{prefix}." if prefix else "", name))
+        node = hints[name]
+    if dataclasses.is_dataclass(node):
+        raise ConfigError(f"{'.'.join(path)} is a section; override one of its keys, e.g. --{'.'.join(path)}.KEY")
+    return node
+
+
+def _unknown_key_message(schema: type, prefix: str, key: str) -> str:
+    valid = [field.name for field in dataclasses.fields(schema)]
+    where = f"{prefix}{key}"
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    if close:
+        return f"unknown config key {where!r}: did you mean '{prefix}{close[0]}'?"
+    return f"unknown config key {where!r}; valid keys here: {', '.join(prefix + name for name in valid)}"
+
+
+def _type_error(where: str, expected: Any, value: Any) -> ConfigError:
+    return ConfigError(f"{where} must be {_type_name(expected)}, got {value!r}")
+
+
+def _type_name(expected: Any) -> str:
+    origin = get_origin(expected)
+    if origin in (Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in get_args(expected))
+    if origin is Literal:
+        return "one of " + "|".join(str(a) for a in get_args(expected))
+    if origin in (list, tuple):
+        args = [a for a in get_args(expected) if a is not Ellipsis]
+        return f"a list of {_type_name(args[0])}" if args else "a list"
+    names = {bool: "a boolean (true/false)", int: "an integer", float: "a number", str: "a string"}
+    return names.get(expected, getattr(expected, "__name__", str(expected)))
+
+
+def _default_of(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+

@@ -1,0 +1,194 @@
+"""Training data: random crops from folders decoded once into memory.
+
+Every sample is a pure function of ``(seed, index)``: which image, where the
+crop is, which of the 8 flips/rotations. A training loop reads indices
+``step * batch_size ...`` in order (``StepSampler``), so resuming at step ``s``
+means starting the sampler at ``s``: no epoch or shuffle state to save, and
+the result does not depend on the number of DataLoader workers. Images are
+drawn with replacement, which on the long runs of SR training is the same as
+shuffling.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+from tqdm import tqdm
+
+from common.errors import ImageReadError, UserError
+from data_tools.image_io import image_to_tensor, list_images, read_image_native
+
+
+class ImageFolderCache:
+    """The decoded images (native depth, RGB) of one folder, held in memory.
+
+    Unreadable files are skipped with one warning that counts them; if more
+    than ``max_bad_fraction`` of the files are unreadable, loading stops with
+    an error naming the first bad file (a wrong folder is likelier than bad luck).
+    """
+
+    def __init__(self, folder: str | Path, what: str, min_size: int = 1, max_bad_fraction: float = 0.1):
+        self.folder = Path(folder)
+        paths = list_images(folder, what)
+        self.names: list[str] = []
+        self.images: list[np.ndarray] = []
+        bad: list[str] = []
+        for path in tqdm(paths, desc=f"load {what}", unit="img", leave=False, disable=len(paths) < 50):
+            try:
+                image = read_image_native(path)
+            except ImageReadError as error:
+                bad.append(str(error))
+                continue
+            if min(image.shape[:2]) < min_size:
+                raise UserError(
+                    f"image {path} ({image.shape[1]}x{image.shape[0]}) is smaller than the crop size {min_size}; "
+                    "remove it or lower data.crop_size"
+                )
+            self.names.append(path.stem)
+            self.images.append(image)
+        if bad:
+            if not self.images or len(bad) > max_bad_fraction * len(paths):
+                raise UserError(f"{len(bad)} of {len(paths)} files in {what} {folder} are unreadable, e.g. {bad[0]}")
+            warnings.warn(f"skipped {len(bad)} unreadable file(s) in {folder}, e.g. {bad[0]}", stacklevel=2)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def random_crop_offset(image: np.ndarray, crop_size: int, rng: np.random.Generator) -> tuple[int, int]:
+    height, width = image.shape[:2]
+    return int(rng.integers(height - crop_size + 1)), int(rng.integers(width - crop_size + 1))
+
+
+def dihedral(image: np.ndarray, transform: int) -> np.ndarray:
+    """One of the 8 flips/rotations (``transform`` in 0..7) of an (H, W, C) array."""
+    if transform & 1:
+        image = image[:, ::-1]
+    if transform & 2:
+        image = image[::-1]
+    if transform & 4:
+        image = image.transpose(1, 0, 2)
+    return image
+
+
+class UnpairedCrops(Dataset):
+    """Unpaired samples ``{"hr": (3, S*scale, S*scale), "real_lr": (3, S, S)}``.
+
+    The HR crop becomes the clean LR on the training device (MATLAB bicubic,
+    ``data_tools.matlab_resize.downscale_torch``); the real LR crop comes from
+    another image altogether. Each is augmented independently.
+    """
+
+    def __init__(self, clean_hr: ImageFolderCache, real_lr: ImageFolderCache, lr_crop_size: int, scale: int,
+                 seed: int = 0, augment: bool = True):
+        self.clean_hr, self.real_lr = clean_hr, real_lr
+        self.lr_crop_size, self.scale, self.seed, self.augment = lr_crop_size, scale, seed, augment
+
+    def __len__(self) -> int:
+        return 2**62  # an endless stream; the sampler decides where it starts
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, index])
+        return {
+            "hr": self._crop(self.clean_hr, self.lr_crop_size * self.scale, rng),
+            "real_lr": self._crop(self.real_lr, self.lr_crop_size, rng),
+        }
+
+    def _crop(self, cache: ImageFolderCache, size: int, rng: np.random.Generator) -> torch.Tensor:
+        image = cache.images[rng.integers(len(cache))]
+        top, left = random_crop_offset(image, size, rng)
+        crop = image[top : top + size, left : left + size]
+        if self.augment:
+            crop = dihedral(crop, int(rng.integers(8)))
+        return image_to_tensor(crop)
+
+
+class HRCrops(Dataset):
+    """HR crops ``{"hr": (3, S*scale, S*scale)}`` for degradations made on the fly."""
+
+    def __init__(self, hr: ImageFolderCache, lr_crop_size: int, scale: int, seed: int = 0, augment: bool = True):
+        self.hr, self.hr_crop_size, self.seed, self.augment = hr, lr_crop_size * scale, seed, augment
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, index])
+        image = self.hr.images[rng.integers(len(self.hr))]
+        top, left = random_crop_offset(image, self.hr_crop_size, rng)
+        crop = image[top : top + self.hr_crop_size, left : left + self.hr_crop_size]
+        if self.augment:
+            crop = dihedral(crop, int(rng.integers(8)))
+        return {"hr": image_to_tensor(crop)}
+
+
+def check_pairs(lq: ImageFolderCache, hr: ImageFolderCache, scale: int) -> list[tuple[int, int]]:
+    """Match LQ and HR images by name and check ``HR size == LQ size * scale``.
+
+    HR may exceed it by less than ``scale`` pixels (it is then cropped at the
+    bottom/right, the SR convention). Returns index pairs ``(lq_i, hr_i)``.
+    """
+    hr_index = {name: i for i, name in enumerate(hr.names)}
+    missing = [name for name in lq.names if name not in hr_index]
+    if missing:
+        raise UserError(
+            f"{len(missing)} LQ image(s) in {lq.folder} have no HR partner in {hr.folder}, e.g. {missing[0]}"
+        )
+    pairs = []
+    for i, name in enumerate(lq.names):
+        j = hr_index[name]
+        (lh, lw), (hh, hw) = lq.images[i].shape[:2], hr.images[j].shape[:2]
+        if not (0 <= hh - lh * scale < scale and 0 <= hw - lw * scale < scale):
+            raise UserError(
+                f"size mismatch for {name}: LQ {lw}x{lh} x{scale} = {lw * scale}x{lh * scale}, but HR is {hw}x{hh}"
+            )
+        pairs.append((i, j))
+    return pairs
+
+
+class PairedCrops(Dataset):
+    """Aligned samples ``{"lq": (3, S, S), "hr": (3, S*scale, S*scale)}`` from LQ/HR folders matched by name."""
+
+    def __init__(self, lq: ImageFolderCache, hr: ImageFolderCache, lr_crop_size: int, scale: int,
+                 seed: int = 0, augment: bool = True):
+        self.lq, self.hr, self.pairs = lq, hr, check_pairs(lq, hr, scale)
+        self.lr_crop_size, self.scale, self.seed, self.augment = lr_crop_size, scale, seed, augment
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, index])
+        i, j = self.pairs[rng.integers(len(self.pairs))]
+        lq_image, hr_image = self.lq.images[i], self.hr.images[j]
+        size, scale = self.lr_crop_size, self.scale
+        top, left = random_crop_offset(lq_image, size, rng)
+        lq = lq_image[top : top + size, left : left + size]
+        hr = hr_image[top * scale : (top + size) * scale, left * scale : (left + size) * scale]
+        if self.augment:
+            transform = int(rng.integers(8))
+            lq, hr = dihedral(lq, transform), dihedral(hr, transform)
+        return {"lq": image_to_tensor(lq), "hr": image_to_tensor(hr)}
+
+
+class StepSampler(Sampler[int]):
+    """Sample indices for training steps ``start_step, start_step + 1, ...`` (endless).
+
+    Step ``s`` of rank ``r`` out of ``world_size`` reads the ``batch_size``
+    indices starting at ``(s * world_size + r) * batch_size``: the ranks of one
+    step together read what one process with ``world_size * batch_size`` would.
+    """
+
+    def __init__(self, batch_size: int, start_step: int = 0, rank: int = 0, world_size: int = 1):
+        self.batch_size, self.start_step, self.rank, self.world_size = batch_size, start_step, rank, world_size
+
+    def __iter__(self) -> Iterator[int]:
+        for step in itertools.count(self.start_step):
+            first = (step * self.world_size + self.rank) * self.batch_size
+            yield from range(first, first + self.batch_size)

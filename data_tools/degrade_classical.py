@@ -1,0 +1,255 @@
+"""Classical, hand-designed degradations: the baselines a learned degradation must beat.
+
+Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
+
+* ``bicubic``: MATLAB bicubic downscaling only (the textbook assumption).
+* ``noise_jpeg``: bicubic, then white Gaussian noise (sigma 1-20 / 255), then
+  JPEG (quality 40-95).
+* ``realesrgan``: the second-order pipeline of Real-ESRGAN (Wang et al. 2021):
+  two rounds of blur (kernel size 7-21; sigma 0.2-3, then 0.2-1.5; isotropic,
+  anisotropic or generalized Gaussian), random resize (0.15-1.5, then 0.3-1.2),
+  Gaussian or Poisson noise (sigma 1-30 then 1-25; Poisson scale 0.05-3 then
+  0.05-2.5; 40% gray), JPEG (30-95), and a final resize to the LR size in
+  random order with the last JPEG. The sinc and plateau kernels are left out.
+* ``camera``: a fixed camera-like pipeline: optical blur, bicubic downscaling,
+  signal-dependent (Poisson-Gaussian) noise that is spatially correlated (as
+  after demosaicing) and correlated across channels, then JPEG at quality
+  60-80 with 4:2:0 chroma. It is the hidden "real" degradation of the demo
+  benchmark, not a training baseline.
+
+Every call takes a ``numpy.random.Generator``; the command seeds one per image
+from ``--seed`` and the file name, so outputs do not depend on worker order.
+
+Command:
+``python -m data_tools.degrade_classical --input HR --output LR --scale 4 --preset realesrgan --seed 0``
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import zlib
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from common.cli import run_cli
+from common.errors import UserError
+from data_tools.matlab_resize import downscale, mod_crop
+from data_tools.parallel import map_with_progress
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def gaussian_kernel(size: int, sigma_x: float, sigma_y: float, angle: float, beta: float = 1.0) -> np.ndarray:
+    """A normalised (generalized, possibly anisotropic and rotated) Gaussian blur kernel.
+
+    ``beta`` = 1 gives a Gaussian; other values the generalized Gaussian
+    ``exp(-0.5 * (d^T S^-1 d) ** beta)`` with heavier (beta < 1) or lighter tails.
+    """
+    rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    covariance = rotation @ np.diag([sigma_x**2, sigma_y**2]) @ rotation.T
+    inverse = np.linalg.inv(covariance)
+    radius = size // 2
+    grid = np.stack(np.meshgrid(np.arange(-radius, radius + 1), np.arange(-radius, radius + 1)), axis=-1)
+    mahalanobis = np.einsum("...i,ij,...j->...", grid, inverse, grid)
+    kernel = np.exp(-0.5 * mahalanobis**beta)
+    return kernel / kernel.sum()
+
+
+def random_blur_kernel(rng: np.random.Generator, sigma_range: tuple[float, float]) -> np.ndarray:
+    """Real-ESRGAN's kernel choice without sinc/plateau: iso 50%, aniso 28%, generalized 22%."""
+    size = int(rng.choice(np.arange(7, 22, 2)))
+    kind = rng.choice(["iso", "aniso", "generalized_iso", "generalized_aniso"], p=[0.5, 0.28, 0.18, 0.04])
+    sigma_x = rng.uniform(*sigma_range)
+    sigma_y = rng.uniform(*sigma_range) if "aniso" in kind else sigma_x
+    angle = rng.uniform(-math.pi, math.pi) if "aniso" in kind else 0.0
+    beta = rng.uniform(0.5, 4.0) if "generalized" in kind else 1.0
+    return gaussian_kernel(size, sigma_x, sigma_y, angle, beta)
+
+
+def blur(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    return cv2.filter2D(image, -1, kernel.astype(np.float32), borderType=cv2.BORDER_REFLECT_101)
+
+
+def jpeg(image: np.ndarray, quality: int, subsampling_420: bool = True) -> np.ndarray:
+    """Round-trip through 8-bit JPEG at ``quality`` (OpenCV's default 4:2:0 chroma)."""
+    bgr = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)[:, :, ::-1]
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    if not subsampling_420:
+        params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+    ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(bgr), params)
+    assert ok, "OpenCV failed to encode a JPEG"
+    return cv2.imdecode(encoded, cv2.IMREAD_COLOR)[:, :, ::-1].astype(np.float32) / 255.0
+
+
+def gaussian_noise(image: np.ndarray, rng: np.random.Generator, sigma: float, gray: bool) -> np.ndarray:
+    shape = image.shape[:2] + ((1,) if gray else (3,))
+    return image + rng.normal(0.0, sigma, shape).astype(np.float32)
+
+
+def poisson_noise(image: np.ndarray, rng: np.random.Generator, scale: float, gray: bool) -> np.ndarray:
+    """Shot noise of an 8-bit sensor, scaled by ``scale`` (Real-ESRGAN's formulation)."""
+    source = image.mean(axis=2, keepdims=True) if gray else image
+    counts = np.clip(source, 0, 1) * 255.0
+    noise = (rng.poisson(counts) - counts) / 255.0
+    return image + (scale * noise).astype(np.float32)
+
+
+def random_noise(image, rng, gaussian_sigma: tuple[float, float], poisson_scale: tuple[float, float]):
+    """Gaussian or Poisson noise with equal chance, gray (same in all channels) 40% of the time."""
+    gray = rng.uniform() < 0.4
+    if rng.uniform() < 0.5:
+        return gaussian_noise(image, rng, rng.uniform(*gaussian_sigma) / 255.0, gray)
+    return poisson_noise(image, rng, rng.uniform(*poisson_scale), gray)
+
+
+_CV2_MODES = (cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_CUBIC)
+
+
+def random_resize(image: np.ndarray, rng: np.random.Generator, out_hw: tuple[int, int]) -> np.ndarray:
+    mode = _CV2_MODES[rng.integers(len(_CV2_MODES))]
+    height, width = out_hw
+    return cv2.resize(image, (max(width, 1), max(height, 1)), interpolation=mode)
+
+
+# ----------------------------------------------------------------------------- presets
+
+
+def degrade_bicubic(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    return np.clip(downscale(hr, scale), 0, 1).astype(np.float32)
+
+
+def degrade_noise_jpeg(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    lr = downscale(hr, scale).astype(np.float32)
+    lr = gaussian_noise(lr, rng, rng.uniform(1, 20) / 255.0, gray=False)
+    return jpeg(lr, int(rng.integers(40, 96)))
+
+
+def degrade_realesrgan(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    image = hr.astype(np.float32)
+    # First order.
+    image = blur(image, random_blur_kernel(rng, (0.2, 3.0)))
+    direction = rng.choice(["up", "down", "keep"], p=[0.2, 0.7, 0.1])
+    factor = {"up": rng.uniform(1, 1.5), "down": rng.uniform(0.15, 1), "keep": 1.0}[direction]
+    image = random_resize(image, rng, (int(hr.shape[0] * factor), int(hr.shape[1] * factor)))
+    image = np.clip(random_noise(image, rng, (1, 30), (0.05, 3.0)), 0, 1)
+    image = jpeg(image, int(rng.integers(30, 96)))
+    # Second order.
+    if rng.uniform() < 0.8:
+        image = blur(image, random_blur_kernel(rng, (0.2, 1.5)))
+    direction = rng.choice(["up", "down", "keep"], p=[0.3, 0.4, 0.3])
+    factor = {"up": rng.uniform(1, 1.2), "down": rng.uniform(0.3, 1), "keep": 1.0}[direction]
+    image = random_resize(image, rng, (int(height * factor), int(width * factor)))
+    image = np.clip(random_noise(image, rng, (1, 25), (0.05, 2.5)), 0, 1)
+    # Final resize and JPEG, in random order.
+    if rng.uniform() < 0.5:
+        image = random_resize(image, rng, (height, width))
+        image = jpeg(image, int(rng.integers(30, 96)))
+    else:
+        image = jpeg(image, int(rng.integers(30, 96)))
+        image = random_resize(image, rng, (height, width))
+    return np.clip(image, 0, 1).astype(np.float32)
+
+
+# Cross-channel mixing of sensor noise: neighbouring colour filters leak into
+# each other and demosaicing interpolates across channels.
+_CAMERA_NOISE_MIX = np.array([[0.80, 0.45, 0.15], [0.35, 0.85, 0.35], [0.15, 0.45, 0.80]], dtype=np.float32)
+_CAMERA_NOISE_SPREAD = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]], dtype=np.float32) / 16.0
+
+
+def degrade_camera(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """Blur, downscale, correlated Poisson-Gaussian noise, JPEG: a small camera's output."""
+    image = blur(hr.astype(np.float32), gaussian_kernel(9, *(2 * [rng.uniform(0.6, 1.0)]), 0.0))
+    image = np.clip(downscale(image, scale), 0, 1).astype(np.float32)
+    # Noise variance a * signal + b in a gamma-expanded (roughly linear) domain.
+    linear = image**2.2
+    shot, read = rng.uniform(0.004, 0.008), rng.uniform(0.0001, 0.0003)
+    white = rng.standard_normal(image.shape).astype(np.float32)
+    white = cv2.filter2D(white, -1, _CAMERA_NOISE_SPREAD, borderType=cv2.BORDER_REFLECT_101) / 0.375
+    correlated = white @ _CAMERA_NOISE_MIX.T / np.linalg.norm(_CAMERA_NOISE_MIX, axis=1)
+    linear = linear + correlated * np.sqrt(shot * linear + read)
+    image = np.clip(linear, 0, 1) ** (1 / 2.2)
+    return jpeg(image, int(rng.integers(60, 81)))
+
+
+PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
+    "bicubic": degrade_bicubic,
+    "noise_jpeg": degrade_noise_jpeg,
+    "realesrgan": degrade_realesrgan,
+    "camera": degrade_camera,
+}
+
+
+def degrade(hr: np.ndarray, scale: int, preset: str, rng: np.random.Generator) -> np.ndarray:
+    """Degrade one HR image (float RGB in [0, 1], size a multiple of ``scale``) with ``preset``.
+
+    Returns float32 RGB of size ``HR size / scale``.
+    """
+    if preset not in PRESETS:
+        raise UserError(f"unknown degradation {preset!r}; choose one of {', '.join(PRESETS)}")
+    if scale not in (2, 3, 4):
+        raise UserError(f"scale must be 2, 3 or 4, got {scale}")
+    if hr.shape[0] % scale or hr.shape[1] % scale:
+        raise ValueError(f"HR size {hr.shape[:2]} is not a multiple of the scale {scale}; mod_crop it first")
+    return PRESETS[preset](hr, scale, rng)
+
+
+def image_rng(seed: int, name: str) -> np.random.Generator:
+    """A generator for one image, from the run's seed and the image's name (order-independent)."""
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+
+
+# ----------------------------------------------------------------------------- command
+
+
+def _degrade_file(path: Path, out_dir: Path, scale: int, preset: str, seed: int) -> None:
+    from data_tools.image_io import read_image, write_image
+
+    hr = mod_crop(read_image(path), scale)
+    if min(hr.shape[:2]) < scale * 4:
+        raise UserError(f"image {path} is too small ({hr.shape[1]}x{hr.shape[0]}) to degrade at x{scale}")
+    lr = degrade(hr, scale, preset, image_rng(seed, path.stem))
+    write_image(out_dir / f"{path.stem}.png", lr)
+
+
+def degrade_folder(
+    input_dir: str | Path, output_dir: str | Path, scale: int, preset: str, seed: int = 0,
+    num_workers: int = 0, overwrite: bool = False,
+) -> int:
+    """Degrade every image of ``input_dir`` into PNGs of the same stem in ``output_dir``."""
+    from common.files import staged_output_dir
+    from data_tools.image_io import list_images
+
+    if preset not in PRESETS:
+        raise UserError(f"unknown degradation {preset!r}; choose one of {', '.join(PRESETS)}")
+    paths = list_images(input_dir, "input folder")
+    with staged_output_dir(output_dir, overwrite) as staging:
+        job = partial(_degrade_file, out_dir=staging, scale=scale, preset=preset, seed=seed)
+        map_with_progress(job, paths, num_workers, desc=f"degrade ({preset})")
+    return len(paths)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m data_tools.degrade_classical", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--input", required=True, help="folder of HR images")
+    parser.add_argument("--output", required=True, help="folder for the LR PNGs (created)")
+    parser.add_argument("--scale", type=int, default=4, choices=(2, 3, 4))
+    parser.add_argument("--preset", default="realesrgan", choices=list(PRESETS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    args = parser.parse_args(argv)
+    count = degrade_folder(args.input, args.output, args.scale, args.preset, args.seed, args.workers, args.overwrite)
+    print(f"wrote {count} images to {args.output}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

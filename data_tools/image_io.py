@@ -1,0 +1,144 @@
+"""Reading and writing images the same way everywhere.
+
+Every reader returns RGB, height x width x 3, whatever the file holds:
+grayscale is repeated over the channels, alpha is dropped (SR datasets treat
+images as opaque), palettes are expanded, CMYK JPEGs are converted. 8- and
+16-bit files keep their depth in ``read_image_native`` and become float32 in
+[0, 1] in ``read_image``. A file that cannot be decoded (truncated, corrupt,
+not an image) raises ``ImageReadError`` naming it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from common.errors import ImageReadError, UserError
+from common.files import atomic_write_bytes
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def is_image_file(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def list_images(folder: str | Path, what: str = "image folder") -> list[Path]:
+    """The image files directly in ``folder``, sorted by name.
+
+    Raises ``UserError`` when the folder is missing or holds no image, or when
+    two files differ only in extension (``a.png``, ``a.jpg``): outputs are named
+    by stem, so one would silently overwrite the other.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise UserError(f"{what} {folder} does not exist")
+    if not folder.is_dir():
+        raise UserError(f"{what} {folder} is not a folder")
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p) and not p.name.startswith("."))
+    if not paths:
+        others = sum(1 for p in folder.iterdir() if p.is_file())
+        hint = f" ({others} other files; readable: {', '.join(IMAGE_EXTENSIONS)})" if others else ""
+        raise UserError(f"{what} {folder} holds no images{hint}")
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in seen:
+            raise UserError(f"{what} {folder}: {seen[path.stem].name} and {path.name} differ only in extension")
+        seen[path.stem] = path
+    return paths
+
+
+def read_image_native(path: str | Path) -> np.ndarray:
+    """Decode ``path`` to an RGB array (H, W, 3) of its own depth: uint8, uint16 or float32."""
+    path = Path(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as error:
+        raise ImageReadError(f"cannot read image {path}: {error.strerror or error}") from error
+    if data.size == 0:
+        raise ImageReadError(f"cannot read image {path}: the file is empty")
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ImageReadError(f"cannot decode image {path}: truncated, corrupt or not an image")
+    if image.dtype not in (np.uint8, np.uint16, np.float32):
+        raise ImageReadError(f"image {path} has unsupported sample type {image.dtype}")
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    elif image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    elif image.shape[2] == 2:  # gray + alpha
+        image = np.repeat(image[:, :, :1], 3, axis=2)
+    elif image.shape[2] == 4:  # BGRA
+        image = image[:, :, [2, 1, 0]]
+    elif image.shape[2] == 3:  # BGR
+        image = image[:, :, ::-1]
+    else:
+        raise ImageReadError(f"image {path} has {image.shape[2]} channels; expected 1 to 4")
+    if image.dtype == np.float32:
+        if not np.isfinite(image).all():
+            raise ImageReadError(f"image {path} holds NaN or infinite values")
+        image = np.clip(image, 0.0, 1.0)
+    return np.ascontiguousarray(image)
+
+
+def to_float32(image: np.ndarray) -> np.ndarray:
+    """uint8 / uint16 / float image -> float32 in [0, 1]."""
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / 255.0
+    if image.dtype == np.uint16:
+        return image.astype(np.float32) / 65535.0
+    return image.astype(np.float32, copy=False)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Decode ``path`` to float32 RGB (H, W, 3) in [0, 1]."""
+    return to_float32(read_image_native(path))
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Float image in [0, 1] -> uint8 with rounding (uint8 passes through)."""
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        return ((image.astype(np.float32) / 257.0).round()).astype(np.uint8)
+    if not np.isfinite(image).all():
+        raise UserError("refusing to write an image with NaN or infinite values")
+    return (np.clip(image, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+def write_image(path: str | Path, image: np.ndarray, jpeg_quality: int = 95) -> None:
+    """Write an RGB (H, W, 3) or gray (H, W) image atomically; format from the extension.
+
+    Float images are taken as [0, 1] and written as 8-bit; uint16 images keep
+    16 bits in PNG and TIFF.
+    """
+    path = Path(path)
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+        raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")
+    if not (image.dtype == np.uint16 and path.suffix.lower() in (".png", ".tif", ".tiff")):
+        image = to_uint8(image)
+    if image.ndim == 3:
+        image = image[:, :, ::-1]
+    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if path.suffix.lower() in (".jpg", ".jpeg") else []
+    ok, encoded = cv2.imencode(path.suffix.lower() or ".png", np.ascontiguousarray(image), params)
+    if not ok:
+        raise UserError(f"cannot encode image for {path}")
+    try:
+        atomic_write_bytes(path, encoded.tobytes())
+    except OSError as error:
+        raise UserError(f"cannot write {path}: {error.strerror or error}") from error
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) image of any supported depth -> float32 tensor (3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(to_float32(image).transpose(2, 0, 1)))
+
+
+def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
+    """Float tensor (3, H, W) in [0, 1] -> float32 array (H, W, 3), clipped to [0, 1]."""
+    if tensor.ndim != 3:
+        raise ValueError(f"expected a (3, H, W) tensor, got shape {tuple(tensor.shape)}")
+    return tensor.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()

@@ -1,0 +1,1 @@
+"""The joint phase: SR-loss gradients flow back into the degradation flow."""

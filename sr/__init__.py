@@ -1,0 +1,1 @@
+"""The super-resolution network and its training on (synthesized LQ, HR) pairs."""

@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from common.config import config_from_dict, config_to_dict, describe_fields, load_config, save_config
+from common.errors import ConfigError
+
+
+@dataclass
+class DataSection:
+    clean_dir: str = "photos"
+    crop_size: int = 32
+    names: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainSection:
+    n_iter: int = 100
+    lr: float = 1e-4
+    compile: bool = False
+    schedule: Literal["cosine", "multistep"] = "cosine"
+    milestones: list[int] = field(default_factory=lambda: [10, 20])
+    seed: int | None = None
+
+
+@dataclass
+class ExampleConfig:
+    data: DataSection = field(default_factory=DataSection)
+    train: TrainSection = field(default_factory=TrainSection)
+
+
+def write_yaml(tmp_path, tree) -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    return str(path)
+
+
+def test_defaults_then_file_then_overrides(tmp_path):
+    path = write_yaml(tmp_path, {"train": {"n_iter": 500, "lr": 2e-4}, "data": {"crop_size": 48}})
+    config = load_config(ExampleConfig, path, ["--train.n_iter", "200", "--data.clean_dir=mine/"])
+    assert config.train.n_iter == 200  # the override wins over the file
+    assert config.train.lr == 2e-4  # from the file
+    assert config.data.crop_size == 48
+    assert config.data.clean_dir == "mine/"
+    assert config.train.schedule == "cosine"  # default
+
+
+def test_override_values_follow_the_field_type(tmp_path):
+    config = load_config(
+        ExampleConfig, None,
+        ["--train.lr", "1e-4", "--train.compile", "true", "--data.clean_dir", "007", "--train.seed", "none",
+         "--train.milestones", "3,5", "--data.names", "[a, b]"],
+    )
+    assert config.train.lr == pytest.approx(1e-4) and isinstance(config.train.lr, float)
+    assert config.train.compile is True
+    assert config.data.clean_dir == "007"  # a string field keeps the text, no number parsing
+    assert config.train.seed is None
+    assert config.train.milestones == [3, 5]
+    assert config.data.names == ["a", "b"]
+
+
+def test_yaml_number_without_dot_is_a_float(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 1e-4\n")  # PyYAML reads this as the string "1e-4"
+    assert load_config(ExampleConfig, path).train.lr == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize(
+    ("tree", "overrides", "message"),
+    [
+        ({"train": {"niter": 5}}, [], "did you mean 'train.n_iter'"),
+        ({"trian": {"n_iter": 5}}, [], "did you mean 'train'"),
+        ({}, ["--train.learning_rat", "1"], "unknown config key 'train.learning_rat'"),
+        ({}, ["--data.crop_sise", "1"], "did you mean 'data.crop_size'"),
+        ({"train": {"n_iter": 2.5}}, [], "train.n_iter must be an integer, got 2.5"),
+        ({"train": {"n_iter": "ten"}}, [], "train.n_iter must be an integer"),
+        ({"train": {"compile": "yes please"}}, [], "train.compile must be a boolean"),
+        ({"train": {"schedule": "linear"}}, [], "train.schedule must be one of 'cosine', 'multistep'"),
+        ({"train": {"milestones": [1, "x"]}}, [], "train.milestones[1] must be an integer"),
+        ({"data": {"clean_dir": 5}}, [], "data.clean_dir must be a string"),
+        ({"data": 3}, [], "data must be a mapping"),
+        ({}, ["--train.n_iter", "2e3"], "train.n_iter must be an integer, got '2e3'"),
+        ({}, ["--train.n_iter"], "has no value"),
+        ({}, ["--train"], "unrecognized argument"),
+        ({}, ["--train.lr.x", "1"], "is a value, not a section"),
+        ({}, ["--data", "x"], "unrecognized argument"),
+    ],
+)
+def test_bad_configs_name_the_field(tmp_path, tree, overrides, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(ExampleConfig, write_yaml(tmp_path, tree), overrides)
+    assert message in str(error.value)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(ExampleConfig, tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(ExampleConfig, bad)
+    bad.write_text("- a list")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(ExampleConfig, bad)
+
+
+def test_saved_config_round_trips(tmp_path):
+    config = load_config(ExampleConfig, None, ["--train.milestones", "[1, 2, 3]", "--train.seed", "7"])
+    save_config(config, tmp_path / "resolved.yaml")
+    again = load_config(ExampleConfig, tmp_path / "resolved.yaml")
+    assert again == config
+    assert config_from_dict(ExampleConfig, config_to_dict(config)) == config
+
+
+def test_describe_fields_lists_every_leaf():
+    lines = describe_fields(ExampleConfig)
+    assert "--train.n_iter (an integer, default 100)" in lines
+    assert len(lines) == 9
+
+
+@given(
+    n_iter=st.integers(min_value=-(2**40), max_value=2**40),
+    lr=st.floats(allow_nan=False, allow_infinity=False),
+    name=st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20),
+)
+def test_overrides_round_trip_any_value(n_iter, lr, name):
+    config = load_config(
+        ExampleConfig, None, ["--train.n_iter", str(n_iter), "--train.lr", repr(lr), f"--data.clean_dir={name}"]
+    )
+    assert config.train.n_iter == n_iter
+    assert config.train.lr == lr
+    assert config.data.clean_dir == name

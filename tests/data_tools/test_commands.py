@@ -1,0 +1,72 @@
+"""The data tools as commands: help works, bad input gives one line and exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from data_tools.image_io import write_image
+from tests.conftest import real_photo
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOLS = ["extract_subimages", "downsample", "degrade_classical", "make_benchmark", "prepare_demo"]
+
+
+def run_tool(name: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", f"data_tools.{name}", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize("name", TOOLS)
+def test_help(name):
+    result = run_tool(name, "--help")
+    assert result.returncode == 0 and "usage: python -m data_tools." in result.stdout
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_bad_inputs(tmp_path):
+    out = tmp_path / "out"
+    assert_one_line_error(run_tool("downsample", "--input", str(tmp_path / "nope"), "--output", str(out)),
+                          "nope", "does not exist")
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(run_tool("downsample", "--input", str(tmp_path / "empty"), "--output", str(out)),
+                          "holds no images")
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    write_image(mixed / "good.png", real_photo("coffee", 64))
+    (mixed / "readme.txt").write_text("not an image")  # ignored
+    (mixed / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 50)
+    assert_one_line_error(run_tool("degrade_classical", "--input", str(mixed), "--output", str(out),
+                                   "--preset", "noise_jpeg"), "corrupt.png")
+    small = tmp_path / "small"
+    small.mkdir()
+    write_image(small / "tiny.png", real_photo("coffee", 30))
+    assert_one_line_error(run_tool("extract_subimages", "--input", str(small), "--output", str(out),
+                                   "--crop-size", "48"), "tiny.png", "smaller than the crop size 48")
+    assert not out.exists()  # nothing half-written
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_commands_run(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("astronaut", "coffee", "chelsea"):
+        write_image(photos / f"{name}.png", real_photo(name, 96))
+    result = run_tool("make_benchmark", "--input", str(photos), "--output", str(tmp_path / "bench"),
+                      "--degradation", "noise_jpeg", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    assert "benchmark in" in result.stdout
+    result = run_tool("downsample", "--input", str(photos), "--output", str(tmp_path / "lr"), "--scale", "3")
+    assert result.returncode == 0 and "wrote 3 images" in result.stdout
