@@ -14,7 +14,9 @@ venv: $(VENV)/.ready
 
 # pip resolves torch and torchvision together (see requirements.txt); the
 # marker file is written last so an interrupted install is redone, not trusted.
-$(VENV)/.ready: requirements.txt requirements-dev.txt
+# No file prerequisites: the hash in the path already says what is installed,
+# and a fresh clone's newer timestamps must not trigger a reinstall.
+$(VENV)/.ready:
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
