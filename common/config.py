@@ -16,6 +16,7 @@ Rules, so that a typo never trains the wrong model for hours:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import types
@@ -35,20 +36,26 @@ _FALSE = {"false", "no", "off", "0"}
 _NONE = {"null", "none", "~"}
 
 
-def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
-    """Build ``schema`` from its defaults, then the YAML file at ``path``, then ``overrides``.
+def load_config(
+    schema: type[T], source: str | Path | dict[str, Any] | None = None, overrides: Sequence[str] = ()
+) -> T:
+    """Build ``schema`` from its defaults, then ``source``, then ``overrides``.
 
     Args:
         schema: a dataclass type whose fields all have defaults.
-        path: a YAML file with a mapping of sections, or None for the defaults alone.
+        source: a YAML file with a mapping of sections, the same as a dict
+            (e.g. a checkpoint's saved config), or None for the defaults alone.
         overrides: command-line words such as ``["--train.lr", "1e-4", "--data.crop_size=64"]``.
 
     Raises:
         ConfigError: unreadable file, unknown key, wrong type or malformed override.
     """
-    tree: dict[str, Any] = {}
-    if path is not None:
-        tree = _read_yaml(Path(path))
+    if source is None:
+        tree: dict[str, Any] = {}
+    elif isinstance(source, dict):
+        tree = copy.deepcopy(source)
+    else:
+        tree = _read_yaml(Path(source))
     for dotted_key, raw_value in parse_overrides(overrides):
         field_type = _field_type(schema, dotted_key.split("."))
         node = tree

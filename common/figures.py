@@ -1,0 +1,36 @@
+"""Labelled image grids for sample figures and comparisons."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def label(image: np.ndarray, text: str) -> np.ndarray:
+    """Put ``text`` in a dark band above an RGB float image in [0, 1]."""
+    band_height = 18
+    band = np.zeros((band_height, image.shape[1], 3), dtype=np.uint8)  # anti-aliased text needs 8 bits
+    cv2.putText(band, text, (3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
+    return np.concatenate([band.astype(np.float32) / 255.0, image.astype(np.float32)], axis=0)
+
+
+def upscale_nearest(image: np.ndarray, factor: int) -> np.ndarray:
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
+def grid(rows: list[list[np.ndarray]], titles: list[str] | None = None, gap: int = 4) -> np.ndarray:
+    """Tile equally sized RGB images row by row, with an optional title above each column."""
+    height, width = rows[0][0].shape[:2]
+    columns = max(len(row) for row in rows)
+    canvas_rows = []
+    for r, row in enumerate(rows):
+        cells = []
+        for c in range(columns):
+            cell = np.clip(row[c], 0, 1).astype(np.float32) if c < len(row) else np.ones((height, width, 3), np.float32)
+            if r == 0 and titles:
+                cell = label(cell, titles[c])
+            cells.append(cell)
+            cells.append(np.ones((cell.shape[0], gap, 3), np.float32))
+        canvas_rows.append(np.concatenate(cells[:-1], axis=1))
+        canvas_rows.append(np.ones((gap, canvas_rows[-1].shape[1], 3), np.float32))
+    return np.concatenate(canvas_rows[:-1], axis=0)

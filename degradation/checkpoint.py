@@ -1,0 +1,38 @@
+"""Building a flow from its config and loading a trained one from a checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from common.checkpoint import load_checkpoint
+from common.config import config_from_dict
+from common.errors import ConfigError, UserError
+from degradation.config import FlowConfig, FlowModelConfig
+from degradation.flow import DegradationFlow
+
+FLOW_KIND = "degradation_flow"
+
+
+def build_flow(model: FlowModelConfig, seed: int = 0) -> DegradationFlow:
+    return DegradationFlow(
+        num_levels=model.num_levels, num_steps=model.num_steps, hidden_channels=model.hidden_channels,
+        cond_channels=model.cond_channels, cond_blocks=model.cond_blocks, scale_bound=model.scale_bound, seed=seed,
+    )
+
+
+def load_flow(path: str | Path, device: torch.device | str = "cpu") -> tuple[DegradationFlow, FlowConfig]:
+    """A trained flow (in eval mode, on ``device``) and its config, from a flow or joint checkpoint."""
+    state = load_checkpoint(path, (FLOW_KIND, "joint"))
+    try:
+        config = config_from_dict(FlowConfig, state["flow_config"] if state["kind"] == "joint" else state["config"])
+    except ConfigError as error:
+        raise UserError(f"{path}: its config does not fit this version of the flow ({error})") from error
+    flow = build_flow(config.model)
+    weights = state["flow"] if state["kind"] == "joint" else state["model"]
+    try:
+        flow.load_state_dict(weights)
+    except RuntimeError as error:
+        raise UserError(f"{path}: weights do not fit the flow its config describes ({str(error)[:300]})") from error
+    return flow.to(device).eval(), config

@@ -1,0 +1,171 @@
+"""DeFlow-lite: a multi-scale conditional normalizing flow between LR images and latents.
+
+Level ``l`` (of ``num_levels``) is: squeeze, then ``num_steps`` x (ActNorm,
+invertible 1x1 conv, conditional affine coupling), then a split whose learned
+conditional prior standardises half of the channels (all of them at the last
+level). Each level thus emits one latent of shape ``(C_l, H / 2^(l+1), W / 2^(l+1))``
+that is N(0, I) for clean images; ``prior.DomainShift`` says how real ones differ.
+
+    flow = DegradationFlow(num_levels=2, num_steps=8)
+    latents, logdet = flow.encode(lr)               # lr in [0, 1], (B, 3, H, W)
+    lr_again = flow.decode(latents, flow.condition(lr))
+    synth_lr = flow.degrade(clean_lr, temperature=0.8)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from degradation.encoder import LOW_PASS_FACTOR, ConditionEncoder
+from degradation.layers import ActNorm, ConditionalAffineCoupling, ConditionalGaussianize, InvertibleConv1x1, Squeeze
+from degradation.prior import DomainShift
+
+
+def bits_per_dim(log_likelihood: torch.Tensor, num_dims: int, num_bins: int) -> torch.Tensor:
+    """Bits per dimension of a discrete image from the log-density of its dequantized version.
+
+    With uniform dequantization over bins of width ``1 / num_bins`` on [0, 1],
+    ``log P(image) >= log p(x) - num_dims * log(num_bins)``; bits/dim is
+    ``-log P / (num_dims * log 2)``.
+    """
+    return -(log_likelihood - num_dims * math.log(num_bins)) / (num_dims * math.log(2))
+
+
+def dequantize(image: torch.Tensor, num_bins: int) -> torch.Tensor:
+    """Add uniform noise of one bin's width, ``U(-0.5, 0.5) / num_bins``."""
+    return image + (torch.rand_like(image) - 0.5) / num_bins
+
+
+class DegradationFlow(nn.Module):
+    """The conditional flow and the learned domain shift.
+
+    Args:
+        num_levels: L, the number of squeeze/split levels.
+        num_steps: K, flow steps per level.
+        hidden_channels: width of the coupling and prior subnets.
+        cond_channels: width of the conditioning features.
+        cond_blocks: residual blocks of the conditioning encoder.
+        scale_bound: coupling log-scales are soft-clamped to (-bound, bound).
+        in_channels: image channels (3).
+        seed: seeds the random parts of the initialisation (1x1 rotations, M).
+    """
+
+    def __init__(self, num_levels: int = 2, num_steps: int = 8, hidden_channels: int = 64, cond_channels: int = 32,
+                 cond_blocks: int = 2, scale_bound: float = 1.0, in_channels: int = 3, seed: int = 0):
+        super().__init__()
+        if num_levels < 1 or num_steps < 1:
+            raise ValueError(f"need at least one level and one step, got L={num_levels}, K={num_steps}")
+        generator = torch.Generator().manual_seed(seed)
+        self.num_levels, self.in_channels = num_levels, in_channels
+        self.encoder = ConditionEncoder(num_levels, cond_channels, cond_blocks, in_channels)
+        self.levels = nn.ModuleList()
+        level_channels = []
+        channels = in_channels
+        for level in range(num_levels):
+            channels *= 4
+            layers: list[nn.Module] = [Squeeze()]
+            for _ in range(num_steps):
+                layers += [
+                    ActNorm(channels),
+                    InvertibleConv1x1(channels, generator),
+                    ConditionalAffineCoupling(channels, cond_channels, hidden_channels, scale_bound),
+                ]
+            kept = 0 if level == num_levels - 1 else channels // 2
+            layers.append(ConditionalGaussianize(channels, kept, cond_channels, hidden_channels))
+            self.levels.append(nn.ModuleList(layers))
+            level_channels.append(channels - kept)
+            channels = kept
+        self.level_channels = level_channels
+        self.shift = DomainShift(level_channels, seed=seed)
+
+    @property
+    def size_multiple(self) -> int:
+        """Image height and width must be multiples of this."""
+        return max(2**self.num_levels, LOW_PASS_FACTOR)
+
+    def check_size(self, image: torch.Tensor) -> None:
+        multiple = self.size_multiple
+        if image.ndim != 4 or image.shape[1] != self.in_channels:
+            raise ValueError(f"expected images (B, {self.in_channels}, H, W), got {tuple(image.shape)}")
+        if image.shape[2] % multiple or image.shape[3] % multiple:
+            raise ValueError(f"image size {tuple(image.shape[2:])} must be a multiple of {multiple} for this flow")
+
+    def condition(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """Conditioning features for each level, from the image's low-pass version."""
+        self.check_size(image)
+        return self.encoder(image)
+
+    def latent_shapes(self, height: int, width: int) -> list[tuple[int, int, int]]:
+        """``(C_l, H_l, W_l)`` of each level's latent for an image of ``height`` x ``width``."""
+        return [(c, height // 2 ** (i + 1), width // 2 ** (i + 1)) for i, c in enumerate(self.level_channels)]
+
+    def encode(self, image: torch.Tensor, cond: list[torch.Tensor] | None = None):
+        """Image in [0, 1] -> (list of level latents, logdet of shape (B,))."""
+        self.check_size(image)
+        cond = self.condition(image) if cond is None else cond
+        x = image - 0.5
+        logdet = image.new_zeros(image.shape[0])
+        latents = []
+        for layers, level_cond in zip(self.levels, cond):
+            for layer in layers:
+                x, layer_logdet = layer(x, level_cond)
+                logdet = logdet + layer_logdet
+            kept = layers[-1].num_kept
+            latents.append(x[:, kept:])
+            x = x[:, :kept]
+        return latents, logdet
+
+    def decode(self, latents: list[torch.Tensor], cond: list[torch.Tensor]) -> torch.Tensor:
+        """Level latents -> image (not clamped; [0, 1] for in-distribution latents)."""
+        if len(latents) != self.num_levels:
+            raise ValueError(f"expected {self.num_levels} latents, got {len(latents)}")
+        x = latents[-1][:, :0]
+        for layers, level_cond, eps in zip(reversed(self.levels), reversed(cond), reversed(latents)):
+            x = torch.cat([x, eps], dim=1)
+            for layer in reversed(layers):
+                x, _ = layer.inverse(x, level_cond)
+        return x + 0.5
+
+    def log_likelihood(self, image: torch.Tensor, real: bool) -> torch.Tensor:
+        """log p(image) per sample under the clean or the real domain, shape (B,)."""
+        latents, logdet = self.encode(image)
+        return self.shift.log_prob(latents, real=real) + logdet
+
+    def sample_noise(self, batch: int, height: int, width: int, generator: torch.Generator | None = None,
+                     device: torch.device | str = "cpu") -> list[torch.Tensor]:
+        """Standard normal noise for each level's latent (drawn on ``generator``'s device, then moved)."""
+        return [torch.randn((batch, *shape), generator=generator).to(device) for shape in self.latent_shapes(height, width)]
+
+    def degrade(self, clean_lr: torch.Tensor, temperature: float = 1.0, noise: list[torch.Tensor] | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """Clean LR (B, 3, H, W) in [0, 1] -> a synthesized real-looking LR (not clamped).
+
+        Encode the clean image, move its latents to the real domain
+        (``mu + a * eps + temperature * M noise``), decode with the clean
+        image's condition. Differentiable with respect to the flow's parameters.
+        """
+        cond = self.condition(clean_lr)
+        latents, _ = self.encode(clean_lr, cond)
+        if noise is None:
+            noise = self.sample_noise(clean_lr.shape[0], *clean_lr.shape[2:], generator=generator, device=clean_lr.device)
+        return self.decode(self.shift.transfer(latents, noise, temperature), cond)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def domain_bits_per_dim(flow: DegradationFlow, clean_lr: torch.Tensor, real_lr: torch.Tensor,
+                        num_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean bits/dim of a clean and a real LR batch (same crop size), dequantized, in one pass."""
+    if clean_lr.shape[1:] != real_lr.shape[1:]:
+        raise ValueError(f"clean and real crops differ in size: {tuple(clean_lr.shape)} vs {tuple(real_lr.shape)}")
+    latents, logdet = flow.encode(dequantize(torch.cat([clean_lr, real_lr]), num_bins))
+    n = clean_lr.shape[0]
+    log_p_clean = flow.shift.log_prob([z[:n] for z in latents], real=False) + logdet[:n]
+    log_p_real = flow.shift.log_prob([z[n:] for z in latents], real=True) + logdet[n:]
+    num_dims = clean_lr[0].numel()
+    return bits_per_dim(log_p_clean, num_dims, num_bins).mean(), bits_per_dim(log_p_real, num_dims, num_bins).mean()

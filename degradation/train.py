@@ -1,0 +1,207 @@
+"""Train the degradation flow alone on unpaired clean HR photos and real LR images.
+
+    python -m degradation.train --config configs/deflow_light.yaml \\
+        --data.clean_dir HR_DIR --data.real_dir REAL_LR_DIR --out RUN_DIR
+
+HR crops become clean LR on the training device (MATLAB bicubic, then 8-bit
+rounding, as a saved LR image would be); real LR crops come from other images.
+The loss is the sum of both domains' bits/dim. ``--resume CKPT`` continues to
+``train.n_iter`` (not beyond). Any config field can be overridden as
+``--section.key value``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from common.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_training_checkpoint
+from common.cli import run_cli
+from common.config import config_from_dict, config_to_dict, describe_fields, load_config
+from common.errors import UserError
+from common.figures import grid, upscale_nearest
+from common.training import NonFiniteGuard, RunFolder, lr_factor, prepare_out_dir, select_device
+from data_tools.datasets import ImageFolderCache, StepSampler, UnpairedCrops
+from data_tools.image_io import write_image
+from data_tools.matlab_resize import downscale_torch
+from degradation.checkpoint import FLOW_KIND, build_flow
+from degradation.config import FlowConfig
+from degradation.flow import DegradationFlow, count_parameters, domain_bits_per_dim
+
+SAMPLE_TEMPERATURES = (0.5, 0.8, 1.0)
+
+
+def clean_lr_from_hr(hr: torch.Tensor, scale: int) -> torch.Tensor:
+    """MATLAB-bicubic downscaling rounded to 8 bits: the clean LR a data set would store."""
+    return torch.round(downscale_torch(hr, scale).clamp(0, 1) * 255) / 255
+
+
+@torch.no_grad()
+def sample_figure(flow: DegradationFlow, clean_lr: torch.Tensor, real_lr: torch.Tensor, seed: int = 0) -> np.ndarray:
+    """Rows of: clean LR | synthesized at 0.5 / 0.8 / 1.0 | an (unpaired) real LR crop, 4x nearest."""
+    was_training = flow.training
+    flow.eval()
+    count = min(4, clean_lr.shape[0])
+    clean, real = clean_lr[:count], real_lr[:count]
+    generator = torch.Generator().manual_seed(seed)
+    noise = flow.sample_noise(count, *clean.shape[2:], generator=generator, device=clean.device)
+    synthesized = [flow.degrade(clean, t, noise=noise).clamp(0, 1) for t in SAMPLE_TEMPERATURES]
+    flow.train(was_training)
+    to_image = lambda t: upscale_nearest(t.permute(1, 2, 0).float().cpu().numpy(), 4)
+    rows = [[to_image(clean[i]), *(to_image(s[i]) for s in synthesized), to_image(real[i])] for i in range(count)]
+    titles = ["clean LR", *(f"T={t}" for t in SAMPLE_TEMPERATURES), "real LR (unpaired)"]
+    return grid(rows, titles)
+
+
+def train(config: FlowConfig, out_dir: str | Path, resume: str | Path | None = None,
+          max_steps: int | None = None) -> dict[str, float]:
+    """Train (or resume) the flow; returns the last monitor values. ``max_steps`` caps this call's steps."""
+    if not config.data.clean_dir or not config.data.real_dir:
+        raise UserError("set both --data.clean_dir (HR photos) and --data.real_dir (real LR images)")
+    multiple = max(2**config.model.num_levels, 4)
+    if config.data.crop_size % multiple:
+        raise UserError(f"data.crop_size must be a multiple of {multiple} for {config.model.num_levels} levels, "
+                        f"got {config.data.crop_size}")
+    device = select_device(config.train.device)
+    torch.manual_seed(config.train.seed)
+    flow = build_flow(config.model, seed=config.train.seed).to(device)
+    # The domain shift is a handful of global statistics; at the flow's rate it would lag
+    # behind, and the flow would absorb the domain gap into one compromise density.
+    shift_parameters = list(flow.shift.parameters())
+    shift_ids = {id(p) for p in shift_parameters}
+    optimizer = torch.optim.Adam([
+        {"params": [p for p in flow.parameters() if id(p) not in shift_ids]},
+        {"params": shift_parameters, "lr": config.train.lr * config.train.shift_lr_mult},
+    ], lr=config.train.lr)
+    schedule = lr_factor(config.train.schedule, config.train.n_iter, config.train.warmup_iter,
+                         config.train.milestones, config.train.gamma)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    guard = NonFiniteGuard(config.train.max_bad_steps)
+    start_step = 0
+    if resume is not None:
+        state = load_checkpoint(resume, FLOW_KIND)
+        saved_model = config_from_dict(FlowConfig, state["config"]).model
+        if saved_model != config.model:
+            raise UserError(f"{resume} was trained with model settings {saved_model}, the config asks for "
+                            f"{config.model}; drop --config to use the checkpoint's own")
+        flow.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        guard.load_state_dict(state["guard"])
+        restore_rng_state(state["rng"])
+        start_step = state["step"]
+
+    out = RunFolder(prepare_out_dir(out_dir, resuming=resume is not None))
+    out.start(config, f"degradation flow, {'resumed at step ' + str(start_step) if resume else 'new run'}")
+    out.log(f"flow: {count_parameters(flow) / 1e6:.2f}M parameters, L={config.model.num_levels} "
+            f"K={config.model.num_steps}, device {device}")
+    scale, crop = config.data.scale, config.data.crop_size
+    dataset = UnpairedCrops(
+        ImageFolderCache(config.data.clean_dir, "clean HR folder", min_size=crop * scale),
+        ImageFolderCache(config.data.real_dir, "real LR folder", min_size=crop),
+        lr_crop_size=crop, scale=scale, seed=config.data.seed,
+    )
+    loader = DataLoader(
+        dataset, batch_size=config.train.batch_size, sampler=StepSampler(config.train.batch_size, start_step),
+        num_workers=config.data.num_workers, pin_memory=device.type == "cuda",
+        persistent_workers=config.data.num_workers > 0,
+        # Its own generator: creating an iterator would otherwise draw from the global RNG
+        # after a resume restored it, shifting the dequantization noise.
+        generator=torch.Generator().manual_seed(config.data.seed),
+    )
+    end_step = config.train.n_iter if max_steps is None else min(config.train.n_iter, start_step + max_steps)
+    batches = iter(loader)
+    monitor: dict[str, float] = {}
+    sums = {"nll_clean": 0.0, "nll_real": 0.0}
+    window_start, window_steps = time.perf_counter(), 0
+    flow.train()
+
+    def checkpoint(step: int) -> None:
+        save_training_checkpoint(out.checkpoints, {
+            "kind": FLOW_KIND, "step": step, "config": config_to_dict(config), "model": flow.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "guard": guard.state_dict(), "rng": rng_state(),
+        }, config.train.keep_last)
+
+    progress = tqdm(range(start_step, end_step), initial=start_step, total=config.train.n_iter, desc="flow",
+                    unit="step", dynamic_ncols=True)
+    step = start_step
+    try:
+        for step in progress:
+            batch = next(batches)
+            hr = batch["hr"].to(device, non_blocking=True)
+            real_lr = batch["real_lr"].to(device, non_blocking=True)
+            clean_lr = clean_lr_from_hr(hr, scale)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.train.amp and device.type == "cuda"):
+                nll_clean, nll_real = domain_bits_per_dim(flow, clean_lr, real_lr, config.model.dequant_bins)
+            loss = nll_clean + nll_real + config.train.content_penalty * flow.shift.content_penalty()
+            optimizer.zero_grad(set_to_none=True)
+            if guard.ok(loss):
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(flow.parameters(), config.train.grad_clip)
+                if guard.ok(grad_norm):
+                    optimizer.step()
+            scheduler.step()
+            sums["nll_clean"] += nll_clean.detach()
+            sums["nll_real"] += nll_real.detach()
+            window_steps += 1
+            done = step + 1
+            if done % config.train.log_every == 0 or done == end_step:
+                elapsed = time.perf_counter() - window_start
+                monitor = {name: float(total) / window_steps for name, total in sums.items()}
+                monitor.update(flow.shift.summary())
+                monitor.update(lr=scheduler.get_last_lr()[0], steps_per_s=window_steps / elapsed,
+                               skipped_steps=guard.total)
+                out.scalars({f"flow/{k}": v for k, v in monitor.items()}, done)
+                out.log(f"[{done:>7}/{config.train.n_iter}] nll_clean={monitor['nll_clean']:.4f} "
+                        f"nll_real={monitor['nll_real']:.4f} bits/dim  |mu_u|={monitor['mean_abs_mu_u']:.4f} "
+                        f"sigma_u={monitor['mean_sigma_u']:.4f} a={monitor['mean_content_scale']:.3f} "
+                        f"lr={monitor['lr']:.2e} {monitor['steps_per_s']:.2f} steps/s skipped={guard.total}")
+                progress.set_postfix(clean=f"{monitor['nll_clean']:.3f}", real=f"{monitor['nll_real']:.3f}")
+                sums = {name: 0.0 for name in sums}
+                window_start, window_steps = time.perf_counter(), 0
+            if done % config.train.sample_every == 0 or done == config.train.n_iter:
+                figure = sample_figure(flow, clean_lr, real_lr)
+                write_image(out.root / "samples" / f"step_{done:07d}.png", figure)
+                out.writer.add_image("flow/samples", figure, done, dataformats="HWC")
+            if done % config.train.save_every == 0 or done == end_step:
+                checkpoint(done)
+    except KeyboardInterrupt:
+        out.log(f"interrupted at step {step}; writing a checkpoint")
+        checkpoint(step)
+        raise
+    finally:
+        progress.close()
+        out.close()
+    return monitor
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m degradation.train", description=__doc__.split("\n\n")[0],
+        epilog="config fields:\n  " + "\n  ".join(describe_fields(FlowConfig)),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", help="YAML config (default: the checkpoint's own when resuming)")
+    parser.add_argument("--out", required=True, help="run folder")
+    parser.add_argument("--resume", help="checkpoint to continue from (RUN_DIR/checkpoints/last.pt)")
+    parser.add_argument("--device", help="auto, cpu or cuda (same as --train.device)")
+    parser.add_argument("--max-steps", type=int, help="stop after this many steps of this call (smoke runs)")
+    args, overrides = parser.parse_known_args(argv)
+    if args.device:
+        overrides += ["--train.device", args.device]
+    if args.config is None and args.resume is None:
+        raise UserError("give --config (or --resume a checkpoint to reuse its config)")
+    source = args.config if args.config else load_checkpoint(args.resume, FLOW_KIND)["config"]
+    train(load_config(FlowConfig, source, overrides), args.out, args.resume, args.max_steps)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,101 @@
+"""The whole flow: round trips, the domain shift's density, gradients, sizes of the two configs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from common.config import load_config
+from degradation.checkpoint import build_flow
+from degradation.config import FlowConfig
+from degradation.flow import DegradationFlow, bits_per_dim, count_parameters, domain_bits_per_dim
+from degradation.prior import LevelShift
+from tests.conftest import real_photo
+
+
+def photo_batch(size: int = 32) -> torch.Tensor:
+    names = ("astronaut", "coffee")
+    return torch.stack([torch.from_numpy(real_photo(n, size).transpose(2, 0, 1).copy()) for n in names])
+
+
+@pytest.mark.parametrize("config_file", ["configs/deflow_light.yaml", "configs/deflow_standard.yaml"])
+def test_round_trip_both_configs_on_random_and_real_images(config_file):
+    config = load_config(FlowConfig, config_file)
+    flow = build_flow(config.model)
+    images = torch.cat([photo_batch(32), torch.rand(1, 3, 32, 32)])
+    flow.train()
+    flow.encode(images)  # ActNorm's data-dependent initialisation, as in training
+    flow.eval()
+    with torch.no_grad():
+        latents, _ = flow.encode(images)
+        again = flow.decode(latents, flow.condition(images))
+    assert (again - images).abs().max() < 1e-4
+
+
+def test_parameter_counts_match_the_config_names():
+    light = count_parameters(build_flow(load_config(FlowConfig, "configs/deflow_light.yaml").model))
+    standard = count_parameters(build_flow(load_config(FlowConfig, "configs/deflow_standard.yaml").model))
+    assert 0.8e6 < light < 1.2e6
+    assert 4.0e6 < standard < 5.0e6
+
+
+def test_level_shift_density_matches_torch_distributions():
+    torch.manual_seed(0)
+    level = LevelShift(5)
+    with torch.no_grad():
+        level.mean.normal_()
+        level.raw_content_scale.normal_()
+        level.noise_factor.normal_()
+    eps = torch.randn(2, 5, 3, 4)
+    covariance = level.covariance().float()
+    reference = torch.distributions.MultivariateNormal(level.mean.detach(), covariance_matrix=covariance)
+    expected = reference.log_prob(eps.permute(0, 2, 3, 1)).sum(dim=(1, 2))
+    torch.testing.assert_close(level.log_prob(eps), expected, rtol=1e-5, atol=1e-3)
+
+
+def test_transfer_produces_the_real_covariance():
+    torch.manual_seed(0)
+    level = LevelShift(3)
+    with torch.no_grad():
+        level.mean.copy_(torch.tensor([0.5, -1.0, 0.0]))
+        level.raw_content_scale.copy_(torch.tensor([-5.0, 0.0, 1.0]))  # a = 0.99, 0.5, 0.27
+        level.noise_factor.copy_(torch.tensor([[0.5, 0.0, 0.0], [0.3, 0.2, 0.0], [0.0, 0.0, 1.0]]))
+    clean = torch.randn(4000, 3, 4, 4)
+    real = level.transfer(clean, torch.randn_like(clean), temperature=1.0)
+    samples = real.permute(0, 2, 3, 1).reshape(-1, 3).double()
+    torch.testing.assert_close(samples.mean(0), level.mean.double().detach(), atol=0.02, rtol=0)
+    torch.testing.assert_close(torch.cov(samples.T), level.covariance().detach(), atol=0.03, rtol=0)
+    still = level.transfer(clean, torch.randn_like(clean), temperature=0.0)  # no fresh noise at T = 0
+    torch.testing.assert_close(still, level.transfer(clean, torch.randn_like(clean), temperature=0.0))
+
+
+def test_every_parameter_gets_a_gradient():
+    flow = DegradationFlow(num_levels=2, num_steps=2, hidden_channels=16, cond_channels=8, cond_blocks=1)
+    images = photo_batch(16)
+    flow.train()
+    flow.encode(images)
+    # Leave the zero-initialised convolutions so gradients can flow through every subnet.
+    with torch.no_grad():
+        for parameter in flow.parameters():
+            parameter.add_(0.01 * torch.randn_like(parameter))
+    nll_clean, nll_real = domain_bits_per_dim(flow, images, images.flip(3), num_bins=64)
+    (nll_clean + nll_real + flow.shift.content_penalty()).backward()
+    missing = [name for name, p in flow.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing
+
+
+def test_degrade_is_differentiable_and_seeded():
+    flow = DegradationFlow(num_levels=2, num_steps=1, hidden_channels=8, cond_channels=4, cond_blocks=1).eval()
+    images = photo_batch(16)
+    first = flow.degrade(images, 0.8, generator=torch.Generator().manual_seed(3))
+    again = flow.degrade(images, 0.8, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(first, again, rtol=0, atol=0)
+    first.sum().backward()
+    assert flow.shift.levels[0].noise_factor.grad.abs().sum() > 0
+
+
+def test_bits_per_dim_of_a_uniform_density_is_the_bin_count():
+    # A uniform density on [0, 1]^D has log p = 0: exactly log2(bins) bits per dimension.
+    assert bits_per_dim(torch.zeros(1), num_dims=12, num_bins=64).item() == pytest.approx(math.log2(64))

@@ -1,0 +1,150 @@
+"""Training, resuming and synthesizing end to end on tiny real-photo data."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from common.checkpoint import load_checkpoint, save_checkpoint
+from common.config import load_config
+from common.errors import UserError
+from data_tools.image_io import image_to_tensor, read_image, write_image
+from degradation.checkpoint import load_flow
+from degradation.config import FlowConfig
+from degradation.synthesize import degrade_image, synthesize_folder
+from degradation.train import train
+from tests.conftest import real_photo
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tiny_config(tmp_path: Path, **train_overrides) -> FlowConfig:
+    hr, real = tmp_path / "hr", tmp_path / "real"
+    for folder, names, size in ((hr, ("astronaut", "coffee", "chelsea"), 128), (real, ("rocket", "camera"), 48)):
+        folder.mkdir(exist_ok=True)
+        for name in names:
+            photo = real_photo(name, size)
+            if folder == real:  # a noisy "real" domain
+                photo = np.clip(photo + np.random.default_rng(0).normal(0, 0.05, photo.shape), 0, 1)
+            write_image(folder / f"{name}.png", photo)
+    overrides = {"n_iter": 6, "batch_size": 4, "log_every": 1, "save_every": 3, "sample_every": 1000,
+                 "warmup_iter": 0, "device": "cpu", **train_overrides}
+    words = ["--data.clean_dir", str(hr), "--data.real_dir", str(real), "--data.crop_size", "16",
+             "--data.num_workers", "0", "--model.num_steps", "2", "--model.hidden_channels", "16",
+             "--model.cond_channels", "8", "--model.cond_blocks", "1"]
+    for key, value in overrides.items():
+        words += [f"--train.{key}", str(value)]
+    return load_config(FlowConfig, "configs/deflow_light.yaml", words)
+
+
+@pytest.mark.slow
+def test_nll_falls_within_a_few_hundred_steps(tmp_path):
+    config = tiny_config(tmp_path, n_iter=200, log_every=20, save_every=200, lr=1e-3)
+    history = []
+    train(config, tmp_path / "run", max_steps=20)
+    history.append(load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", "degradation_flow"))
+    first = train(config, tmp_path / "run2", max_steps=20)
+    last = train(config, tmp_path / "run2", resume=tmp_path / "run2" / "checkpoints" / "last.pt")
+    assert last["nll_clean"] < first["nll_clean"] - 0.5
+    assert last["nll_real"] < first["nll_real"] - 0.5
+    assert last["skipped_steps"] == 0
+    log = (tmp_path / "run2" / "train.log").read_text()
+    assert "nll_clean=" in log and "resumed at step 20" in log
+    assert (tmp_path / "run2" / "samples" / "step_0000200.png").exists()
+    assert list((tmp_path / "run2" / "tb").iterdir())
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+    config = tiny_config(tmp_path)
+    straight = train(config, tmp_path / "straight")
+    train(config, tmp_path / "split", max_steps=3)
+    resumed = train(config, tmp_path / "split", resume=tmp_path / "split" / "checkpoints" / "step_0000003.pt")
+    assert resumed["nll_clean"] == straight["nll_clean"] and resumed["nll_real"] == straight["nll_real"]
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt", "degradation_flow")
+    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt", "degradation_flow")
+    assert a["step"] == b["step"] == 6
+    for name, tensor in a["model"].items():
+        torch.testing.assert_close(b["model"][name], tensor, rtol=0, atol=0, msg=name)
+    # Resuming a finished run does nothing more: it stops at train.n_iter.
+    train(config, tmp_path / "split", resume=tmp_path / "split" / "checkpoints" / "last.pt")
+    assert load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt", "degradation_flow")["step"] == 6
+
+
+def test_checkpoints_rotate_and_a_second_fresh_run_is_refused(tmp_path):
+    config = tiny_config(tmp_path, n_iter=4, save_every=1, keep_last=2)
+    train(config, tmp_path / "run")
+    names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert names == ["last.pt", "step_0000003.pt", "step_0000004.pt"]
+    with pytest.raises(UserError, match="already holds a run"):
+        train(config, tmp_path / "run")
+
+
+@pytest.fixture(scope="module")
+def trained_flow(tmp_path_factory) -> Path:
+    tmp_path = tmp_path_factory.mktemp("flow")
+    train(tiny_config(tmp_path, n_iter=3, save_every=3), tmp_path / "run")
+    return tmp_path / "run" / "checkpoints" / "last.pt"
+
+
+def test_synthesize_is_seeded_and_names_samples(tmp_path, trained_flow, photo_folder):
+    photos = photo_folder(size=64)
+    synthesize_folder(trained_flow, photos, tmp_path / "a", temperature=0.8, n_samples=2, seed=1, device="cpu")
+    synthesize_folder(trained_flow, photos, tmp_path / "b", temperature=0.8, n_samples=2, seed=1, device="cpu")
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names[:2] == ["astronaut_s1.png", "astronaut_s2.png"] and len(names) == 8
+    first = read_image(tmp_path / "a" / "coffee_s1.png")
+    assert first.shape == (16, 16, 3)
+    np.testing.assert_array_equal(first, read_image(tmp_path / "b" / "coffee_s1.png"))
+    assert not np.array_equal(first, read_image(tmp_path / "a" / "coffee_s2.png"))
+
+
+def test_tiles_show_no_seams(trained_flow):
+    flow, _ = load_flow(trained_flow)
+    with torch.no_grad():  # a flow that really degrades: a strong noise factor
+        for level in flow.shift.levels:
+            level.noise_factor.mul_(4)
+    clean = image_to_tensor(real_photo("chelsea")[:96, :128])
+    whole = degrade_image(flow, clean, 1.0, seed=5, tile_size=512)
+    tiled = degrade_image(flow, clean, 1.0, seed=5, tile_size=32, overlap=16, batch_size=3)
+    other_seed = degrade_image(flow, clean, 1.0, seed=6, tile_size=512)
+    # The tiles share the global noise field: tiled output is the whole-image output up to border effects.
+    seam_error = (tiled - whole).abs().mean()
+    assert seam_error < 0.2 * (other_seed - whole).abs().mean()
+    # And the noise level is the same along the tile borders as elsewhere.
+    residual = tiled - degrade_image(flow, clean, 0.0, seed=5, tile_size=512)
+    border_columns = residual[:, :, 15:18].std()
+    assert 0.7 < float(border_columns / residual.std()) < 1.3
+
+
+def test_non_finite_output_is_an_error_not_a_black_image(trained_flow):
+    flow, _ = load_flow(trained_flow)
+    with torch.no_grad():
+        flow.shift.levels[0].mean.fill_(float("nan"))
+    with pytest.raises(UserError, match="non-finite values at temperature 0.8"):
+        degrade_image(flow, image_to_tensor(real_photo("coffee", 32)), 0.8, seed=0)
+
+
+def test_synthesize_command_bad_checkpoints(tmp_path, trained_flow, photo_folder):
+    photos = photo_folder(size=64)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    save_checkpoint(tmp_path / "sr.pt", {"kind": "sr", "step": 1})
+
+    def run(ckpt: Path) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "degradation.synthesize", "--ckpt", str(ckpt), "--input", str(photos),
+                   "--output", str(tmp_path / "out"), "--device", "cpu"]
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    for ckpt, message in ((tmp_path / "junk.pt", "is not a readable checkpoint"),
+                          (tmp_path / "sr.pt", "is an SR checkpoint, expected a degradation-flow checkpoint"),
+                          (tmp_path / "none.pt", "does not exist")):
+        result = run(ckpt)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert message in result.stderr
+    result = run(trained_flow)
+    assert result.returncode == 0, result.stderr
+    assert "wrote 4 images" in result.stdout
