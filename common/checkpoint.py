@@ -19,7 +19,11 @@ import torch
 from common.errors import UserError
 from common.files import atomic_write_bytes
 
-KIND_NAMES = {"degradation_flow": "a degradation-flow checkpoint", "sr": "an SR checkpoint", "joint": "a joint checkpoint"}
+KIND_NAMES = {
+    "degradation_flow": "a degradation-flow checkpoint",
+    "sr": "an SR checkpoint",
+    "joint": "a joint checkpoint",
+}
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

@@ -36,9 +36,7 @@ _FALSE = {"false", "no", "off", "0"}
 _NONE = {"null", "none", "~"}
 
 
-def load_config(
-    schema: type[T], source: str | Path | dict[str, Any] | None = None, overrides: Sequence[str] = ()
-) -> T:
+def load_config(schema: type[T], source: str | Path | dict[str, Any] | None = None, overrides: Sequence[str] = ()) -> T:
     """Build ``schema`` from its defaults, then ``source``, then ``overrides``.
 
     Args:
@@ -321,4 +319,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
     return value
-

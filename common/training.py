@@ -31,8 +31,14 @@ def select_device(name: str) -> torch.device:
         raise UserError(f"unknown device {name!r} (use auto, cpu or cuda)") from error
 
 
-def lr_factor(schedule: str, n_iter: int, warmup_iter: int = 0, milestones: list[int] | None = None,
-              gamma: float = 0.5, min_factor: float = 0.0) -> Callable[[int], float]:
+def lr_factor(
+    schedule: str,
+    n_iter: int,
+    warmup_iter: int = 0,
+    milestones: list[int] | None = None,
+    gamma: float = 0.5,
+    min_factor: float = 0.0,
+) -> Callable[[int], float]:
     """The learning-rate multiplier at each step: linear warmup, then cosine, multistep or constant."""
 
     def factor(step: int) -> float:
@@ -126,8 +132,10 @@ def prepare_out_dir(out_dir: str | Path, resuming: bool) -> Path:
     """Refuse to start a fresh run in a folder that already holds one."""
     out_dir = Path(out_dir)
     if not resuming and (out_dir / "checkpoints" / "last.pt").exists():
-        raise UserError(f"{out_dir} already holds a run; pass --resume {out_dir / 'checkpoints' / 'last.pt'} "
-                        "to continue it, or choose another --out")
+        raise UserError(
+            f"{out_dir} already holds a run; pass --resume {out_dir / 'checkpoints' / 'last.pt'} "
+            "to continue it, or choose another --out"
+        )
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -85,8 +85,15 @@ class UnpairedCrops(Dataset):
     another image altogether. Each is augmented independently.
     """
 
-    def __init__(self, clean_hr: ImageFolderCache, real_lr: ImageFolderCache, lr_crop_size: int, scale: int,
-                 seed: int = 0, augment: bool = True):
+    def __init__(
+        self,
+        clean_hr: ImageFolderCache,
+        real_lr: ImageFolderCache,
+        lr_crop_size: int,
+        scale: int,
+        seed: int = 0,
+        augment: bool = True,
+    ):
         self.clean_hr, self.real_lr = clean_hr, real_lr
         self.lr_crop_size, self.scale, self.seed, self.augment = lr_crop_size, scale, seed, augment
 
@@ -155,8 +162,15 @@ def check_pairs(lq: ImageFolderCache, hr: ImageFolderCache, scale: int) -> list[
 class PairedCrops(Dataset):
     """Aligned samples ``{"lq": (3, S, S), "hr": (3, S*scale, S*scale)}`` from LQ/HR folders matched by name."""
 
-    def __init__(self, lq: ImageFolderCache, hr: ImageFolderCache, lr_crop_size: int, scale: int,
-                 seed: int = 0, augment: bool = True):
+    def __init__(
+        self,
+        lq: ImageFolderCache,
+        hr: ImageFolderCache,
+        lr_crop_size: int,
+        scale: int,
+        seed: int = 0,
+        augment: bool = True,
+    ):
         self.lq, self.hr, self.pairs = lq, hr, check_pairs(lq, hr, scale)
         self.lr_crop_size, self.scale, self.seed, self.augment = lr_crop_size, scale, seed, augment
 

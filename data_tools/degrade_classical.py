@@ -218,8 +218,13 @@ def _degrade_file(path: Path, out_dir: Path, scale: int, preset: str, seed: int)
 
 
 def degrade_folder(
-    input_dir: str | Path, output_dir: str | Path, scale: int, preset: str, seed: int = 0,
-    num_workers: int = 0, overwrite: bool = False,
+    input_dir: str | Path,
+    output_dir: str | Path,
+    scale: int,
+    preset: str,
+    seed: int = 0,
+    num_workers: int = 0,
+    overwrite: bool = False,
 ) -> int:
     """Degrade every image of ``input_dir`` into PNGs of the same stem in ``output_dir``."""
     from common.files import staged_output_dir
@@ -236,7 +241,8 @@ def degrade_folder(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m data_tools.degrade_classical", description=__doc__.split("\n\n")[0],
+        prog="python -m data_tools.degrade_classical",
+        description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--input", required=True, help="folder of HR images")

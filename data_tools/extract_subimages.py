@@ -47,8 +47,13 @@ def _extract_one(path: Path, out_dir: Path, crop_size: int, step: int, thresh_si
 
 
 def extract_subimages(
-    input_dir: str | Path, output_dir: str | Path, crop_size: int = 480, step: int = 240,
-    thresh_size: int = 0, num_workers: int = 0, overwrite: bool = False,
+    input_dir: str | Path,
+    output_dir: str | Path,
+    crop_size: int = 480,
+    step: int = 240,
+    thresh_size: int = 0,
+    num_workers: int = 0,
+    overwrite: bool = False,
 ) -> int:
     """Crop every image of ``input_dir`` into ``output_dir``; returns the number of crops written."""
     if crop_size < 1 or step < 1:

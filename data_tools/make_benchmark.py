@@ -93,9 +93,16 @@ def _build_photo(job: tuple[Path, str], out_dir: Path, degradation: str, scale: 
 
 
 def make_benchmark(
-    input_dir: str | Path, output_dir: str | Path, degradation: str, scale: int = 4, seed: int = 0,
-    tile_size: int | None = None, test_fraction: float = 0.2, test_names: list[str] | None = None,
-    num_workers: int = 0, overwrite: bool = False,
+    input_dir: str | Path,
+    output_dir: str | Path,
+    degradation: str,
+    scale: int = 4,
+    seed: int = 0,
+    tile_size: int | None = None,
+    test_fraction: float = 0.2,
+    test_names: list[str] | None = None,
+    num_workers: int = 0,
+    overwrite: bool = False,
 ) -> dict:
     """Build the benchmark layout in ``output_dir``; returns the metadata written to ``benchmark.json``."""
     if degradation not in PRESETS:
@@ -108,15 +115,22 @@ def make_benchmark(
     with staged_output_dir(output_dir, overwrite) as staging:
         for name in SPLITS:
             (staging / name).mkdir()
-        build = partial(_build_photo, out_dir=staging, degradation=degradation, scale=scale, seed=seed,
-                        tile_size=tile_size)
+        build = partial(
+            _build_photo, out_dir=staging, degradation=degradation, scale=scale, seed=seed, tile_size=tile_size
+        )
         results = map_with_progress(build, jobs, num_workers, desc="build benchmark")
         counts = {role: sum(len(names) for r, names in results if r == role) for role in split}
         metadata = {
-            "degradation": degradation, "scale": scale, "seed": seed, "tile_size": tile_size,
+            "degradation": degradation,
+            "scale": scale,
+            "seed": seed,
+            "tile_size": tile_size,
             "photos": split,
-            "num_images": {"train_hr": counts["train_clean"], "train_real_lr": counts["train_real"],
-                           "test": counts["test"]},
+            "num_images": {
+                "train_hr": counts["train_clean"],
+                "train_real_lr": counts["train_real"],
+                "test": counts["test"],
+            },
         }
         atomic_write_bytes(staging / "benchmark.json", json.dumps(metadata, indent=2).encode())
     return metadata
@@ -124,7 +138,8 @@ def make_benchmark(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m data_tools.make_benchmark", description=__doc__.split("\n\n")[0],
+        prog="python -m data_tools.make_benchmark",
+        description=__doc__.split("\n\n")[0],
     )
     parser.add_argument("--input", required=True, help="folder of HR photos")
     parser.add_argument("--output", required=True, help="benchmark folder (created)")
@@ -138,8 +153,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     args = parser.parse_args(argv)
     metadata = make_benchmark(
-        args.input, args.output, args.degradation, args.scale, args.seed, args.tile_size,
-        args.test_fraction, args.test_photos, args.workers, args.overwrite,
+        args.input,
+        args.output,
+        args.degradation,
+        args.scale,
+        args.seed,
+        args.tile_size,
+        args.test_fraction,
+        args.test_photos,
+        args.workers,
+        args.overwrite,
     )
     print(f"benchmark in {args.output}: {json.dumps(metadata['num_images'])}")
 

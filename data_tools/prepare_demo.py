@@ -85,15 +85,27 @@ def export_bundled_photos(out_dir: str | Path, names: list[str] | None = None) -
 
 
 def prepare_demo(
-    out_dir: str | Path, scale: int = 4, tile_size: int = 192, degradation: str = "camera", seed: int = 0,
-    num_workers: int = 0, overwrite: bool = False,
+    out_dir: str | Path,
+    scale: int = 4,
+    tile_size: int = 192,
+    degradation: str = "camera",
+    seed: int = 0,
+    num_workers: int = 0,
+    overwrite: bool = False,
 ) -> dict:
     """Build the demo benchmark in ``out_dir``; returns its metadata."""
     with tempfile.TemporaryDirectory(prefix="demo-photos-") as photo_dir:
         export_bundled_photos(photo_dir)
         return make_benchmark(
-            photo_dir, out_dir, degradation, scale=scale, seed=seed, tile_size=tile_size,
-            test_names=DEMO_TEST_PHOTOS, num_workers=num_workers, overwrite=overwrite,
+            photo_dir,
+            out_dir,
+            degradation,
+            scale=scale,
+            seed=seed,
+            tile_size=tile_size,
+            test_names=DEMO_TEST_PHOTOS,
+            num_workers=num_workers,
+            overwrite=overwrite,
         )
 
 
@@ -107,8 +119,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     args = parser.parse_args(argv)
-    metadata = prepare_demo(args.out, args.scale, args.tile_size, args.degradation, args.seed, args.workers,
-                            args.overwrite)
+    metadata = prepare_demo(
+        args.out, args.scale, args.tile_size, args.degradation, args.seed, args.workers, args.overwrite
+    )
     print(f"demo benchmark in {args.out}: {json.dumps(metadata['num_images'])}")
     for split in ("test", "train_clean", "train_real"):
         print(f"  {split}: {', '.join(metadata['photos'][split])}")

@@ -17,8 +17,13 @@ FLOW_KIND = "degradation_flow"
 
 def build_flow(model: FlowModelConfig, seed: int = 0) -> DegradationFlow:
     return DegradationFlow(
-        num_levels=model.num_levels, num_steps=model.num_steps, hidden_channels=model.hidden_channels,
-        cond_channels=model.cond_channels, cond_blocks=model.cond_blocks, scale_bound=model.scale_bound, seed=seed,
+        num_levels=model.num_levels,
+        num_steps=model.num_steps,
+        hidden_channels=model.hidden_channels,
+        cond_channels=model.cond_channels,
+        cond_blocks=model.cond_blocks,
+        scale_bound=model.scale_bound,
+        seed=seed,
     )
 
 

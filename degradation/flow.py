@@ -53,8 +53,17 @@ class DegradationFlow(nn.Module):
         seed: seeds the random parts of the initialisation (1x1 rotations, M).
     """
 
-    def __init__(self, num_levels: int = 2, num_steps: int = 8, hidden_channels: int = 64, cond_channels: int = 32,
-                 cond_blocks: int = 2, scale_bound: float = 1.0, in_channels: int = 3, seed: int = 0):
+    def __init__(
+        self,
+        num_levels: int = 2,
+        num_steps: int = 8,
+        hidden_channels: int = 64,
+        cond_channels: int = 32,
+        cond_blocks: int = 2,
+        scale_bound: float = 1.0,
+        in_channels: int = 3,
+        seed: int = 0,
+    ):
         super().__init__()
         if num_levels < 1 or num_steps < 1:
             raise ValueError(f"need at least one level and one step, got L={num_levels}, K={num_steps}")
@@ -134,13 +143,26 @@ class DegradationFlow(nn.Module):
         latents, logdet = self.encode(image)
         return self.shift.log_prob(latents, real=real) + logdet
 
-    def sample_noise(self, batch: int, height: int, width: int, generator: torch.Generator | None = None,
-                     device: torch.device | str = "cpu") -> list[torch.Tensor]:
+    def sample_noise(
+        self,
+        batch: int,
+        height: int,
+        width: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
+    ) -> list[torch.Tensor]:
         """Standard normal noise for each level's latent (drawn on ``generator``'s device, then moved)."""
-        return [torch.randn((batch, *shape), generator=generator).to(device) for shape in self.latent_shapes(height, width)]
+        return [
+            torch.randn((batch, *shape), generator=generator).to(device) for shape in self.latent_shapes(height, width)
+        ]
 
-    def degrade(self, clean_lr: torch.Tensor, temperature: float = 1.0, noise: list[torch.Tensor] | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+    def degrade(
+        self,
+        clean_lr: torch.Tensor,
+        temperature: float = 1.0,
+        noise: list[torch.Tensor] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Clean LR (B, 3, H, W) in [0, 1] -> a synthesized real-looking LR (not clamped).
 
         Encode the clean image, move its latents to the real domain
@@ -150,7 +172,9 @@ class DegradationFlow(nn.Module):
         cond = self.condition(clean_lr)
         latents, _ = self.encode(clean_lr, cond)
         if noise is None:
-            noise = self.sample_noise(clean_lr.shape[0], *clean_lr.shape[2:], generator=generator, device=clean_lr.device)
+            noise = self.sample_noise(
+                clean_lr.shape[0], *clean_lr.shape[2:], generator=generator, device=clean_lr.device
+            )
         return self.decode(self.shift.transfer(latents, noise, temperature), cond)
 
 
@@ -158,8 +182,9 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def domain_bits_per_dim(flow: DegradationFlow, clean_lr: torch.Tensor, real_lr: torch.Tensor,
-                        num_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+def domain_bits_per_dim(
+    flow: DegradationFlow, clean_lr: torch.Tensor, real_lr: torch.Tensor, num_bins: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean bits/dim of a clean and a real LR batch (same crop size), dequantized, in one pass."""
     if clean_lr.shape[1:] != real_lr.shape[1:]:
         raise ValueError(f"clean and real crops differ in size: {tuple(clean_lr.shape)} vs {tuple(real_lr.shape)}")

@@ -92,7 +92,9 @@ class InvertibleConv1x1(FlowLayer):
     def weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         eye = torch.eye(self.channels, device=self.lower.device, dtype=dtype)
         lower = self.lower.to(dtype) * self.lower_mask.to(dtype) + eye
-        upper = self.upper.to(dtype) * self.lower_mask.T.to(dtype) + torch.diag(self.sign.to(dtype) * torch.exp(self.log_s.to(dtype)))
+        upper = self.upper.to(dtype) * self.lower_mask.T.to(dtype) + torch.diag(
+            self.sign.to(dtype) * torch.exp(self.log_s.to(dtype))
+        )
         return self.permutation.to(dtype) @ lower @ upper
 
     def forward(self, x, cond=None):

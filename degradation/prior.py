@@ -39,7 +39,9 @@ class LevelShift(nn.Module):
         self.mean = nn.Parameter(torch.zeros(channels))
         # a = exp(-softplus(raw)): in (0, 1], starts at 0.993.
         self.raw_content_scale = nn.Parameter(torch.full((channels,), -5.0))
-        self.noise_factor = nn.Parameter(torch.randn(channels, channels, generator=generator) * 0.1 / math.sqrt(channels))
+        self.noise_factor = nn.Parameter(
+            torch.randn(channels, channels, generator=generator) * 0.1 / math.sqrt(channels)
+        )
 
     def content_scale(self) -> torch.Tensor:
         return torch.exp(-F.softplus(self.raw_content_scale))
@@ -53,7 +55,9 @@ class LevelShift(nn.Module):
     def log_prob(self, eps: torch.Tensor) -> torch.Tensor:
         """Log-density of latents ``(B, C, H, W)`` under the real domain, summed per sample."""
         chol = torch.linalg.cholesky(self.covariance())
-        centred = (eps.double() - self.mean.double()[None, :, None, None]).permute(1, 0, 2, 3).reshape(self.channels, -1)
+        centred = (
+            (eps.double() - self.mean.double()[None, :, None, None]).permute(1, 0, 2, 3).reshape(self.channels, -1)
+        )
         whitened = torch.linalg.solve_triangular(chol, centred, upper=False)
         num_positions = eps.shape[2] * eps.shape[3]
         mahalanobis = (whitened**2).reshape(self.channels, eps.shape[0], num_positions).sum(dim=(0, 2))
@@ -100,5 +104,8 @@ class DomainShift(nn.Module):
         means = torch.cat([level.mean.abs() for level in self.levels])
         noise_std = torch.cat([torch.sqrt((level.noise_factor**2).sum(dim=1)) for level in self.levels])
         scales = torch.cat([level.content_scale() for level in self.levels])
-        return {"mean_abs_mu_u": means.mean().item(), "mean_sigma_u": noise_std.mean().item(),
-                "mean_content_scale": scales.mean().item()}
+        return {
+            "mean_abs_mu_u": means.mean().item(),
+            "mean_sigma_u": noise_std.mean().item(),
+            "mean_content_scale": scales.mean().item(),
+        }

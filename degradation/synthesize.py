@@ -39,7 +39,9 @@ from degradation.train import clean_lr_from_hr
 
 def sample_seed(seed: int, name: str, sample_index: int = 0) -> int:
     """A 63-bit seed for one (image, sample), independent of processing order."""
-    return int(np.random.SeedSequence([seed, zlib.crc32(name.encode()), sample_index]).generate_state(1, np.uint64)[0] >> 1)
+    return int(
+        np.random.SeedSequence([seed, zlib.crc32(name.encode()), sample_index]).generate_state(1, np.uint64)[0] >> 1
+    )
 
 
 def tile_starts(length: int, tile: int, overlap: int, multiple: int) -> list[int]:
@@ -60,8 +62,15 @@ def ramp(tile: int, overlap: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def degrade_image(flow: DegradationFlow, clean_lr: torch.Tensor, temperature: float, seed: int,
-                  tile_size: int = 128, overlap: int = 16, batch_size: int = 8) -> torch.Tensor:
+def degrade_image(
+    flow: DegradationFlow,
+    clean_lr: torch.Tensor,
+    temperature: float,
+    seed: int,
+    tile_size: int = 128,
+    overlap: int = 16,
+    batch_size: int = 8,
+) -> torch.Tensor:
     """One clean LR image (3, H, W) in [0, 1] -> synthesized LQ (3, H, W) in [0, 1], on the flow's device.
 
     Raises ``UserError`` when the flow produces non-finite values.
@@ -78,36 +87,58 @@ def degrade_image(flow: DegradationFlow, clean_lr: torch.Tensor, temperature: fl
     noise = flow.sample_noise(1, padded_h, padded_w, generator=generator, device=device)
 
     tile_h, tile_w = min(tile_size, padded_h), min(tile_size, padded_w)
-    boxes = [(top, left) for top in tile_starts(padded_h, tile_h, overlap, multiple)
-             for left in tile_starts(padded_w, tile_w, overlap, multiple)]
+    boxes = [
+        (top, left)
+        for top in tile_starts(padded_h, tile_h, overlap, multiple)
+        for left in tile_starts(padded_w, tile_w, overlap, multiple)
+    ]
     weight = (ramp(tile_h, overlap)[:, None] * ramp(tile_w, overlap)[None, :]).to(device)
     total = torch.zeros(3, padded_h, padded_w, device=device)
     weight_sum = torch.zeros(1, padded_h, padded_w, device=device)
     for first in range(0, len(boxes), batch_size):
         chunk = boxes[first : first + batch_size]
-        tiles = torch.cat([image[:, :, t : t + tile_h, l : l + tile_w] for t, l in chunk])
+        tiles = torch.cat([image[:, :, top : top + tile_h, left : left + tile_w] for top, left in chunk])
         tile_noise = []
         for level, level_noise in enumerate(noise):
             factor = 2 ** (level + 1)
-            tile_noise.append(torch.cat([
-                level_noise[:, :, t // factor : (t + tile_h) // factor, l // factor : (l + tile_w) // factor]
-                for t, l in chunk
-            ]))
+            tile_noise.append(
+                torch.cat(
+                    [
+                        level_noise[
+                            :, :, top // factor : (top + tile_h) // factor, left // factor : (left + tile_w) // factor
+                        ]
+                        for top, left in chunk
+                    ]
+                )
+            )
         degraded = flow.degrade(tiles, temperature, noise=tile_noise)
         for (top, left), tile in zip(chunk, degraded):
             total[:, top : top + tile_h, left : left + tile_w] += tile * weight
             weight_sum[:, top : top + tile_h, left : left + tile_w] += weight
     result = (total / weight_sum)[:, :height, :width]
     if not torch.isfinite(result).all():
-        raise UserError(f"the flow produced non-finite values at temperature {temperature}; "
-                        "try a lower --temperature or an earlier checkpoint")
+        raise UserError(
+            f"the flow produced non-finite values at temperature {temperature}; "
+            "try a lower --temperature or an earlier checkpoint"
+        )
     return result.clamp(0, 1)
 
 
-def synthesize_folder(ckpt: str | Path, input_dir: str | Path, output_dir: str | Path, scale: int | None = None,
-                      temperature: float = 0.8, n_samples: int = 1, seed: int = 0, input_is_lr: bool = False,
-                      device: str = "auto", tile_size: int = 128, overlap: int = 16, batch_size: int = 8,
-                      overwrite: bool = False) -> int:
+def synthesize_folder(
+    ckpt: str | Path,
+    input_dir: str | Path,
+    output_dir: str | Path,
+    scale: int | None = None,
+    temperature: float = 0.8,
+    n_samples: int = 1,
+    seed: int = 0,
+    input_is_lr: bool = False,
+    device: str = "auto",
+    tile_size: int = 128,
+    overlap: int = 16,
+    batch_size: int = 8,
+    overwrite: bool = False,
+) -> int:
     """Synthesize LQ images for every image of ``input_dir``; returns the number written."""
     if n_samples < 1:
         raise UserError(f"--n-samples must be at least 1, got {n_samples}")
@@ -129,8 +160,9 @@ def synthesize_folder(ckpt: str | Path, input_dir: str | Path, output_dir: str |
                 clean_lr = clean_lr_from_hr(image_to_tensor(hr)[None], scale)[0]
             for index in range(n_samples):
                 try:
-                    lq = degrade_image(flow, clean_lr, temperature, sample_seed(seed, path.stem, index),
-                                       tile_size, overlap, batch_size)
+                    lq = degrade_image(
+                        flow, clean_lr, temperature, sample_seed(seed, path.stem, index), tile_size, overlap, batch_size
+                    )
                 except UserError as error:
                     raise UserError(f"{path}: {error}") from error
                 name = f"{path.stem}_s{index + 1}.png" if n_samples > 1 else f"{path.stem}.png"
@@ -155,9 +187,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     args = parser.parse_args(argv)
-    count = synthesize_folder(args.ckpt, args.input, args.output, args.scale, args.temperature, args.n_samples,
-                              args.seed, args.input_is_lr, args.device, args.tile_size, args.overlap,
-                              args.batch_size, args.overwrite)
+    count = synthesize_folder(
+        args.ckpt,
+        args.input,
+        args.output,
+        args.scale,
+        args.temperature,
+        args.n_samples,
+        args.seed,
+        args.input_is_lr,
+        args.device,
+        args.tile_size,
+        args.overlap,
+        args.batch_size,
+        args.overwrite,
+    )
     print(f"wrote {count} images to {args.output}")
 
 

@@ -13,7 +13,6 @@ The loss is the sum of both domains' bits/dim. ``--resume CKPT`` continues to
 from __future__ import annotations
 
 import argparse
-import itertools
 import time
 from pathlib import Path
 
@@ -60,15 +59,18 @@ def sample_figure(flow: DegradationFlow, clean_lr: torch.Tensor, real_lr: torch.
     return grid(rows, titles)
 
 
-def train(config: FlowConfig, out_dir: str | Path, resume: str | Path | None = None,
-          max_steps: int | None = None) -> dict[str, float]:
+def train(
+    config: FlowConfig, out_dir: str | Path, resume: str | Path | None = None, max_steps: int | None = None
+) -> dict[str, float]:
     """Train (or resume) the flow; returns the last monitor values. ``max_steps`` caps this call's steps."""
     if not config.data.clean_dir or not config.data.real_dir:
         raise UserError("set both --data.clean_dir (HR photos) and --data.real_dir (real LR images)")
     multiple = max(2**config.model.num_levels, 4)
     if config.data.crop_size % multiple:
-        raise UserError(f"data.crop_size must be a multiple of {multiple} for {config.model.num_levels} levels, "
-                        f"got {config.data.crop_size}")
+        raise UserError(
+            f"data.crop_size must be a multiple of {multiple} for {config.model.num_levels} levels, "
+            f"got {config.data.crop_size}"
+        )
     device = select_device(config.train.device)
     torch.manual_seed(config.train.seed)
     flow = build_flow(config.model, seed=config.train.seed).to(device)
@@ -76,12 +78,20 @@ def train(config: FlowConfig, out_dir: str | Path, resume: str | Path | None = N
     # behind, and the flow would absorb the domain gap into one compromise density.
     shift_parameters = list(flow.shift.parameters())
     shift_ids = {id(p) for p in shift_parameters}
-    optimizer = torch.optim.Adam([
-        {"params": [p for p in flow.parameters() if id(p) not in shift_ids]},
-        {"params": shift_parameters, "lr": config.train.lr * config.train.shift_lr_mult},
-    ], lr=config.train.lr)
-    schedule = lr_factor(config.train.schedule, config.train.n_iter, config.train.warmup_iter,
-                         config.train.milestones, config.train.gamma)
+    optimizer = torch.optim.Adam(
+        [
+            {"params": [p for p in flow.parameters() if id(p) not in shift_ids]},
+            {"params": shift_parameters, "lr": config.train.lr * config.train.shift_lr_mult},
+        ],
+        lr=config.train.lr,
+    )
+    schedule = lr_factor(
+        config.train.schedule,
+        config.train.n_iter,
+        config.train.warmup_iter,
+        config.train.milestones,
+        config.train.gamma,
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     guard = NonFiniteGuard(config.train.max_bad_steps)
     start_step = 0
@@ -89,8 +99,10 @@ def train(config: FlowConfig, out_dir: str | Path, resume: str | Path | None = N
         state = load_checkpoint(resume, FLOW_KIND)
         saved_model = config_from_dict(FlowConfig, state["config"]).model
         if saved_model != config.model:
-            raise UserError(f"{resume} was trained with model settings {saved_model}, the config asks for "
-                            f"{config.model}; drop --config to use the checkpoint's own")
+            raise UserError(
+                f"{resume} was trained with model settings {saved_model}, the config asks for "
+                f"{config.model}; drop --config to use the checkpoint's own"
+            )
         flow.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -100,17 +112,24 @@ def train(config: FlowConfig, out_dir: str | Path, resume: str | Path | None = N
 
     out = RunFolder(prepare_out_dir(out_dir, resuming=resume is not None))
     out.start(config, f"degradation flow, {'resumed at step ' + str(start_step) if resume else 'new run'}")
-    out.log(f"flow: {count_parameters(flow) / 1e6:.2f}M parameters, L={config.model.num_levels} "
-            f"K={config.model.num_steps}, device {device}")
+    out.log(
+        f"flow: {count_parameters(flow) / 1e6:.2f}M parameters, L={config.model.num_levels} "
+        f"K={config.model.num_steps}, device {device}"
+    )
     scale, crop = config.data.scale, config.data.crop_size
     dataset = UnpairedCrops(
         ImageFolderCache(config.data.clean_dir, "clean HR folder", min_size=crop * scale),
         ImageFolderCache(config.data.real_dir, "real LR folder", min_size=crop),
-        lr_crop_size=crop, scale=scale, seed=config.data.seed,
+        lr_crop_size=crop,
+        scale=scale,
+        seed=config.data.seed,
     )
     loader = DataLoader(
-        dataset, batch_size=config.train.batch_size, sampler=StepSampler(config.train.batch_size, start_step),
-        num_workers=config.data.num_workers, pin_memory=device.type == "cuda",
+        dataset,
+        batch_size=config.train.batch_size,
+        sampler=StepSampler(config.train.batch_size, start_step),
+        num_workers=config.data.num_workers,
+        pin_memory=device.type == "cuda",
         persistent_workers=config.data.num_workers > 0,
         # Its own generator: creating an iterator would otherwise draw from the global RNG
         # after a resume restored it, shifting the dequantization noise.
@@ -124,14 +143,29 @@ def train(config: FlowConfig, out_dir: str | Path, resume: str | Path | None = N
     flow.train()
 
     def checkpoint(step: int) -> None:
-        save_training_checkpoint(out.checkpoints, {
-            "kind": FLOW_KIND, "step": step, "config": config_to_dict(config), "model": flow.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "guard": guard.state_dict(), "rng": rng_state(),
-        }, config.train.keep_last)
+        save_training_checkpoint(
+            out.checkpoints,
+            {
+                "kind": FLOW_KIND,
+                "step": step,
+                "config": config_to_dict(config),
+                "model": flow.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "guard": guard.state_dict(),
+                "rng": rng_state(),
+            },
+            config.train.keep_last,
+        )
 
-    progress = tqdm(range(start_step, end_step), initial=start_step, total=config.train.n_iter, desc="flow",
-                    unit="step", dynamic_ncols=True)
+    progress = tqdm(
+        range(start_step, end_step),
+        initial=start_step,
+        total=config.train.n_iter,
+        desc="flow",
+        unit="step",
+        dynamic_ncols=True,
+    )
     step = start_step
     try:
         for step in progress:
@@ -157,13 +191,16 @@ def train(config: FlowConfig, out_dir: str | Path, resume: str | Path | None = N
                 elapsed = time.perf_counter() - window_start
                 monitor = {name: float(total) / window_steps for name, total in sums.items()}
                 monitor.update(flow.shift.summary())
-                monitor.update(lr=scheduler.get_last_lr()[0], steps_per_s=window_steps / elapsed,
-                               skipped_steps=guard.total)
+                monitor.update(
+                    lr=scheduler.get_last_lr()[0], steps_per_s=window_steps / elapsed, skipped_steps=guard.total
+                )
                 out.scalars({f"flow/{k}": v for k, v in monitor.items()}, done)
-                out.log(f"[{done:>7}/{config.train.n_iter}] nll_clean={monitor['nll_clean']:.4f} "
-                        f"nll_real={monitor['nll_real']:.4f} bits/dim  |mu_u|={monitor['mean_abs_mu_u']:.4f} "
-                        f"sigma_u={monitor['mean_sigma_u']:.4f} a={monitor['mean_content_scale']:.3f} "
-                        f"lr={monitor['lr']:.2e} {monitor['steps_per_s']:.2f} steps/s skipped={guard.total}")
+                out.log(
+                    f"[{done:>7}/{config.train.n_iter}] nll_clean={monitor['nll_clean']:.4f} "
+                    f"nll_real={monitor['nll_real']:.4f} bits/dim  |mu_u|={monitor['mean_abs_mu_u']:.4f} "
+                    f"sigma_u={monitor['mean_sigma_u']:.4f} a={monitor['mean_content_scale']:.3f} "
+                    f"lr={monitor['lr']:.2e} {monitor['steps_per_s']:.2f} steps/s skipped={guard.total}"
+                )
                 progress.set_postfix(clean=f"{monitor['nll_clean']:.3f}", real=f"{monitor['nll_real']:.3f}")
                 sums = {name: 0.0 for name in sums}
                 window_start, window_steps = time.perf_counter(), 0
@@ -185,7 +222,8 @@ def train(config: FlowConfig, out_dir: str | Path, resume: str | Path | None = N
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m degradation.train", description=__doc__.split("\n\n")[0],
+        prog="python -m degradation.train",
+        description=__doc__.split("\n\n")[0],
         epilog="config fields:\n  " + "\n  ".join(describe_fields(FlowConfig)),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -53,9 +53,22 @@ def test_defaults_then_file_then_overrides(tmp_path):
 
 def test_override_values_follow_the_field_type(tmp_path):
     config = load_config(
-        ExampleConfig, None,
-        ["--train.lr", "1e-4", "--train.compile", "true", "--data.clean_dir", "007", "--train.seed", "none",
-         "--train.milestones", "3,5", "--data.names", "[a, b]"],
+        ExampleConfig,
+        None,
+        [
+            "--train.lr",
+            "1e-4",
+            "--train.compile",
+            "true",
+            "--data.clean_dir",
+            "007",
+            "--train.seed",
+            "none",
+            "--train.milestones",
+            "3,5",
+            "--data.names",
+            "[a, b]",
+        ],
     )
     assert config.train.lr == pytest.approx(1e-4) and isinstance(config.train.lr, float)
     assert config.train.compile is True

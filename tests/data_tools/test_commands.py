@@ -38,23 +38,30 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
 
 def test_bad_inputs(tmp_path):
     out = tmp_path / "out"
-    assert_one_line_error(run_tool("downsample", "--input", str(tmp_path / "nope"), "--output", str(out)),
-                          "nope", "does not exist")
+    assert_one_line_error(
+        run_tool("downsample", "--input", str(tmp_path / "nope"), "--output", str(out)), "nope", "does not exist"
+    )
     (tmp_path / "empty").mkdir()
-    assert_one_line_error(run_tool("downsample", "--input", str(tmp_path / "empty"), "--output", str(out)),
-                          "holds no images")
+    assert_one_line_error(
+        run_tool("downsample", "--input", str(tmp_path / "empty"), "--output", str(out)), "holds no images"
+    )
     mixed = tmp_path / "mixed"
     mixed.mkdir()
     write_image(mixed / "good.png", real_photo("coffee", 64))
     (mixed / "readme.txt").write_text("not an image")  # ignored
     (mixed / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 50)
-    assert_one_line_error(run_tool("degrade_classical", "--input", str(mixed), "--output", str(out),
-                                   "--preset", "noise_jpeg"), "corrupt.png")
+    assert_one_line_error(
+        run_tool("degrade_classical", "--input", str(mixed), "--output", str(out), "--preset", "noise_jpeg"),
+        "corrupt.png",
+    )
     small = tmp_path / "small"
     small.mkdir()
     write_image(small / "tiny.png", real_photo("coffee", 30))
-    assert_one_line_error(run_tool("extract_subimages", "--input", str(small), "--output", str(out),
-                                   "--crop-size", "48"), "tiny.png", "smaller than the crop size 48")
+    assert_one_line_error(
+        run_tool("extract_subimages", "--input", str(small), "--output", str(out), "--crop-size", "48"),
+        "tiny.png",
+        "smaller than the crop size 48",
+    )
     assert not out.exists()  # nothing half-written
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
 
@@ -64,8 +71,17 @@ def test_commands_run(tmp_path):
     photos.mkdir()
     for name in ("astronaut", "coffee", "chelsea"):
         write_image(photos / f"{name}.png", real_photo(name, 96))
-    result = run_tool("make_benchmark", "--input", str(photos), "--output", str(tmp_path / "bench"),
-                      "--degradation", "noise_jpeg", "--workers", "1")
+    result = run_tool(
+        "make_benchmark",
+        "--input",
+        str(photos),
+        "--output",
+        str(tmp_path / "bench"),
+        "--degradation",
+        "noise_jpeg",
+        "--workers",
+        "1",
+    )
     assert result.returncode == 0, result.stderr
     assert "benchmark in" in result.stdout
     result = run_tool("downsample", "--input", str(photos), "--output", str(tmp_path / "lr"), "--scale", "3")

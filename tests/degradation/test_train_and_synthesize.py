@@ -32,11 +32,34 @@ def tiny_config(tmp_path: Path, **train_overrides) -> FlowConfig:
             if folder == real:  # a noisy "real" domain
                 photo = np.clip(photo + np.random.default_rng(0).normal(0, 0.05, photo.shape), 0, 1)
             write_image(folder / f"{name}.png", photo)
-    overrides = {"n_iter": 6, "batch_size": 4, "log_every": 1, "save_every": 3, "sample_every": 1000,
-                 "warmup_iter": 0, "device": "cpu", **train_overrides}
-    words = ["--data.clean_dir", str(hr), "--data.real_dir", str(real), "--data.crop_size", "16",
-             "--data.num_workers", "0", "--model.num_steps", "2", "--model.hidden_channels", "16",
-             "--model.cond_channels", "8", "--model.cond_blocks", "1"]
+    overrides = {
+        "n_iter": 6,
+        "batch_size": 4,
+        "log_every": 1,
+        "save_every": 3,
+        "sample_every": 1000,
+        "warmup_iter": 0,
+        "device": "cpu",
+        **train_overrides,
+    }
+    words = [
+        "--data.clean_dir",
+        str(hr),
+        "--data.real_dir",
+        str(real),
+        "--data.crop_size",
+        "16",
+        "--data.num_workers",
+        "0",
+        "--model.num_steps",
+        "2",
+        "--model.hidden_channels",
+        "16",
+        "--model.cond_channels",
+        "8",
+        "--model.cond_blocks",
+        "1",
+    ]
     for key, value in overrides.items():
         words += [f"--train.{key}", str(value)]
     return load_config(FlowConfig, "configs/deflow_light.yaml", words)
@@ -135,13 +158,26 @@ def test_synthesize_command_bad_checkpoints(tmp_path, trained_flow, photo_folder
     save_checkpoint(tmp_path / "sr.pt", {"kind": "sr", "step": 1})
 
     def run(ckpt: Path) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "degradation.synthesize", "--ckpt", str(ckpt), "--input", str(photos),
-                   "--output", str(tmp_path / "out"), "--device", "cpu"]
+        command = [
+            sys.executable,
+            "-m",
+            "degradation.synthesize",
+            "--ckpt",
+            str(ckpt),
+            "--input",
+            str(photos),
+            "--output",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+        ]
         return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
-    for ckpt, message in ((tmp_path / "junk.pt", "is not a readable checkpoint"),
-                          (tmp_path / "sr.pt", "is an SR checkpoint, expected a degradation-flow checkpoint"),
-                          (tmp_path / "none.pt", "does not exist")):
+    for ckpt, message in (
+        (tmp_path / "junk.pt", "is not a readable checkpoint"),
+        (tmp_path / "sr.pt", "is an SR checkpoint, expected a degradation-flow checkpoint"),
+        (tmp_path / "none.pt", "does not exist"),
+    ):
         result = run(ckpt)
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert message in result.stderr
