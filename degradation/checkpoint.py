@@ -23,6 +23,7 @@ def build_flow(model: FlowModelConfig, seed: int = 0) -> DegradationFlow:
         cond_channels=model.cond_channels,
         cond_blocks=model.cond_blocks,
         scale_bound=model.scale_bound,
+        conditional_shift=model.conditional_shift,
         seed=seed,
     )
 

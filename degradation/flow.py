@@ -49,6 +49,7 @@ class DegradationFlow(nn.Module):
         cond_channels: width of the conditioning features.
         cond_blocks: residual blocks of the conditioning encoder.
         scale_bound: coupling log-scales are soft-clamped to (-bound, bound).
+        conditional_shift: let the domain shift depend on local content (signal-dependent noise).
         in_channels: image channels (3).
         seed: seeds the random parts of the initialisation (1x1 rotations, M).
     """
@@ -62,6 +63,7 @@ class DegradationFlow(nn.Module):
         cond_blocks: int = 2,
         scale_bound: float = 1.0,
         in_channels: int = 3,
+        conditional_shift: bool = True,
         seed: int = 0,
     ):
         super().__init__()
@@ -88,7 +90,7 @@ class DegradationFlow(nn.Module):
             level_channels.append(channels - kept)
             channels = kept
         self.level_channels = level_channels
-        self.shift = DomainShift(level_channels, seed=seed)
+        self.shift = DomainShift(level_channels, cond_channels if conditional_shift else 0, seed=seed)
 
     @property
     def size_multiple(self) -> int:
@@ -140,8 +142,9 @@ class DegradationFlow(nn.Module):
 
     def log_likelihood(self, image: torch.Tensor, real: bool) -> torch.Tensor:
         """log p(image) per sample under the clean or the real domain, shape (B,)."""
-        latents, logdet = self.encode(image)
-        return self.shift.log_prob(latents, real=real) + logdet
+        cond = self.condition(image)
+        latents, logdet = self.encode(image, cond)
+        return self.shift.log_prob(latents, real=real, cond=cond) + logdet
 
     def sample_noise(
         self,
@@ -175,7 +178,7 @@ class DegradationFlow(nn.Module):
             noise = self.sample_noise(
                 clean_lr.shape[0], *clean_lr.shape[2:], generator=generator, device=clean_lr.device
             )
-        return self.decode(self.shift.transfer(latents, noise, temperature), cond)
+        return self.decode(self.shift.transfer(latents, noise, temperature, cond), cond)
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -188,9 +191,12 @@ def domain_bits_per_dim(
     """Mean bits/dim of a clean and a real LR batch (same crop size), dequantized, in one pass."""
     if clean_lr.shape[1:] != real_lr.shape[1:]:
         raise ValueError(f"clean and real crops differ in size: {tuple(clean_lr.shape)} vs {tuple(real_lr.shape)}")
-    latents, logdet = flow.encode(dequantize(torch.cat([clean_lr, real_lr]), num_bins))
+    images = dequantize(torch.cat([clean_lr, real_lr]), num_bins)
+    cond = flow.condition(images)
+    latents, logdet = flow.encode(images, cond)
     n = clean_lr.shape[0]
     log_p_clean = flow.shift.log_prob([z[:n] for z in latents], real=False) + logdet[:n]
-    log_p_real = flow.shift.log_prob([z[n:] for z in latents], real=True) + logdet[n:]
+    real_cond = [c[n:] for c in cond]
+    log_p_real = flow.shift.log_prob([z[n:] for z in latents], real=True, cond=real_cond) + logdet[n:]
     num_dims = clean_lr[0].numel()
     return bits_per_dim(log_p_clean, num_dims, num_bins).mean(), bits_per_dim(log_p_real, num_dims, num_bins).mean()

@@ -1,21 +1,31 @@
-"""The domain shift in latent space: clean images are N(0, I), real ones N(mu, diag(a^2) + M M^T).
+"""The domain shift in latent space: clean latents are N(0, I); how real ones differ is learned.
 
 DeFlow models a real latent as the clean latent plus independent noise,
 ``z_real = z_clean + u`` with ``u ~ N(mu, M M^T)``, so the real covariance is
 ``I + M M^T``: a real image can only ever have *more* variance than a clean
 one in every latent direction. Blur and compression do the opposite to the
-fine-detail directions. Here a real latent is
+fine-detail directions, and real noise is signal-dependent (stronger or
+weaker depending on brightness and content). Here, at each level::
 
-    z_real = mu + a * z_clean + M eta,    eta ~ N(0, I),    a in (0, 1] per channel,
+    z_real = mu(c) + g(c) * (a * z_clean + M eta),    eta ~ N(0, I)
 
-so the real covariance ``diag(a^2) + M M^T`` can shrink directions (blur,
-compression: a < 1), grow them and correlate channels (noise: M), and the
-mean can shift (colour casts). Likelihood alone cannot tell ``a`` from ``M``
-where variance grows; ``content_penalty`` pulls ``a`` towards 1, so variance
-is explained by fresh noise unless it must shrink. Each level has its own
-``mu, a, M``, shared over positions; ``M`` is a full channel matrix, and
-since latent channels hold squeezed neighbourhoods, it captures spatially and
-cross-channel correlated noise.
+* ``a`` in (0, 1] per channel shrinks directions (blur, compression);
+* ``M``, a full channel matrix, adds fresh noise correlated across channels;
+  latent channels hold squeezed pixel neighbourhoods, so this is spatially
+  and cross-channel correlated noise in the image;
+* ``mu(c) = mu + dmu(c)`` shifts the mean (colour casts, local bias);
+* ``g(c) > 0`` scales everything per position and channel from the
+  conditioning features ``c`` (the image's low-pass content): signal-dependent
+  noise. ``dmu`` and ``log g`` come from a zero-initialised convolution, so the
+  shift starts position-independent, exactly DeFlow-like but with ``a``;
+  ``conditional=False`` keeps it so (an ablation).
+
+The real density is therefore ``N(mu(c), G (diag(a^2) + M M^T) G)`` with
+``G = diag(g(c))``: whitening by ``g`` leaves one shared ``C x C`` covariance,
+so the log-density costs one small Cholesky per level, computed in float64.
+Likelihood alone cannot tell ``a`` from ``M`` where variance grows;
+``content_penalty`` pulls ``a`` towards 1, so variance is explained by fresh
+noise unless it must shrink. The temperature scales the fresh noise only.
 
 ``M`` starts small and random, not at zero: ``M M^T`` has zero gradient at
 ``M = 0``, so a zero start would never move.
@@ -29,47 +39,74 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from degradation.layers import ZeroConv2d, bounded_log_scale
+
 
 class LevelShift(nn.Module):
-    """The real-domain Gaussian of one latent level with ``channels`` channels."""
+    """The real-domain Gaussian of one latent level with ``channels`` channels.
 
-    def __init__(self, channels: int, generator: torch.Generator | None = None):
+    Args:
+        channels: latent channels of the level.
+        cond_channels: channels of the level's conditioning features; 0 for a
+            position-independent shift.
+    """
+
+    def __init__(self, channels: int, cond_channels: int = 0, generator: torch.Generator | None = None):
         super().__init__()
         self.channels = channels
         self.mean = nn.Parameter(torch.zeros(channels))
         # a = exp(-softplus(raw)): in (0, 1], starts at 0.993.
         self.raw_content_scale = nn.Parameter(torch.full((channels,), -5.0))
-        self.noise_factor = nn.Parameter(
-            torch.randn(channels, channels, generator=generator) * 0.1 / math.sqrt(channels)
-        )
+        init = torch.randn(channels, channels, generator=generator) * 0.1 / math.sqrt(channels)
+        self.noise_factor = nn.Parameter(init)
+        self.local = ZeroConv2d(cond_channels, 2 * channels) if cond_channels else None
 
     def content_scale(self) -> torch.Tensor:
         return torch.exp(-F.softplus(self.raw_content_scale))
 
     def covariance(self) -> torch.Tensor:
-        """``diag(a^2) + M M^T`` in float64."""
+        """The shared ``diag(a^2) + M M^T`` in float64 (before the local gain)."""
         scale = self.content_scale().double()
         factor = self.noise_factor.double()
         return torch.diag(scale**2) + factor @ factor.T
 
-    def log_prob(self, eps: torch.Tensor) -> torch.Tensor:
+    def _mean_and_log_gain(self, cond: torch.Tensor | None, like: torch.Tensor):
+        mean = self.mean[None, :, None, None]
+        if self.local is None:
+            return mean, None
+        if cond is None:
+            raise ValueError("a conditional domain shift needs the level's conditioning features")
+        delta, raw_gain = self.local(cond).float().chunk(2, dim=1)
+        return mean + delta, bounded_log_scale(raw_gain, 3.0)
+
+    def log_prob(self, eps: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Log-density of latents ``(B, C, H, W)`` under the real domain, summed per sample."""
+        mean, log_gain = self._mean_and_log_gain(cond, eps)
+        centred = eps - mean
+        log_det_gain = 0.0
+        if log_gain is not None:
+            centred = centred * torch.exp(-log_gain)
+            log_det_gain = log_gain.sum(dim=(1, 2, 3)).double()
         chol = torch.linalg.cholesky(self.covariance())
-        centred = (
-            (eps.double() - self.mean.double()[None, :, None, None]).permute(1, 0, 2, 3).reshape(self.channels, -1)
-        )
-        whitened = torch.linalg.solve_triangular(chol, centred, upper=False)
+        flat = centred.double().permute(1, 0, 2, 3).reshape(self.channels, -1)
+        whitened = torch.linalg.solve_triangular(chol, flat, upper=False)
         num_positions = eps.shape[2] * eps.shape[3]
         mahalanobis = (whitened**2).reshape(self.channels, eps.shape[0], num_positions).sum(dim=(0, 2))
         log_det = 2 * torch.log(torch.diagonal(chol)).sum()
         log_p = -0.5 * (mahalanobis + num_positions * (log_det + self.channels * math.log(2 * math.pi)))
-        return log_p.to(eps.dtype)
+        return (log_p - log_det_gain).to(eps.dtype)
 
-    def transfer(self, clean_eps: torch.Tensor, noise: torch.Tensor, temperature: float) -> torch.Tensor:
-        """Map clean latents to real ones: ``mu + a * eps + temperature * M noise`` (differentiable)."""
+    def transfer(
+        self, clean_eps: torch.Tensor, noise: torch.Tensor, temperature: float, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Clean latents -> real ones: ``mu(c) + g(c) * (a * eps + temperature * M noise)`` (differentiable)."""
+        mean, log_gain = self._mean_and_log_gain(cond, clean_eps)
         scale = self.content_scale()[None, :, None, None]
         fresh = torch.einsum("ij,bjhw->bihw", self.noise_factor, noise)
-        return self.mean[None, :, None, None] + scale * clean_eps + temperature * fresh
+        shifted = scale * clean_eps + temperature * fresh
+        if log_gain is not None:
+            shifted = shifted * torch.exp(log_gain)
+        return mean + shifted
 
 
 def standard_normal_log_prob(eps: torch.Tensor) -> torch.Tensor:
@@ -78,21 +115,37 @@ def standard_normal_log_prob(eps: torch.Tensor) -> torch.Tensor:
 
 
 class DomainShift(nn.Module):
-    """One ``LevelShift`` per latent level."""
+    """One ``LevelShift`` per latent level.
 
-    def __init__(self, level_channels: list[int], seed: int = 0):
+    Args:
+        level_channels: latent channels of each level.
+        cond_channels: conditioning channels (0: position-independent shift).
+        seed: seeds the initial noise factors.
+    """
+
+    def __init__(self, level_channels: list[int], cond_channels: int = 0, seed: int = 0):
         super().__init__()
         generator = torch.Generator().manual_seed(seed)
-        self.levels = nn.ModuleList(LevelShift(channels, generator) for channels in level_channels)
+        self.levels = nn.ModuleList(LevelShift(c, cond_channels, generator) for c in level_channels)
 
-    def log_prob(self, latents: list[torch.Tensor], real: bool) -> torch.Tensor:
+    def log_prob(self, latents: list[torch.Tensor], real: bool, cond: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Log-density of a list of level latents under the clean (N(0, I)) or the real domain."""
         if not real:
             return sum(standard_normal_log_prob(eps) for eps in latents)
-        return sum(level.log_prob(eps) for level, eps in zip(self.levels, latents))
+        cond = cond if cond is not None else [None] * len(latents)
+        return sum(level.log_prob(eps, c) for level, eps, c in zip(self.levels, latents, cond))
 
-    def transfer(self, clean_latents: list[torch.Tensor], noise: list[torch.Tensor], temperature: float):
-        return [level.transfer(eps, n, temperature) for level, eps, n in zip(self.levels, clean_latents, noise)]
+    def transfer(
+        self,
+        clean_latents: list[torch.Tensor],
+        noise: list[torch.Tensor],
+        temperature: float,
+        cond: list[torch.Tensor] | None = None,
+    ) -> list[torch.Tensor]:
+        cond = cond if cond is not None else [None] * len(clean_latents)
+        return [
+            level.transfer(eps, n, temperature, c) for level, eps, n, c in zip(self.levels, clean_latents, noise, cond)
+        ]
 
     def content_penalty(self) -> torch.Tensor:
         """Mean of ``-log a`` over all channels: zero when the shift keeps all content."""

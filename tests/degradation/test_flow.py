@@ -99,3 +99,27 @@ def test_degrade_is_differentiable_and_seeded():
 def test_bits_per_dim_of_a_uniform_density_is_the_bin_count():
     # A uniform density on [0, 1]^D has log p = 0: exactly log2(bins) bits per dimension.
     assert bits_per_dim(torch.zeros(1), num_dims=12, num_bins=64).item() == pytest.approx(math.log2(64))
+
+
+def test_conditional_level_shift_density_and_transfer_agree():
+    torch.manual_seed(0)
+    level = LevelShift(3, cond_channels=2)
+    with torch.no_grad():
+        level.noise_factor.normal_()
+        level.local.weight.normal_(std=0.3)
+        level.local.bias.normal_(std=0.3)
+    eps, cond = torch.randn(2, 3, 2, 3), torch.randn(2, 2, 2, 3)
+    mean, log_gain = level._mean_and_log_gain(cond, eps)
+    gain = torch.exp(log_gain)
+    covariance = level.covariance().float()
+    expected = torch.zeros(2)
+    for b in range(2):
+        for y in range(2):
+            for x in range(3):
+                g = torch.diag(gain[b, :, y, x])
+                local = torch.distributions.MultivariateNormal(mean[b, :, y, x], covariance_matrix=g @ covariance @ g)
+                expected[b] += local.log_prob(eps[b, :, y, x])
+    torch.testing.assert_close(level.log_prob(eps, cond), expected.detach(), rtol=1e-5, atol=1e-3)
+    # transfer at T=1 with a = 1, content 0 draws from the same local Gaussian's noise part.
+    out = level.transfer(torch.zeros_like(eps), torch.zeros_like(eps), 1.0, cond)
+    torch.testing.assert_close(out, mean.detach(), rtol=0, atol=1e-6)

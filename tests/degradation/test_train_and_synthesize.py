@@ -184,3 +184,28 @@ def test_synthesize_command_bad_checkpoints(tmp_path, trained_flow, photo_folder
     result = run(trained_flow)
     assert result.returncode == 0, result.stderr
     assert "wrote 4 images" in result.stdout
+
+
+@pytest.mark.parametrize("config_file", ["configs/deflow_light.yaml", "configs/deflow_standard.yaml"])
+def test_train_command_runs_both_configs(tmp_path, config_file):
+    config = tiny_config(tmp_path)  # writes the tiny photo folders
+    command = [
+        sys.executable, "-m", "degradation.train", "--config", config_file,
+        "--data.clean_dir", config.data.clean_dir, "--data.real_dir", config.data.real_dir,
+        "--out", str(tmp_path / "run"), "--device", "cpu", "--max-steps", "2",
+        "--train.batch_size", "2", "--data.crop_size", "24", "--data.num_workers", "0",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "M parameters" in result.stdout
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", "degradation_flow")
+    assert state["step"] == 2
+    assert (tmp_path / "run" / "config.yaml").exists()
+    bad = subprocess.run(command[:-6] + ["--train.n_itr", "5"], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and "did you mean 'train.n_iter'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_train_help_lists_config_fields():
+    result = subprocess.run([sys.executable, "-m", "degradation.train", "--help"], cwd=ROOT, capture_output=True,
+                            text=True)  # fmt: skip
+    assert result.returncode == 0 and "--train.n_iter" in result.stdout and "--model.num_levels" in result.stdout

@@ -1,0 +1,38 @@
+"""Building the SR network from its config and loading a trained one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from common.checkpoint import load_checkpoint
+from common.config import config_from_dict
+from common.errors import ConfigError, UserError
+from sr.config import SRConfig, SRModelConfig
+from sr.model import VDSR
+
+SR_KIND = "sr"
+
+
+def build_sr(model: SRModelConfig, scale: int) -> VDSR:
+    return VDSR(scale=scale, form=model.form, num_features=model.num_features, num_layers=model.num_layers,
+                norm=model.norm)  # fmt: skip
+
+
+def load_sr(path: str | Path, device: torch.device | str = "cpu") -> tuple[VDSR, SRConfig]:
+    """A trained SR network (its EMA weights, in eval mode) and its config, from an SR or joint checkpoint."""
+    state = load_checkpoint(path, (SR_KIND, "joint"))
+    try:
+        config = config_from_dict(SRConfig, state["sr_config"] if state["kind"] == "joint" else state["config"])
+    except ConfigError as error:
+        raise UserError(f"{path}: its config does not fit this version of the SR network ({error})") from error
+    model = build_sr(config.model, config.data.scale)
+    weights = state.get("ema") or state["model"] if state["kind"] == SR_KIND else state["sr_ema"]
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        raise UserError(
+            f"{path}: weights do not fit the SR network its config describes ({str(error)[:300]})"
+        ) from error
+    return model.to(device).eval(), config

@@ -1,0 +1,61 @@
+"""The SR stage's config: one dataclass per YAML section."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+# Where the training pairs come from: a paired folder, the learned flow, or a classical preset.
+PAIR_SOURCES = ("pairs", "flow")
+
+
+@dataclass
+class SRDataConfig:
+    hr_dir: str = ""  # HR photos
+    degradation: str = "bicubic"  # pairs | flow | bicubic | noise_jpeg | realesrgan | camera
+    lq_dir: str = ""  # with degradation=pairs: LQ images named like the HR ones
+    flow_ckpt: str = ""  # with degradation=flow: a trained degradation flow
+    temperature: float = 0.8  # with degradation=flow
+    scale: int = 4
+    crop_size: int = 32  # LR crop; HR crop is crop_size * scale
+    num_workers: int = 2
+    seed: int = 0
+    val_lr_dir: str = ""  # optional paired validation set
+    val_hr_dir: str = ""
+
+
+@dataclass
+class SRModelConfig:
+    form: Literal["pre_upsample", "post_upsample"] = "post_upsample"
+    num_features: int = 64
+    num_layers: int = 20
+    norm: Literal["none", "batch", "instance"] = "none"
+
+
+@dataclass
+class SRTrainConfig:
+    n_iter: int = 20000
+    batch_size: int = 16
+    lr: float = 2e-4
+    schedule: Literal["cosine", "multistep", "constant"] = "cosine"
+    warmup_iter: int = 100
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.5
+    grad_clip: float = 50.0  # CycleSR's grad_clip
+    lpips_weight: float = 0.0  # adds an LPIPS loss (needs the AlexNet weights, see README)
+    ema_decay: float = 0.999
+    val_every: int = 1000
+    save_every: int = 1000
+    log_every: int = 100
+    keep_last: int = 3
+    max_bad_steps: int = 20
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False  # bf16 autocast (CUDA only)
+
+
+@dataclass
+class SRConfig:
+    data: SRDataConfig = field(default_factory=SRDataConfig)
+    model: SRModelConfig = field(default_factory=SRModelConfig)
+    train: SRTrainConfig = field(default_factory=SRTrainConfig)

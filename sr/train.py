@@ -1,0 +1,244 @@
+"""Train the VDSR-style SR network on (LQ, HR) pairs from one source.
+
+    python -m sr.train --config configs/sr_vdsr_fast.yaml --data.hr_dir HR_DIR \\
+        --data.degradation flow --data.flow_ckpt FLOW_CKPT --out RUN_DIR
+
+``--data.degradation`` says where the LQ images come from: ``pairs`` (with
+``--data.lq_dir``), ``flow`` (with ``--data.flow_ckpt``, degraded on the fly,
+``--data.temperature``), or a classical preset: ``bicubic``, ``noise_jpeg``,
+``realesrgan``, ``camera``. L1 loss (plus LPIPS with ``--train.lpips_weight``),
+Adam, EMA of the weights, validation PSNR on a paired set every
+``train.val_every`` steps (``--data.val_lr_dir``, ``--data.val_hr_dir``), best
+and last checkpoints, ``--resume CKPT`` to ``train.n_iter``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from common.checkpoint import (
+    load_checkpoint,
+    restore_rng_state,
+    rng_state,
+    save_checkpoint,
+    save_training_checkpoint,
+)
+from common.cli import run_cli
+from common.config import config_from_dict, config_to_dict, describe_fields, load_config
+from common.errors import UserError
+from common.training import NonFiniteGuard, RunFolder, lr_factor, prepare_out_dir, select_device
+from data_tools.datasets import HRCrops, ImageFolderCache, PairedCrops, StepSampler, check_pairs
+from data_tools.degrade_classical import PRESETS
+from data_tools.image_io import image_to_tensor, to_float32
+from degradation.checkpoint import load_flow
+from sr.checkpoint import SR_KIND, build_sr
+from sr.config import PAIR_SOURCES, SRConfig
+from sr.data import DegradedCrops, flow_degrade, noise_seed
+from sr.infer import upscale_image
+from sr.metrics import psnr
+from sr.model import VDSR
+
+
+class ValidationSet:
+    """A paired LR/HR folder, decoded once, for PSNR during training."""
+
+    def __init__(self, lr_dir: str, hr_dir: str, scale: int):
+        lr, hr = ImageFolderCache(lr_dir, "validation LR folder"), ImageFolderCache(hr_dir, "validation HR folder")
+        self.pairs = [(lr.images[i], hr.images[j]) for i, j in check_pairs(lr, hr, scale)]
+        self.scale = scale
+
+    def psnr(self, model: VDSR) -> float:
+        """Mean PSNR (Y, crop ``scale``) of ``model`` over the set."""
+        values = []
+        for lr, hr in self.pairs:
+            sr = upscale_image(model, image_to_tensor(lr)).permute(1, 2, 0).cpu().numpy()
+            hr = to_float32(hr)[: sr.shape[0], : sr.shape[1]]
+            values.append(psnr(sr, hr, crop_border=self.scale, y_channel=True))
+        return float(np.mean(values))
+
+
+def build_dataset(config: SRConfig) -> Dataset:
+    data = config.data
+    sources = (*PAIR_SOURCES, *PRESETS)
+    if data.degradation not in sources:
+        raise UserError(f"unknown data.degradation {data.degradation!r}; choose one of {', '.join(sources)}")
+    if not data.hr_dir:
+        raise UserError("set --data.hr_dir (HR photos)")
+    hr = ImageFolderCache(data.hr_dir, "HR folder", min_size=data.crop_size * data.scale)
+    if data.degradation == "pairs":
+        if not data.lq_dir:
+            raise UserError("data.degradation=pairs needs --data.lq_dir")
+        lq = ImageFolderCache(data.lq_dir, "LQ folder", min_size=data.crop_size)
+        return PairedCrops(lq, hr, data.crop_size, data.scale, seed=data.seed)
+    if data.degradation == "flow":
+        if not data.flow_ckpt:
+            raise UserError("data.degradation=flow needs --data.flow_ckpt")
+        return HRCrops(hr, data.crop_size, data.scale, seed=data.seed)
+    return DegradedCrops(hr, data.crop_size, data.scale, data.degradation, seed=data.seed)
+
+
+def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = None,
+          max_steps: int | None = None) -> dict[str, float]:  # fmt: skip
+    """Train (or resume) the SR network; returns the last monitor values (and ``best_psnr``)."""
+    device = select_device(config.train.device)
+    torch.manual_seed(config.train.seed)
+    dataset = build_dataset(config)
+    flow = None
+    if config.data.degradation == "flow":
+        flow, _ = load_flow(config.data.flow_ckpt, device)
+        flow.requires_grad_(False)
+    model = build_sr(config.model, config.data.scale).to(device)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.train.ema_decay), use_buffers=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
+    schedule = lr_factor(config.train.schedule, config.train.n_iter, config.train.warmup_iter,
+                         config.train.milestones, config.train.gamma)  # fmt: skip
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    guard = NonFiniteGuard(config.train.max_bad_steps)
+    lpips_loss = None
+    if config.train.lpips_weight > 0:
+        from sr.lpips_metric import load_lpips
+
+        lpips_loss = load_lpips(device=device)
+    start_step, best_psnr = 0, -float("inf")
+    if resume is not None:
+        state = load_checkpoint(resume, SR_KIND)
+        saved = config_from_dict(SRConfig, state["config"])
+        if saved.model != config.model or saved.data.scale != config.data.scale:
+            raise UserError(f"{resume} was trained with model {saved.model} at x{saved.data.scale}; the config asks "
+                            f"for {config.model} at x{config.data.scale}")  # fmt: skip
+        model.load_state_dict(state["model"])
+        ema.module.load_state_dict(state["ema"])
+        ema.n_averaged.fill_(state["ema_updates"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        guard.load_state_dict(state["guard"])
+        restore_rng_state(state["rng"])
+        start_step, best_psnr = state["step"], state["best_psnr"]
+
+    out = RunFolder(prepare_out_dir(out_dir, resuming=resume is not None))
+    out.start(
+        config, f"SR ({config.data.degradation}), {'resumed at step ' + str(start_step) if resume else 'new run'}"
+    )
+    parameters = sum(p.numel() for p in model.parameters())
+    out.log(f"SR: VDSR {config.model.form} x{config.data.scale}, {parameters / 1e6:.2f}M parameters, "
+            f"pairs from {config.data.degradation}, device {device}")  # fmt: skip
+    validation = None
+    if config.data.val_lr_dir or config.data.val_hr_dir:
+        if not (config.data.val_lr_dir and config.data.val_hr_dir):
+            raise UserError("give both --data.val_lr_dir and --data.val_hr_dir, or neither")
+        validation = ValidationSet(config.data.val_lr_dir, config.data.val_hr_dir, config.data.scale)
+    batch_size = config.train.batch_size
+    loader = DataLoader(
+        dataset, batch_size=batch_size, sampler=StepSampler(batch_size, start_step),
+        num_workers=config.data.num_workers, pin_memory=device.type == "cuda",
+        persistent_workers=config.data.num_workers > 0, generator=torch.Generator().manual_seed(config.data.seed),
+    )  # fmt: skip
+    end_step = config.train.n_iter if max_steps is None else min(config.train.n_iter, start_step + max_steps)
+    batches = iter(loader)
+    monitor: dict[str, float] = {"best_psnr": best_psnr}
+    loss_sum, window_steps, window_start = 0.0, 0, time.perf_counter()
+    model.train()
+
+    def checkpoint(step: int, path: Path | None = None) -> None:
+        state = {
+            "kind": SR_KIND, "step": step, "config": config_to_dict(config), "model": model.state_dict(),
+            "ema": ema.module.state_dict(), "ema_updates": int(ema.n_averaged), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "guard": guard.state_dict(), "rng": rng_state(),
+            "best_psnr": best_psnr,
+        }  # fmt: skip
+        if path is None:
+            save_training_checkpoint(out.checkpoints, state, config.train.keep_last)
+        else:
+            save_checkpoint(path, state)
+
+    progress = tqdm(range(start_step, end_step), initial=start_step, total=config.train.n_iter, desc="SR",
+                    unit="step", dynamic_ncols=True)  # fmt: skip
+    step = start_step
+    try:
+        for step in progress:
+            batch = next(batches)
+            hr = batch["hr"].to(device, non_blocking=True)
+            if flow is not None:
+                first = step * batch_size
+                seeds = [noise_seed(config.data.seed, first + i) for i in range(hr.shape[0])]
+                with torch.no_grad():
+                    lq = flow_degrade(flow, hr, config.data.scale, config.data.temperature, seeds)
+            else:
+                lq = batch["lq"].to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.train.amp and device.type == "cuda"):
+                sr = model(lq).float()
+            loss = F.l1_loss(sr, hr)
+            if lpips_loss is not None:
+                loss = loss + config.train.lpips_weight * lpips_loss(sr * 2 - 1, hr * 2 - 1).mean()
+            optimizer.zero_grad(set_to_none=True)
+            if guard.ok(loss):
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
+                if guard.ok(grad_norm):
+                    optimizer.step()
+                    ema.update_parameters(model)
+            scheduler.step()
+            loss_sum += loss.detach()
+            window_steps += 1
+            done = step + 1
+            if done % config.train.log_every == 0 or done == end_step:
+                elapsed = time.perf_counter() - window_start
+                monitor.update(l1=float(loss_sum) / window_steps, lr=scheduler.get_last_lr()[0],
+                               steps_per_s=window_steps / elapsed, skipped_steps=guard.total)  # fmt: skip
+                out.scalars({f"sr/{k}": v for k, v in monitor.items() if k != "best_psnr"}, done)
+                out.log(f"[{done:>7}/{config.train.n_iter}] loss={monitor['l1']:.5f} lr={monitor['lr']:.2e} "
+                        f"{monitor['steps_per_s']:.2f} steps/s skipped={guard.total}")  # fmt: skip
+                progress.set_postfix(loss=f"{monitor['l1']:.4f}")
+                loss_sum, window_steps, window_start = 0.0, 0, time.perf_counter()
+            if validation is not None and (done % config.train.val_every == 0 or done == end_step):
+                value = validation.psnr(ema.module.eval())
+                monitor["val_psnr"] = value
+                out.scalars({"sr/val_psnr": value}, done)
+                if value > best_psnr:
+                    best_psnr = value
+                    monitor["best_psnr"] = best_psnr
+                    checkpoint(done, out.checkpoints / "best.pt")
+                out.log(f"[{done:>7}/{config.train.n_iter}] validation PSNR {value:.3f} dB (best {best_psnr:.3f})")
+            if done % config.train.save_every == 0 or done == end_step:
+                checkpoint(done)
+    except KeyboardInterrupt:
+        out.log(f"interrupted at step {step}; writing a checkpoint")
+        checkpoint(step)
+        raise
+    finally:
+        progress.close()
+        out.close()
+    return monitor
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m sr.train", description=__doc__.split("\n\n")[0],
+        epilog="config fields:\n  " + "\n  ".join(describe_fields(SRConfig)),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("--config", help="YAML config (default: the checkpoint's own when resuming)")
+    parser.add_argument("--out", required=True, help="run folder")
+    parser.add_argument("--resume", help="checkpoint to continue from (RUN_DIR/checkpoints/last.pt)")
+    parser.add_argument("--device", help="auto, cpu or cuda (same as --train.device)")
+    parser.add_argument("--max-steps", type=int, help="stop after this many steps of this call (smoke runs)")
+    args, overrides = parser.parse_known_args(argv)
+    if args.device:
+        overrides += ["--train.device", args.device]
+    if args.config is None and args.resume is None:
+        raise UserError("give --config (or --resume a checkpoint to reuse its config)")
+    source = args.config if args.config else load_checkpoint(args.resume, SR_KIND)["config"]
+    train(load_config(SRConfig, source, overrides), args.out, args.resume, args.max_steps)
+
+
+if __name__ == "__main__":
+    run_cli(main)
