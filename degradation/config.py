@@ -25,7 +25,7 @@ class FlowModelConfig:
     cond_blocks: int = 2
     scale_bound: float = 1.0
     dequant_bins: int = 64  # uniform dequantization of width 1 / dequant_bins
-    conditional_shift: bool = True  # the domain shift depends on local content (signal-dependent noise)
+    conditional_shift: bool = False  # let the shift depend on local content (an ablation: see README)
 
 
 @dataclass

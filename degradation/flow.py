@@ -63,7 +63,7 @@ class DegradationFlow(nn.Module):
         cond_blocks: int = 2,
         scale_bound: float = 1.0,
         in_channels: int = 3,
-        conditional_shift: bool = True,
+        conditional_shift: bool = False,
         seed: int = 0,
     ):
         super().__init__()

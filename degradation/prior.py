@@ -7,25 +7,25 @@ one in every latent direction. Blur and compression do the opposite to the
 fine-detail directions, and real noise is signal-dependent (stronger or
 weaker depending on brightness and content). Here, at each level::
 
-    z_real = mu(c) + g(c) * (a * z_clean + M eta),    eta ~ N(0, I)
+    z_real = mu(c) + a * z_clean + g(c) * (M eta),    eta ~ N(0, I)
 
 * ``a`` in (0, 1] per channel shrinks directions (blur, compression);
 * ``M``, a full channel matrix, adds fresh noise correlated across channels;
   latent channels hold squeezed pixel neighbourhoods, so this is spatially
   and cross-channel correlated noise in the image;
 * ``mu(c) = mu + dmu(c)`` shifts the mean (colour casts, local bias);
-* ``g(c) > 0`` scales everything per position and channel from the
+* ``g(c) > 0`` scales the fresh noise per position and channel from the
   conditioning features ``c`` (the image's low-pass content): signal-dependent
-  noise. ``dmu`` and ``log g`` come from a zero-initialised convolution, so the
-  shift starts position-independent, exactly DeFlow-like but with ``a``;
-  ``conditional=False`` keeps it so (an ablation).
+  noise. It touches only the noise, never the clean content. ``dmu`` and
+  ``log g`` come from a zero-initialised convolution, so the shift starts
+  position-independent; ``conditional=False`` keeps it so (DeFlow-like, with ``a``).
 
-The real density is therefore ``N(mu(c), G (diag(a^2) + M M^T) G)`` with
-``G = diag(g(c))``: whitening by ``g`` leaves one shared ``C x C`` covariance,
-so the log-density costs one small Cholesky per level, computed in float64.
-Likelihood alone cannot tell ``a`` from ``M`` where variance grows;
-``content_penalty`` pulls ``a`` towards 1, so variance is explained by fresh
-noise unless it must shrink. The temperature scales the fresh noise only.
+The real density at each position is ``N(mu(c), diag(a^2) + G M M^T G)``
+with ``G = diag(g(c))``: one small ``C x C`` Cholesky per latent position
+(shared over positions without the condition), in float64. Likelihood alone
+cannot tell ``a`` from ``M`` where variance grows; ``content_penalty`` pulls
+``a`` towards 1, so variance is explained by fresh noise unless it must
+shrink. The temperature scales the fresh noise only.
 
 ``M`` starts small and random, not at zero: ``M M^T`` has zero gradient at
 ``M = 0``, so a zero start would never move.
@@ -65,7 +65,7 @@ class LevelShift(nn.Module):
         return torch.exp(-F.softplus(self.raw_content_scale))
 
     def covariance(self) -> torch.Tensor:
-        """The shared ``diag(a^2) + M M^T`` in float64 (before the local gain)."""
+        """``diag(a^2) + M M^T`` in float64: the covariance where the local gain is 1."""
         scale = self.content_scale().double()
         factor = self.noise_factor.double()
         return torch.diag(scale**2) + factor @ factor.T
@@ -81,32 +81,34 @@ class LevelShift(nn.Module):
 
     def log_prob(self, eps: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Log-density of latents ``(B, C, H, W)`` under the real domain, summed per sample."""
+        batch, channels, height, width = eps.shape
         mean, log_gain = self._mean_and_log_gain(cond, eps)
-        centred = eps - mean
-        log_det_gain = 0.0
-        if log_gain is not None:
-            centred = centred * torch.exp(-log_gain)
-            log_det_gain = log_gain.sum(dim=(1, 2, 3)).double()
-        chol = torch.linalg.cholesky(self.covariance())
-        flat = centred.double().permute(1, 0, 2, 3).reshape(self.channels, -1)
-        whitened = torch.linalg.solve_triangular(chol, flat, upper=False)
-        num_positions = eps.shape[2] * eps.shape[3]
-        mahalanobis = (whitened**2).reshape(self.channels, eps.shape[0], num_positions).sum(dim=(0, 2))
-        log_det = 2 * torch.log(torch.diagonal(chol)).sum()
-        log_p = -0.5 * (mahalanobis + num_positions * (log_det + self.channels * math.log(2 * math.pi)))
-        return (log_p - log_det_gain).to(eps.dtype)
+        centred = (eps - mean).double().permute(0, 2, 3, 1).reshape(-1, channels, 1)  # one vector per position
+        if log_gain is None:
+            chol = torch.linalg.cholesky(self.covariance())[None]
+        else:
+            gain = torch.exp(log_gain).double().permute(0, 2, 3, 1).reshape(-1, channels, 1)
+            factor = gain * self.noise_factor.double()[None]  # G M, per position
+            scale = self.content_scale().double()
+            chol = torch.linalg.cholesky(torch.diag(scale**2)[None] + factor @ factor.transpose(1, 2))
+        whitened = torch.linalg.solve_triangular(chol, centred, upper=False)
+        mahalanobis = (whitened**2).reshape(batch, -1).sum(dim=1)
+        log_det = 2 * torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(dim=1)
+        log_det = log_det.expand(batch * height * width).reshape(batch, -1).sum(dim=1)
+        num_dims = channels * height * width
+        log_p = -0.5 * (mahalanobis + log_det + num_dims * math.log(2 * math.pi))
+        return log_p.to(eps.dtype)
 
     def transfer(
         self, clean_eps: torch.Tensor, noise: torch.Tensor, temperature: float, cond: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Clean latents -> real ones: ``mu(c) + g(c) * (a * eps + temperature * M noise)`` (differentiable)."""
+        """Clean latents -> real ones: ``mu(c) + a * eps + temperature * g(c) * (M noise)`` (differentiable)."""
         mean, log_gain = self._mean_and_log_gain(cond, clean_eps)
         scale = self.content_scale()[None, :, None, None]
         fresh = torch.einsum("ij,bjhw->bihw", self.noise_factor, noise)
-        shifted = scale * clean_eps + temperature * fresh
         if log_gain is not None:
-            shifted = shifted * torch.exp(log_gain)
-        return mean + shifted
+            fresh = fresh * torch.exp(log_gain)
+        return mean + scale * clean_eps + temperature * fresh
 
 
 def standard_normal_log_prob(eps: torch.Tensor) -> torch.Tensor:

@@ -71,8 +71,16 @@ def test_transfer_produces_the_real_covariance():
     torch.testing.assert_close(still, level.transfer(clean, torch.randn_like(clean), temperature=0.0))
 
 
-def test_every_parameter_gets_a_gradient():
-    flow = DegradationFlow(num_levels=2, num_steps=2, hidden_channels=16, cond_channels=8, cond_blocks=1)
+@pytest.mark.parametrize("conditional_shift", [False, True])
+def test_every_parameter_gets_a_gradient(conditional_shift):
+    flow = DegradationFlow(
+        num_levels=2,
+        num_steps=2,
+        hidden_channels=16,
+        cond_channels=8,
+        cond_blocks=1,
+        conditional_shift=conditional_shift,
+    )
     images = photo_batch(16)
     flow.train()
     flow.encode(images)
@@ -111,15 +119,20 @@ def test_conditional_level_shift_density_and_transfer_agree():
     eps, cond = torch.randn(2, 3, 2, 3), torch.randn(2, 2, 2, 3)
     mean, log_gain = level._mean_and_log_gain(cond, eps)
     gain = torch.exp(log_gain)
-    covariance = level.covariance().float()
+    scale = level.content_scale()
+    factor = level.noise_factor
     expected = torch.zeros(2)
     for b in range(2):
         for y in range(2):
             for x in range(3):
                 g = torch.diag(gain[b, :, y, x])
-                local = torch.distributions.MultivariateNormal(mean[b, :, y, x], covariance_matrix=g @ covariance @ g)
+                covariance = torch.diag(scale**2) + g @ factor @ factor.T @ g
+                local = torch.distributions.MultivariateNormal(mean[b, :, y, x], covariance_matrix=covariance)
                 expected[b] += local.log_prob(eps[b, :, y, x])
     torch.testing.assert_close(level.log_prob(eps, cond), expected.detach(), rtol=1e-5, atol=1e-3)
-    # transfer at T=1 with a = 1, content 0 draws from the same local Gaussian's noise part.
+    # With no content and no noise, transfer returns the local mean; the gain touches only the noise.
     out = level.transfer(torch.zeros_like(eps), torch.zeros_like(eps), 1.0, cond)
     torch.testing.assert_close(out, mean.detach(), rtol=0, atol=1e-6)
+    content = torch.randn_like(eps)
+    still = level.transfer(content, torch.randn_like(eps), 0.0, cond)
+    torch.testing.assert_close(still, (mean + scale[None, :, None, None] * content).detach(), rtol=0, atol=1e-6)

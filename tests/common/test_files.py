@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from common.errors import UserError
+from common.files import atomic_write_bytes, staged_output_dir
+
+
+def test_atomic_write_gives_ordinary_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "a.bin", b"data")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "a.bin").stat().st_mode) == 0o644
+    assert (tmp_path / "a.bin").read_bytes() == b"data"
+
+
+def test_staged_output_dir_appears_only_on_success(tmp_path):
+    with pytest.raises(RuntimeError):
+        with staged_output_dir(tmp_path / "out") as staging:
+            (staging / "half.txt").write_text("x")
+            raise RuntimeError("crash half-way")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    with staged_output_dir(tmp_path / "out") as staging:
+        (staging / "done.txt").write_text("x")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["done.txt"]
+    with pytest.raises(UserError, match="not empty"):
+        with staged_output_dir(tmp_path / "out"):
+            pass
+    with staged_output_dir(tmp_path / "out", overwrite=True) as staging:
+        (staging / "new.txt").write_text("y")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["new.txt"]
