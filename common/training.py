@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import platform
 import sys
@@ -9,14 +10,36 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from common.config import save_config
+from common.checkpoint import load_checkpoint
+from common.config import describe_fields, load_config, save_config
 from common.errors import UserError
+
+
+@dataclass
+class TrainLoopConfig:
+    """The ``train`` fields every training loop reads; each stage extends it."""
+
+    n_iter: int = 20000
+    batch_size: int = 16
+    lr: float = 2e-4
+    schedule: Literal["cosine", "multistep", "constant"] = "cosine"
+    warmup_iter: int = 100
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.5
+    grad_clip: float = 10.0
+    save_every: int = 1000
+    log_every: int = 100
+    keep_last: int = 3
+    max_bad_steps: int = 20
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False  # bf16 autocast where it is numerically safe (CUDA only)
 
 
 def select_device(name: str) -> torch.device:
@@ -141,3 +164,25 @@ def prepare_out_dir(out_dir: str | Path, resuming: bool) -> Path:
     except OSError as error:
         raise UserError(f"cannot create run folder {out_dir}: {error.strerror or error}") from error
     return out_dir
+
+
+def training_main(argv: list[str] | None, *, prog: str, doc: str, schema: type, kind: str,
+                  train: Callable[..., Any]) -> None:  # fmt: skip
+    """The command line every training entry point shares: config, overrides, --out, --resume, --device."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=doc.split("\n\n")[0],
+        epilog="config fields:\n  " + "\n  ".join(describe_fields(schema)),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("--config", help="YAML config (default: the checkpoint's own when resuming)")
+    parser.add_argument("--out", required=True, help="run folder")
+    parser.add_argument("--resume", help="checkpoint to continue from (RUN_DIR/checkpoints/last.pt)")
+    parser.add_argument("--device", help="auto, cpu or cuda (same as --train.device)")
+    parser.add_argument("--max-steps", type=int, help="stop after this many steps of this call (smoke runs)")
+    args, overrides = parser.parse_known_args(argv)
+    if args.device:
+        overrides += ["--train.device", args.device]
+    if args.config is None and args.resume is None:
+        raise UserError("give --config (or --resume a checkpoint to reuse its config)")
+    source = args.config if args.config else load_checkpoint(args.resume, kind)["config"]
+    train(load_config(schema, source, overrides), args.out, args.resume, args.max_steps)

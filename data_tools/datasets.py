@@ -66,6 +66,14 @@ def random_crop_offset(image: np.ndarray, crop_size: int, rng: np.random.Generat
     return int(rng.integers(height - crop_size + 1)), int(rng.integers(width - crop_size + 1))
 
 
+def random_crop(cache: ImageFolderCache, size: int, rng: np.random.Generator, augment: bool) -> np.ndarray:
+    """A random ``size`` x ``size`` crop of a random image of ``cache``, randomly flipped/rotated."""
+    image = cache.images[rng.integers(len(cache))]
+    top, left = random_crop_offset(image, size, rng)
+    crop = image[top : top + size, left : left + size]
+    return dihedral(crop, int(rng.integers(8))) if augment else crop
+
+
 def dihedral(image: np.ndarray, transform: int) -> np.ndarray:
     """One of the 8 flips/rotations (``transform`` in 0..7) of an (H, W, C) array."""
     if transform & 1:
@@ -103,17 +111,9 @@ class UnpairedCrops(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, index])
         return {
-            "hr": self._crop(self.clean_hr, self.lr_crop_size * self.scale, rng),
-            "real_lr": self._crop(self.real_lr, self.lr_crop_size, rng),
+            "hr": image_to_tensor(random_crop(self.clean_hr, self.lr_crop_size * self.scale, rng, self.augment)),
+            "real_lr": image_to_tensor(random_crop(self.real_lr, self.lr_crop_size, rng, self.augment)),
         }
-
-    def _crop(self, cache: ImageFolderCache, size: int, rng: np.random.Generator) -> torch.Tensor:
-        image = cache.images[rng.integers(len(cache))]
-        top, left = random_crop_offset(image, size, rng)
-        crop = image[top : top + size, left : left + size]
-        if self.augment:
-            crop = dihedral(crop, int(rng.integers(8)))
-        return image_to_tensor(crop)
 
 
 class HRCrops(Dataset):
@@ -127,12 +127,7 @@ class HRCrops(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, index])
-        image = self.hr.images[rng.integers(len(self.hr))]
-        top, left = random_crop_offset(image, self.hr_crop_size, rng)
-        crop = image[top : top + self.hr_crop_size, left : left + self.hr_crop_size]
-        if self.augment:
-            crop = dihedral(crop, int(rng.integers(8)))
-        return {"hr": image_to_tensor(crop)}
+        return {"hr": image_to_tensor(random_crop(self.hr, self.hr_crop_size, rng, self.augment))}
 
 
 def check_pairs(lq: ImageFolderCache, hr: ImageFolderCache, scale: int) -> list[tuple[int, int]]:

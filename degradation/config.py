@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+
+from common.training import TrainLoopConfig
 
 
 @dataclass
@@ -29,25 +30,12 @@ class FlowModelConfig:
 
 
 @dataclass
-class FlowTrainConfig:
+class FlowTrainConfig(TrainLoopConfig):
     n_iter: int = 30000
-    batch_size: int = 16
-    lr: float = 2e-4
-    schedule: Literal["cosine", "multistep", "constant"] = "cosine"
     warmup_iter: int = 200
-    milestones: list[int] = field(default_factory=list)
-    gamma: float = 0.5
-    grad_clip: float = 10.0
     content_penalty: float = 0.01  # pulls the domain shift's content scale a towards 1
     shift_lr_mult: float = 10.0  # the domain shift's few global statistics learn this much faster
-    save_every: int = 1000
-    log_every: int = 100
     sample_every: int = 2000
-    keep_last: int = 3
-    max_bad_steps: int = 20
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = False  # bf16 autocast for the coupling subnets (CUDA only)
 
 
 @dataclass

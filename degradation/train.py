@@ -12,7 +12,6 @@ The loss is the sum of both domains' bits/dim. ``--resume CKPT`` continues to
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -23,10 +22,10 @@ from tqdm import tqdm
 
 from common.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_training_checkpoint
 from common.cli import run_cli
-from common.config import config_from_dict, config_to_dict, describe_fields, load_config
+from common.config import config_from_dict, config_to_dict
 from common.errors import UserError
 from common.figures import grid, upscale_nearest
-from common.training import NonFiniteGuard, RunFolder, lr_factor, prepare_out_dir, select_device
+from common.training import NonFiniteGuard, RunFolder, lr_factor, prepare_out_dir, select_device, training_main
 from data_tools.datasets import ImageFolderCache, StepSampler, UnpairedCrops
 from data_tools.image_io import write_image
 from data_tools.matlab_resize import downscale_torch
@@ -221,24 +220,7 @@ def train(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m degradation.train",
-        description=__doc__.split("\n\n")[0],
-        epilog="config fields:\n  " + "\n  ".join(describe_fields(FlowConfig)),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--config", help="YAML config (default: the checkpoint's own when resuming)")
-    parser.add_argument("--out", required=True, help="run folder")
-    parser.add_argument("--resume", help="checkpoint to continue from (RUN_DIR/checkpoints/last.pt)")
-    parser.add_argument("--device", help="auto, cpu or cuda (same as --train.device)")
-    parser.add_argument("--max-steps", type=int, help="stop after this many steps of this call (smoke runs)")
-    args, overrides = parser.parse_known_args(argv)
-    if args.device:
-        overrides += ["--train.device", args.device]
-    if args.config is None and args.resume is None:
-        raise UserError("give --config (or --resume a checkpoint to reuse its config)")
-    source = args.config if args.config else load_checkpoint(args.resume, FLOW_KIND)["config"]
-    train(load_config(FlowConfig, source, overrides), args.out, args.resume, args.max_steps)
+    training_main(argv, prog="python -m degradation.train", doc=__doc__, schema=FlowConfig, kind=FLOW_KIND, train=train)
 
 
 if __name__ == "__main__":

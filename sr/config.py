@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from common.training import TrainLoopConfig
+
 # Where the training pairs come from: a paired folder, the learned flow, or a classical preset.
 PAIR_SOURCES = ("pairs", "flow")
 
@@ -33,25 +35,11 @@ class SRModelConfig:
 
 
 @dataclass
-class SRTrainConfig:
-    n_iter: int = 20000
-    batch_size: int = 16
-    lr: float = 2e-4
-    schedule: Literal["cosine", "multistep", "constant"] = "cosine"
-    warmup_iter: int = 100
-    milestones: list[int] = field(default_factory=list)
-    gamma: float = 0.5
+class SRTrainConfig(TrainLoopConfig):
     grad_clip: float = 50.0  # CycleSR's grad_clip
     lpips_weight: float = 0.0  # adds an LPIPS loss (needs the AlexNet weights, see README)
     ema_decay: float = 0.999
     val_every: int = 1000
-    save_every: int = 1000
-    log_every: int = 100
-    keep_last: int = 3
-    max_bad_steps: int = 20
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = False  # bf16 autocast (CUDA only)
 
 
 @dataclass

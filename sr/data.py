@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data_tools.datasets import ImageFolderCache, dihedral, random_crop_offset
+from data_tools.datasets import ImageFolderCache, random_crop
 from data_tools.degrade_classical import degrade
 from data_tools.image_io import image_to_tensor, to_float32
 from degradation.flow import DegradationFlow
@@ -33,11 +33,7 @@ class DegradedCrops(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, index])
-        image = self.hr.images[rng.integers(len(self.hr))]
-        top, left = random_crop_offset(image, self.hr_crop_size, rng)
-        crop = image[top : top + self.hr_crop_size, left : left + self.hr_crop_size]
-        if self.augment:
-            crop = dihedral(crop, int(rng.integers(8)))
+        crop = random_crop(self.hr, self.hr_crop_size, rng, self.augment)
         hr = to_float32(np.ascontiguousarray(crop))
         lq = degrade(hr, self.scale, self.preset, rng)
         lq = np.round(np.clip(lq, 0, 1) * 255) / 255  # stored LR images are 8-bit

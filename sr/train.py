@@ -14,7 +14,6 @@ and last checkpoints, ``--resume CKPT`` to ``train.n_iter``.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -33,9 +32,9 @@ from common.checkpoint import (
     save_training_checkpoint,
 )
 from common.cli import run_cli
-from common.config import config_from_dict, config_to_dict, describe_fields, load_config
+from common.config import config_from_dict, config_to_dict
 from common.errors import UserError
-from common.training import NonFiniteGuard, RunFolder, lr_factor, prepare_out_dir, select_device
+from common.training import NonFiniteGuard, RunFolder, lr_factor, prepare_out_dir, select_device, training_main
 from data_tools.datasets import HRCrops, ImageFolderCache, PairedCrops, StepSampler, check_pairs
 from data_tools.degrade_classical import PRESETS
 from data_tools.image_io import image_to_tensor, to_float32
@@ -221,23 +220,7 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m sr.train", description=__doc__.split("\n\n")[0],
-        epilog="config fields:\n  " + "\n  ".join(describe_fields(SRConfig)),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
-    parser.add_argument("--config", help="YAML config (default: the checkpoint's own when resuming)")
-    parser.add_argument("--out", required=True, help="run folder")
-    parser.add_argument("--resume", help="checkpoint to continue from (RUN_DIR/checkpoints/last.pt)")
-    parser.add_argument("--device", help="auto, cpu or cuda (same as --train.device)")
-    parser.add_argument("--max-steps", type=int, help="stop after this many steps of this call (smoke runs)")
-    args, overrides = parser.parse_known_args(argv)
-    if args.device:
-        overrides += ["--train.device", args.device]
-    if args.config is None and args.resume is None:
-        raise UserError("give --config (or --resume a checkpoint to reuse its config)")
-    source = args.config if args.config else load_checkpoint(args.resume, SR_KIND)["config"]
-    train(load_config(SRConfig, source, overrides), args.out, args.resume, args.max_steps)
+    training_main(argv, prog="python -m sr.train", doc=__doc__, schema=SRConfig, kind=SR_KIND, train=train)
 
 
 if __name__ == "__main__":
