@@ -1,0 +1,68 @@
+"""The whole pipeline's config (``configs/joint.yaml``): data, both models, and one train section per stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from common.training import TrainLoopConfig
+from degradation.config import FlowConfig, FlowDataConfig, FlowModelConfig, FlowTrainConfig
+from sr.config import SRConfig, SRDataConfig, SRModelConfig, SRTrainConfig
+
+
+@dataclass
+class PipelineDataConfig:
+    clean_dir: str = ""  # clean HR photos
+    real_dir: str = ""  # real LR images (unpaired)
+    scale: int = 4
+    crop_size: int = 32  # LR crop
+    num_workers: int = 2
+    seed: int = 0
+    val_lr_dir: str = ""  # optional paired validation set
+    val_hr_dir: str = ""
+
+
+@dataclass
+class JointTrainConfig(TrainLoopConfig):
+    """Stage 3. ``lr`` is the SR network's learning rate, ``flow_lr`` the flow's (CycleSR: 1e-4 and 2e-4)."""
+
+    n_iter: int = 5000
+    lr: float = 1e-4
+    flow_lr: float = 2e-4
+    shift_lr_mult: float = 10.0
+    grad_clip: float = 50.0  # CycleSR's grad_clip, for both networks
+    cycle_sr_weight: float = 0.0  # weight of the SR loss in the flow's loss (CycleSR's cycleSR_lam); see README
+    nll_weight: float = 1.0  # weight of the flow's own likelihood loss (both domains)
+    content_penalty: float = 0.01
+    temperature: float = 0.8
+    ema_decay: float = 0.999
+    val_every: int = 1000
+    sample_every: int = 1000
+
+
+@dataclass
+class PipelineConfig:
+    data: PipelineDataConfig = field(default_factory=PipelineDataConfig)
+    flow: FlowModelConfig = field(default_factory=FlowModelConfig)
+    sr: SRModelConfig = field(default_factory=SRModelConfig)
+    flow_train: FlowTrainConfig = field(default_factory=FlowTrainConfig)
+    sr_train: SRTrainConfig = field(default_factory=SRTrainConfig)
+    train: JointTrainConfig = field(default_factory=JointTrainConfig)
+
+
+def flow_stage_config(config: PipelineConfig) -> FlowConfig:
+    data = config.data
+    return FlowConfig(
+        data=FlowDataConfig(data.clean_dir, data.real_dir, data.scale, data.crop_size, data.num_workers, data.seed),
+        model=config.flow,
+        train=config.flow_train,
+    )
+
+
+def sr_stage_config(config: PipelineConfig, flow_ckpt: str) -> SRConfig:
+    data = config.data
+    sr_data = SRDataConfig(
+        hr_dir=data.clean_dir, degradation="flow", flow_ckpt=flow_ckpt, temperature=config.train.temperature,
+        scale=data.scale, crop_size=data.crop_size, num_workers=data.num_workers, seed=data.seed,
+        val_lr_dir=data.val_lr_dir, val_hr_dir=data.val_hr_dir,
+    )  # fmt: skip
+    return SRConfig(data=sr_data, model=config.sr, train=config.sr_train)

@@ -1,0 +1,110 @@
+"""The joint phase and the whole pipeline, on tiny models and real-photo crops."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from common.checkpoint import load_checkpoint
+from common.config import load_config
+from degradation.checkpoint import load_flow
+from joint.config import PipelineConfig
+from joint.train import train_joint
+from sr.checkpoint import load_sr
+from tests.degradation.test_train_and_synthesize import tiny_config as tiny_flow_config
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = [
+    "--data.crop_size", "16", "--data.num_workers", "0",
+    "--flow.num_steps", "2", "--flow.hidden_channels", "16", "--flow.cond_channels", "8", "--flow.cond_blocks", "1",
+    "--sr.num_features", "8", "--sr.num_layers", "4",
+    "--flow_train.n_iter", "4", "--flow_train.batch_size", "2", "--flow_train.warmup_iter", "0",
+    "--sr_train.n_iter", "3", "--sr_train.batch_size", "2", "--sr_train.warmup_iter", "0",
+    "--train.n_iter", "3", "--train.batch_size", "2", "--train.warmup_iter", "0", "--train.log_every", "1",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def data_dirs(tmp_path_factory) -> dict[str, str]:
+    config = tiny_flow_config(tmp_path_factory.mktemp("joint_data"))  # writes tiny HR and real folders
+    return {"clean": config.data.clean_dir, "real": config.data.real_dir}
+
+
+def pipeline_config(data_dirs, *extra: str) -> PipelineConfig:
+    words = ["--data.clean_dir", data_dirs["clean"], "--data.real_dir", data_dirs["real"], *TINY, *extra]
+    return load_config(PipelineConfig, "configs/joint.yaml", words + ["--train.device", "cpu"])
+
+
+@pytest.fixture(scope="module")
+def stage_checkpoints(tmp_path_factory, data_dirs) -> dict[str, Path]:
+    from train_joint import run_pipeline
+
+    out = tmp_path_factory.mktemp("stages")
+    run_pipeline(pipeline_config(data_dirs, "--flow_train.device", "cpu", "--sr_train.device", "cpu"), out,
+                 stages=("flow", "sr"))  # fmt: skip
+    return {"flow": out / "flow" / "checkpoints" / "last.pt", "sr": out / "sr" / "checkpoints" / "last.pt"}
+
+
+@pytest.mark.parametrize("cycle_sr_weight", [0.0, 1.0])
+def test_sr_loss_reaches_the_flow_only_with_a_cycle_weight(tmp_path, data_dirs, stage_checkpoints, cycle_sr_weight):
+    config = pipeline_config(
+        data_dirs, "--train.nll_weight", "0", "--train.content_penalty", "0",
+        "--train.cycle_sr_weight", str(cycle_sr_weight), "--train.n_iter", "1",
+    )  # fmt: skip
+    train_joint(config, tmp_path / "joint", stage_checkpoints["flow"], stage_checkpoints["sr"])
+    before, _ = load_flow(stage_checkpoints["flow"])
+    after, _ = load_flow(tmp_path / "joint" / "checkpoints" / "last.pt")
+    changed = [
+        name for (name, a), b in zip(before.state_dict().items(), after.state_dict().values()) if not torch.equal(a, b)
+    ]
+    if cycle_sr_weight == 0:
+        assert changed == []  # with the likelihood switched off, nothing else may move the flow
+    else:
+        assert any("levels" in name for name in changed) and any("shift" in name for name in changed)
+    sr_before, _ = load_sr(stage_checkpoints["sr"])
+    state = load_checkpoint(tmp_path / "joint" / "checkpoints" / "last.pt", "joint")
+    assert any(not torch.equal(a, state["sr"][k]) for k, a in sr_before.state_dict().items())
+
+
+def test_joint_resume_continues_exactly(tmp_path, data_dirs, stage_checkpoints):
+    config = pipeline_config(data_dirs, "--train.cycle_sr_weight", "1.0", "--train.save_every", "1")
+    straight = train_joint(config, tmp_path / "a", stage_checkpoints["flow"], stage_checkpoints["sr"])
+    train_joint(config, tmp_path / "b", stage_checkpoints["flow"], stage_checkpoints["sr"], max_steps=1)
+    resumed = train_joint(config, tmp_path / "b", resume=tmp_path / "b" / "checkpoints" / "step_0000001.pt")
+    assert resumed["l1"] == straight["l1"] and resumed["nll_real"] == straight["nll_real"]
+
+
+def run_command(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "train_joint.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+
+
+def test_pipeline_command_end_to_end_with_resume(tmp_path, data_dirs):
+    base = ["--data.clean_dir", data_dirs["clean"], "--data.real_dir", data_dirs["real"], *TINY, "--device", "cpu"]
+    out = tmp_path / "run"
+    # A run that stops half-way through the flow stage, as a killed run would.
+    first = run_command("--config", "configs/joint.yaml", *base, "--out", str(out), "--stages", "flow",
+                        "--max-steps", "2")  # fmt: skip
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert load_checkpoint(out / "flow" / "checkpoints" / "last.pt", "degradation_flow")["step"] == 2
+    again = run_command("--config", "configs/joint.yaml", *base, "--out", str(out))
+    assert again.returncode == 2 and "--resume" in again.stderr
+    resumed = run_command("--resume", str(out), "--device", "cpu")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["stages"]) == {"flow", "sr", "joint"}
+    assert load_checkpoint(out / "flow" / "checkpoints" / "last.pt", "degradation_flow")["step"] == 4
+    assert load_checkpoint(out / "joint" / "checkpoints" / "last.pt", "joint")["step"] == 3
+    assert (out / "config.yaml").exists() and (out / "joint" / "samples").exists()
+    # A joint checkpoint works wherever a flow or an SR checkpoint does.
+    load_flow(out / "joint" / "checkpoints" / "last.pt")
+    load_sr(out / "joint" / "checkpoints" / "last.pt")
+    finished = run_command("--resume", str(out), "--device", "cpu")
+    assert finished.returncode == 0 and finished.stdout.count("finished earlier") == 3
+    bad = run_command("--config", "configs/joint.yaml", *base, "--out", str(tmp_path / "x"), "--stages", "sr")
+    assert bad.returncode == 2 and "needs a flow" in bad.stderr

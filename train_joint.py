@@ -1,0 +1,123 @@
+"""Run the whole pipeline: 1) the degradation flow alone, 2) SR on flow-synthesized pairs, 3) the joint phase.
+
+    python train_joint.py --config configs/joint.yaml --data.clean_dir HR_DIR --data.real_dir REAL_LR_DIR --out RUN_DIR
+    python train_joint.py --config configs/joint.yaml ... --stages joint --flow-ckpt A --sr-ckpt B --out RUN_DIR
+    python train_joint.py --resume RUN_DIR
+
+One run folder: ``config.yaml``, one sub-folder per stage (``flow/``, ``sr/``,
+``joint/``, each with its checkpoints, TensorBoard logs and figures) and
+``summary.json`` with each stage's final numbers. ``--resume RUN_DIR`` goes
+on at the stage and step where the run stopped; finished stages are skipped.
+``--max-steps N`` caps every stage at N steps of this call (smoke runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from common.checkpoint import load_checkpoint
+from common.cli import run_cli
+from common.config import describe_fields, load_config, save_config
+from common.errors import UserError
+from common.files import atomic_write_bytes
+from degradation.train import train as train_flow
+from joint.config import PipelineConfig, flow_stage_config, sr_stage_config
+from joint.train import JOINT_KIND, train_joint
+from sr.train import train as train_sr
+
+STAGES = ("flow", "sr", "joint")
+
+
+def stage_state(run: Path, kind: str) -> tuple[Path | None, int]:
+    """The stage's last checkpoint (or None) and the step it reached."""
+    last = run / "checkpoints" / "last.pt"
+    if not last.exists():
+        return None, 0
+    return last, load_checkpoint(last, kind)["step"]
+
+
+def run_pipeline(config: PipelineConfig, out: str | Path, stages: tuple[str, ...] = STAGES,
+                 flow_ckpt: str | None = None, sr_ckpt: str | None = None,
+                 max_steps: int | None = None) -> dict:  # fmt: skip
+    """Run ``stages`` in order in ``out``; a stage already started there is resumed, a finished one skipped."""
+    unknown = [stage for stage in stages if stage not in STAGES]
+    if unknown:
+        raise UserError(f"unknown stage {unknown[0]!r}; stages are {', '.join(STAGES)}")
+    if not config.data.clean_dir or not config.data.real_dir:
+        raise UserError("set both --data.clean_dir (HR photos) and --data.real_dir (real LR images)")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "config.yaml")
+    summary_path = out / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"stages": {}}
+
+    def run_stage(name: str, kind: str, n_iter: int, train_fn) -> str:
+        run = out / name
+        last, step = stage_state(run, kind)
+        if last is not None and step >= n_iter:
+            print(f"stage {name}: finished earlier ({step} steps), skipped")
+        else:
+            monitor = train_fn(run, last, max_steps)
+            summary["stages"][name] = {"checkpoint": str(run / "checkpoints" / "last.pt"), "final": monitor}
+            atomic_write_bytes(summary_path, json.dumps(summary, indent=2).encode())
+        return str(run / "checkpoints" / "last.pt")
+
+    if "flow" in stages:
+        flow_ckpt = run_stage("flow", "degradation_flow", config.flow_train.n_iter,
+                              lambda run, last, cap: train_flow(flow_stage_config(config), run, last, cap))  # fmt: skip
+    if "sr" in stages:
+        if flow_ckpt is None:
+            raise UserError("the sr stage needs a flow: run the flow stage too or give --flow-ckpt")
+        sr_config = sr_stage_config(config, flow_ckpt)
+        sr_ckpt = run_stage("sr", "sr", config.sr_train.n_iter,
+                            lambda run, last, cap: train_sr(sr_config, run, last, cap))  # fmt: skip
+    if "joint" in stages:
+        if flow_ckpt is None or sr_ckpt is None:
+            raise UserError("the joint stage needs a flow and an SR network: run their stages or give "
+                            "--flow-ckpt and --sr-ckpt")  # fmt: skip
+        run_stage("joint", JOINT_KIND, config.train.n_iter,
+                  lambda run, last, cap: train_joint(config, run, flow_ckpt, sr_ckpt, last, cap))  # fmt: skip
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python train_joint.py", description=__doc__.split("\n\n")[0],
+        epilog="config fields:\n  " + "\n  ".join(describe_fields(PipelineConfig)),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("--config", help="YAML config (default with --resume: RUN_DIR/config.yaml)")
+    parser.add_argument("--out", help="run folder")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run where it stopped")
+    parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of flow,sr,joint")
+    parser.add_argument("--flow-ckpt", help="a trained flow, when the flow stage is not run")
+    parser.add_argument("--sr-ckpt", help="a trained SR network, when the sr stage is not run")
+    parser.add_argument("--device", help="auto, cpu or cuda (all stages)")
+    parser.add_argument("--max-steps", type=int, help="cap every stage at this many steps of this call")
+    args, overrides = parser.parse_known_args(argv)
+    if args.resume:
+        out = Path(args.resume)
+        if not (out / "config.yaml").exists():
+            raise UserError(f"{out} is not a pipeline run folder (no config.yaml)")
+        source = args.config or out / "config.yaml"
+    else:
+        if not args.config or not args.out:
+            raise UserError("give --config and --out (or --resume RUN_DIR)")
+        out, source = Path(args.out), args.config
+        if (out / "summary.json").exists() or any((out / stage / "checkpoints").exists() for stage in STAGES):
+            raise UserError(f"{out} already holds a run; continue it with --resume {out}")
+    device_words = []
+    if args.device:
+        for section in ("flow_train", "sr_train", "train"):
+            device_words += [f"--{section}.device", args.device]
+    config = load_config(PipelineConfig, source, overrides + device_words)
+    stages = tuple(stage.strip() for stage in args.stages.split(",") if stage.strip())
+    summary = run_pipeline(config, out, stages, args.flow_ckpt, args.sr_ckpt, args.max_steps)
+    print(json.dumps(summary, indent=2))
+    print(f"run folder: {out} (summary.json, config.yaml, {', '.join(stages)}/)")
+
+
+if __name__ == "__main__":
+    run_cli(main)
