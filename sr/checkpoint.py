@@ -28,7 +28,10 @@ def load_sr(path: str | Path, device: torch.device | str = "cpu") -> tuple[VDSR,
     except ConfigError as error:
         raise UserError(f"{path}: its config does not fit this version of the SR network ({error})") from error
     model = build_sr(config.model, config.data.scale)
-    weights = state.get("ema") or state["model"] if state["kind"] == SR_KIND else state["sr_ema"]
+    if state["kind"] == SR_KIND:
+        weights = state.get("ema") or state["model"]
+    else:
+        weights = state["sr_ema"]
     try:
         model.load_state_dict(weights)
     except RuntimeError as error:
