@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import platform
 import sys
@@ -105,6 +106,35 @@ class NonFiniteGuard:
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.in_a_row, self.total = state["in_a_row"], state["total"]
+
+
+class EMA:
+    """Exponential moving average of a model's weights, with warmup.
+
+    The decay at update ``n`` is ``min(decay, (1 + n) / (10 + n))``, so short runs
+    are not dominated by their first steps. Buffers (e.g. batch-norm statistics)
+    are copied, not averaged. The count lives on the host: no device sync per step.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay, self.updates = decay, 0
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        weight = 1 - min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for average, current in zip(self.module.parameters(), model.parameters()):
+            average.lerp_(current.detach(), weight)
+        for average, current in zip(self.module.buffers(), model.buffers()):
+            average.copy_(current)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"module": self.module.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.module.load_state_dict(state["module"])
+        self.updates = state["updates"]
 
 
 def environment_info() -> str:

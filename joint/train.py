@@ -15,14 +15,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from common.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_training_checkpoint
 from common.config import config_to_dict
 from common.errors import UserError
-from common.training import NonFiniteGuard, RunFolder, lr_factor, prepare_out_dir, select_device
+from common.training import EMA, NonFiniteGuard, RunFolder, lr_factor, prepare_out_dir, select_device
 from data_tools.datasets import ImageFolderCache, StepSampler, UnpairedCrops
 from data_tools.image_io import write_image
 from degradation.checkpoint import build_flow, load_flow
@@ -54,7 +53,7 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
     flow.train()
     sr.train()
     flow_parameters, sr_parameters = list(flow.parameters()), list(sr.parameters())
-    ema = AveragedModel(sr, multi_avg_fn=get_ema_multi_avg_fn(train.ema_decay), use_buffers=True)
+    ema = EMA(sr, train.ema_decay)
     flow_opt = flow_optimizer(flow, train.flow_lr, train.shift_lr_mult)
     sr_opt = torch.optim.Adam(sr_parameters, lr=train.lr)
     schedule = lr_factor(train.schedule, train.n_iter, train.warmup_iter, train.milestones, train.gamma)
@@ -66,8 +65,7 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
         state = load_checkpoint(resume, JOINT_KIND)
         flow.load_state_dict(state["flow"])
         sr.load_state_dict(state["sr"])
-        ema.module.load_state_dict(state["sr_ema"])
-        ema.n_averaged.fill_(state["ema_updates"])
+        ema.load_state_dict({"module": state["sr_ema"], "updates": state["ema_updates"]})
         for module, key in ((flow_opt, "flow_optimizer"), (sr_opt, "sr_optimizer"), (flow_sched, "flow_scheduler"),
                             (sr_sched, "sr_scheduler"), (guard, "guard")):  # fmt: skip
             module.load_state_dict(state[key])
@@ -101,7 +99,7 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
             "flow_config": config_to_dict(flow_stage_config(config)),
             "sr_config": config_to_dict(sr_stage_config(config, "")),
             "flow": flow.state_dict(), "sr": sr.state_dict(), "sr_ema": ema.module.state_dict(),
-            "ema_updates": int(ema.n_averaged), "flow_optimizer": flow_opt.state_dict(),
+            "ema_updates": ema.updates, "flow_optimizer": flow_opt.state_dict(),
             "sr_optimizer": sr_opt.state_dict(), "flow_scheduler": flow_sched.state_dict(),
             "sr_scheduler": sr_sched.state_dict(), "guard": guard.state_dict(), "rng": rng_state(),
         }, train.keep_last)  # fmt: skip
@@ -136,7 +134,7 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
                 if guard.ok(sr_norm, flow_norm):
                     sr_opt.step()
                     flow_opt.step()
-                    ema.update_parameters(sr)
+                    ema.update(sr)
             flow_sched.step()
             sr_sched.step()
             with torch.no_grad():
@@ -162,7 +160,7 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
                 sums = {name: 0.0 for name in sums}
                 window_steps, window_start = 0, time.perf_counter()
             if validation is not None and (done % train.val_every == 0 or done == end_step):
-                monitor["val_psnr"] = validation.psnr(ema.module.eval())
+                monitor["val_psnr"] = validation.psnr(ema.module)
                 out.scalars({"joint/val_psnr": monitor["val_psnr"]}, done)
                 out.log(f"[{done:>7}/{train.n_iter}] validation PSNR {monitor['val_psnr']:.3f} dB")
             if done % train.sample_every == 0 or done == train.n_iter:

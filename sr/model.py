@@ -59,8 +59,14 @@ class VDSR(nn.Module):
         layers.append(nn.Conv2d(num_features, out_channels, 3, padding=1))
         self.body = nn.Sequential(*layers)
         self.shuffle = nn.PixelShuffle(scale) if form == "post_upsample" else nn.Identity()
-        # The residual starts small, so a new network starts close to bicubic.
-        nn.init.zeros_(self.body[-1].bias)
+        # He initialisation, as VDSR: PyTorch's default conv init shrinks the signal ~6x per
+        # ReLU layer, so 20 layers would start (and stay) dead. The last layer starts small,
+        # so a new network is close to bicubic.
+        for module in self.body:
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
         self.body[-1].weight.data.mul_(0.1)
 
     @property

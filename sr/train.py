@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -34,7 +33,7 @@ from common.checkpoint import (
 from common.cli import run_cli
 from common.config import config_from_dict, config_to_dict
 from common.errors import UserError
-from common.training import NonFiniteGuard, RunFolder, lr_factor, prepare_out_dir, select_device, training_main
+from common.training import EMA, NonFiniteGuard, RunFolder, lr_factor, prepare_out_dir, select_device, training_main
 from data_tools.datasets import HRCrops, ImageFolderCache, PairedCrops, StepSampler, check_pairs
 from data_tools.degrade_classical import PRESETS
 from data_tools.image_io import image_to_tensor, to_float32
@@ -96,7 +95,7 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
         flow, _ = load_flow(config.data.flow_ckpt, device)
         flow.requires_grad_(False)
     model = build_sr(config.model, config.data.scale).to(device)
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.train.ema_decay), use_buffers=True)
+    ema = EMA(model, config.train.ema_decay)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
     schedule = lr_factor(config.train.schedule, config.train.n_iter, config.train.warmup_iter,
                          config.train.milestones, config.train.gamma)  # fmt: skip
@@ -115,8 +114,7 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
             raise UserError(f"{resume} was trained with model {saved.model} at x{saved.data.scale}; the config asks "
                             f"for {config.model} at x{config.data.scale}")  # fmt: skip
         model.load_state_dict(state["model"])
-        ema.module.load_state_dict(state["ema"])
-        ema.n_averaged.fill_(state["ema_updates"])
+        ema.load_state_dict({"module": state["ema"], "updates": state["ema_updates"]})
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         guard.load_state_dict(state["guard"])
@@ -150,7 +148,7 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
     def checkpoint(step: int, path: Path | None = None) -> None:
         state = {
             "kind": SR_KIND, "step": step, "config": config_to_dict(config), "model": model.state_dict(),
-            "ema": ema.module.state_dict(), "ema_updates": int(ema.n_averaged), "optimizer": optimizer.state_dict(),
+            "ema": ema.module.state_dict(), "ema_updates": ema.updates, "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "guard": guard.state_dict(), "rng": rng_state(),
             "best_psnr": best_psnr,
         }  # fmt: skip
@@ -184,7 +182,7 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
                 if guard.ok(grad_norm):
                     optimizer.step()
-                    ema.update_parameters(model)
+                    ema.update(model)
             scheduler.step()
             loss_sum += loss.detach()
             window_steps += 1
@@ -199,7 +197,7 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
                 progress.set_postfix(loss=f"{monitor['l1']:.4f}")
                 loss_sum, window_steps, window_start = 0.0, 0, time.perf_counter()
             if validation is not None and (done % config.train.val_every == 0 or done == end_step):
-                value = validation.psnr(ema.module.eval())
+                value = validation.psnr(ema.module)
                 monitor["val_psnr"] = value
                 out.scalars({"sr/val_psnr": value}, done)
                 if value > best_psnr:

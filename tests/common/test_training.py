@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from common.errors import UserError
+from common.training import EMA, NonFiniteGuard, lr_factor
+
+
+def test_ema_warms_up_then_uses_its_decay():
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema = EMA(model, decay=0.9)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model)  # decay min(0.9, 2/11): the average moves 9/11 of the way
+    assert ema.module.weight.item() == pytest.approx(9 / 11)
+    for _ in range(200):
+        ema.update(model)
+    assert ema.module.weight.item() == pytest.approx(1.0, abs=1e-6)
+    restored = EMA(torch.nn.Linear(1, 1, bias=False), decay=0.9)
+    restored.load_state_dict(ema.state_dict())
+    assert restored.updates == 201 and restored.module.weight.item() == ema.module.weight.item()
+    assert not ema.module.weight.requires_grad
+
+
+def test_lr_schedules():
+    cosine = lr_factor("cosine", n_iter=110, warmup_iter=10)
+    assert cosine(0) == pytest.approx(0.1) and cosine(9) == pytest.approx(1.0)
+    assert cosine(10) == pytest.approx(1.0) and cosine(60) == pytest.approx(0.5) and cosine(110) == pytest.approx(0.0)
+    steps = lr_factor("multistep", n_iter=100, milestones=[10, 20], gamma=0.5)
+    assert [steps(s) for s in (0, 10, 19, 20, 99)] == [1.0, 0.5, 0.5, 0.25, 0.25]
+    assert lr_factor("constant", n_iter=5)(4) == 1.0
+
+
+def test_non_finite_guard_counts_and_stops():
+    guard = NonFiniteGuard(max_in_a_row=3)
+    assert guard.ok(torch.tensor(1.0))
+    assert not guard.ok(torch.tensor(math.nan))
+    assert not guard.ok(torch.tensor(1.0), torch.tensor(math.inf))
+    assert guard.ok(torch.tensor(2.0)) and guard.total == 2 and guard.in_a_row == 0
+    guard.ok(torch.tensor(math.nan))
+    guard.ok(torch.tensor(math.nan))
+    with pytest.raises(UserError, match="3 steps in a row.*lower train.lr"):
+        guard.ok(torch.tensor(math.nan))
