@@ -72,7 +72,7 @@ def run_arm(arm: str, bench: Path, out: Path, flow_ckpt: Path, args) -> dict:
 
 def gap_closed(methods: dict, metric: str = "psnr") -> float:
     """Share of the bicubic-training -> oracle gap that the flow arm closes."""
-    low, high = methods["bicubic_trained"][metric], methods["oracle"][metric]
+    low, high = methods["bicubic_sr"][metric], methods["oracle"][metric]
     return (methods["flow"][metric] - low) / (high - low) if high != low else float("nan")
 
 
@@ -98,7 +98,7 @@ def main() -> None:
     flow_ckpt = Path(args.flow_ckpt) if args.flow_ckpt else run_flow(bench, out, args.flow_steps, args.flow_config,
                                                                      args.device)  # fmt: skip
     training = {arm: run_arm(arm, bench, out, flow_ckpt, args) for arm in ARMS}
-    models = [("bicubic_trained" if arm == "bicubic" else arm, training[arm]["ckpt"]) for arm in ARMS]
+    models = [("bicubic_sr" if arm == "bicubic" else arm, training[arm]["ckpt"]) for arm in ARMS]
     summary = evaluate(str(bench / "test_lr"), str(bench / "test_hr"), 4, out / "eval", models=models,
                        device=args.device, overwrite=True)  # fmt: skip
     report = {"settings": vars(args) | {"bench": str(bench), "flow_ckpt": str(flow_ckpt)}, "training": training,
