@@ -111,6 +111,11 @@ def main() -> None:
     print(table, gap, sep="\n")
     (out / "arms.json").write_text(json.dumps(report, indent=2, default=str))
     (out / "arms.md").write_text(f"```\n{table}\n```\n{gap}\n")
+    print(
+        f"\nwrote: table {out / 'arms.md'} and {out / 'arms.json'}, figure {out / 'eval' / 'comparison.png'}, "
+        f"SR images {out / 'eval'}/NAME/, checkpoints {out}/*/checkpoints/, TensorBoard {out}/*/tb "
+        f"(tensorboard --logdir {out})"
+    )
 
 
 if __name__ == "__main__":
