@@ -31,11 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common.config import load_config  # noqa: E402
 from common.figures import grid, upscale_nearest  # noqa: E402
 from data_tools.image_io import image_to_tensor, list_images, read_image, write_image  # noqa: E402
+from data_tools.matlab_resize import clean_lr_from_hr  # noqa: E402
 from data_tools.prepare_demo import prepare_demo  # noqa: E402
 from degradation.checkpoint import load_flow  # noqa: E402
 from degradation.config import FlowConfig  # noqa: E402
 from degradation.synthesize import degrade_image, sample_seed  # noqa: E402
-from degradation.train import clean_lr_from_hr, train  # noqa: E402
+from degradation.train import train  # noqa: E402
 
 TEMPERATURES = (0.5, 0.8, 1.0)
 PATCH = 8

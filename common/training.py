@@ -61,7 +61,6 @@ def lr_factor(
     warmup_iter: int = 0,
     milestones: list[int] | None = None,
     gamma: float = 0.5,
-    min_factor: float = 0.0,
 ) -> Callable[[int], float]:
     """The learning-rate multiplier at each step: linear warmup, then cosine, multistep or constant."""
 
@@ -70,7 +69,7 @@ def lr_factor(
             return (step + 1) / warmup_iter
         if schedule == "cosine":
             progress = min(1.0, (step - warmup_iter) / max(1, n_iter - warmup_iter))
-            return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+            return 0.5 * (1 + math.cos(math.pi * progress))
         if schedule == "multistep":
             return gamma ** sum(step >= milestone for milestone in (milestones or []))
         return 1.0

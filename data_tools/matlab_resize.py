@@ -128,3 +128,8 @@ def imresize_torch(images: torch.Tensor, scale: float, out_hw: tuple[int, int] |
 def downscale_torch(images: torch.Tensor, factor: int) -> torch.Tensor:
     """Shrink a batch by an integer factor with MATLAB's antialiased bicubic."""
     return imresize_torch(images, 1.0 / factor)
+
+
+def clean_lr_from_hr(hr: torch.Tensor, scale: int) -> torch.Tensor:
+    """MATLAB-bicubic downscaling of an HR batch rounded to 8 bits: the clean LR a data set would store."""
+    return torch.round(downscale_torch(hr, scale).clamp(0, 1) * 255) / 255

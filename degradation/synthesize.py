@@ -31,10 +31,9 @@ from common.errors import UserError
 from common.files import staged_output_dir
 from common.training import select_device
 from data_tools.image_io import image_to_tensor, list_images, read_image, tensor_to_image, write_image
-from data_tools.matlab_resize import mod_crop
+from data_tools.matlab_resize import clean_lr_from_hr, mod_crop
 from degradation.checkpoint import load_flow
 from degradation.flow import DegradationFlow
-from degradation.train import clean_lr_from_hr
 
 
 def sample_seed(seed: int, name: str, sample_index: int = 0) -> int:

@@ -28,17 +28,12 @@ from common.figures import grid, upscale_nearest
 from common.training import NonFiniteGuard, RunFolder, lr_factor, prepare_out_dir, select_device, training_main
 from data_tools.datasets import ImageFolderCache, StepSampler, UnpairedCrops
 from data_tools.image_io import write_image
-from data_tools.matlab_resize import downscale_torch
+from data_tools.matlab_resize import clean_lr_from_hr
 from degradation.checkpoint import FLOW_KIND, build_flow
 from degradation.config import FlowConfig
 from degradation.flow import DegradationFlow, count_parameters, domain_bits_per_dim
 
 SAMPLE_TEMPERATURES = (0.5, 0.8, 1.0)
-
-
-def clean_lr_from_hr(hr: torch.Tensor, scale: int) -> torch.Tensor:
-    """MATLAB-bicubic downscaling rounded to 8 bits: the clean LR a data set would store."""
-    return torch.round(downscale_torch(hr, scale).clamp(0, 1) * 255) / 255
 
 
 @torch.no_grad()

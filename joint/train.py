@@ -24,9 +24,10 @@ from common.errors import UserError
 from common.training import EMA, NonFiniteGuard, RunFolder, lr_factor, prepare_out_dir, select_device
 from data_tools.datasets import ImageFolderCache, StepSampler, UnpairedCrops
 from data_tools.image_io import write_image
+from data_tools.matlab_resize import clean_lr_from_hr
 from degradation.checkpoint import build_flow, load_flow
 from degradation.flow import domain_bits_per_dim
-from degradation.train import clean_lr_from_hr, flow_optimizer, sample_figure
+from degradation.train import flow_optimizer, sample_figure
 from joint.config import PipelineConfig, flow_stage_config, sr_stage_config
 from sr.checkpoint import build_sr, load_sr
 from sr.data import flow_degrade, noise_seed
@@ -86,7 +87,7 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
         num_workers=data.num_workers, pin_memory=device.type == "cuda", persistent_workers=data.num_workers > 0,
         generator=torch.Generator().manual_seed(data.seed),
     )  # fmt: skip
-    validation = ValidationSet(data.val_lr_dir, data.val_hr_dir, data.scale) if data.val_lr_dir else None
+    validation = ValidationSet.from_dirs(data.val_lr_dir, data.val_hr_dir, data.scale)
     end_step = train.n_iter if max_steps is None else min(train.n_iter, start_step + max_steps)
     batches = iter(loader)
     sums = {"nll_clean": 0.0, "nll_real": 0.0, "l1": 0.0, "residual_std": 0.0}

@@ -16,8 +16,8 @@ from torch.utils.data import Dataset
 from data_tools.datasets import ImageFolderCache, random_crop
 from data_tools.degrade_classical import degrade
 from data_tools.image_io import image_to_tensor, to_float32
+from data_tools.matlab_resize import clean_lr_from_hr
 from degradation.flow import DegradationFlow
-from degradation.train import clean_lr_from_hr
 
 
 class DegradedCrops(Dataset):

@@ -49,6 +49,15 @@ from sr.model import VDSR
 class ValidationSet:
     """A paired LR/HR folder, decoded once, for PSNR during training."""
 
+    @classmethod
+    def from_dirs(cls, lr_dir: str, hr_dir: str, scale: int) -> ValidationSet | None:
+        """The set, or None when neither folder is given; one folder alone is an error."""
+        if not lr_dir and not hr_dir:
+            return None
+        if not (lr_dir and hr_dir):
+            raise UserError("give both --data.val_lr_dir and --data.val_hr_dir, or neither")
+        return cls(lr_dir, hr_dir, scale)
+
     def __init__(self, lr_dir: str, hr_dir: str, scale: int):
         lr, hr = ImageFolderCache(lr_dir, "validation LR folder"), ImageFolderCache(hr_dir, "validation HR folder")
         self.pairs = [(lr.images[i], hr.images[j]) for i, j in check_pairs(lr, hr, scale)]
@@ -128,11 +137,7 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
     parameters = sum(p.numel() for p in model.parameters())
     out.log(f"SR: VDSR {config.model.form} x{config.data.scale}, {parameters / 1e6:.2f}M parameters, "
             f"pairs from {config.data.degradation}, device {device}")  # fmt: skip
-    validation = None
-    if config.data.val_lr_dir or config.data.val_hr_dir:
-        if not (config.data.val_lr_dir and config.data.val_hr_dir):
-            raise UserError("give both --data.val_lr_dir and --data.val_hr_dir, or neither")
-        validation = ValidationSet(config.data.val_lr_dir, config.data.val_hr_dir, config.data.scale)
+    validation = ValidationSet.from_dirs(config.data.val_lr_dir, config.data.val_hr_dir, config.data.scale)
     batch_size = config.train.batch_size
     loader = DataLoader(
         dataset, batch_size=batch_size, sampler=StepSampler(batch_size, start_step),

@@ -14,9 +14,9 @@ from common.checkpoint import load_checkpoint, save_checkpoint
 from common.config import load_config
 from common.errors import UserError
 from data_tools.image_io import image_to_tensor, list_images, read_image, write_image
+from data_tools.matlab_resize import clean_lr_from_hr
 from degradation.checkpoint import load_flow
 from degradation.synthesize import degrade_image
-from degradation.train import clean_lr_from_hr
 from sr.config import SRConfig
 from sr.data import flow_degrade
 from sr.infer import upscale_image
