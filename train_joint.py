@@ -20,6 +20,7 @@ from pathlib import Path
 from common.checkpoint import load_checkpoint
 from common.cli import run_cli
 from common.config import describe_fields, load_config, save_config
+from common.distributed import launched_rank
 from common.errors import UserError
 from common.files import atomic_write_bytes
 from degradation.train import train as train_flow
@@ -48,8 +49,10 @@ def run_pipeline(config: PipelineConfig, out: str | Path, stages: tuple[str, ...
     if not config.data.clean_dir or not config.data.real_dir:
         raise UserError("set both --data.clean_dir (HR photos) and --data.real_dir (real LR images)")
     out = Path(out)
+    main_process = launched_rank() == 0  # under torchrun only rank 0 writes the run's files
     out.mkdir(parents=True, exist_ok=True)
-    save_config(config, out / "config.yaml")
+    if main_process:
+        save_config(config, out / "config.yaml")
     summary_path = out / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"stages": {}}
 
@@ -57,11 +60,13 @@ def run_pipeline(config: PipelineConfig, out: str | Path, stages: tuple[str, ...
         run = out / name
         last, step = stage_state(run, kind)
         if last is not None and step >= n_iter:
-            print(f"stage {name}: finished earlier ({step} steps), skipped")
+            if main_process:
+                print(f"stage {name}: finished earlier ({step} steps), skipped")
         else:
             monitor = train_fn(run, last, max_steps)
             summary["stages"][name] = {"checkpoint": str(run / "checkpoints" / "last.pt"), "final": monitor}
-            atomic_write_bytes(summary_path, json.dumps(summary, indent=2).encode())
+            if main_process:
+                atomic_write_bytes(summary_path, json.dumps(summary, indent=2).encode())
         return str(run / "checkpoints" / "last.pt")
 
     if "flow" in stages:
@@ -115,8 +120,9 @@ def main(argv: list[str] | None = None) -> None:
     config = load_config(PipelineConfig, source, overrides + device_words)
     stages = tuple(stage.strip() for stage in args.stages.split(",") if stage.strip())
     summary = run_pipeline(config, out, stages, args.flow_ckpt, args.sr_ckpt, args.max_steps)
-    print(json.dumps(summary, indent=2))
-    print(f"run folder: {out} (summary.json, config.yaml, {', '.join(stages)}/)")
+    if launched_rank() == 0:
+        print(json.dumps(summary, indent=2))
+        print(f"run folder: {out} (summary.json, config.yaml, {', '.join(stages)}/)")
 
 
 if __name__ == "__main__":

@@ -16,3 +16,14 @@ class ConfigError(UserError):
 
 class ImageReadError(UserError):
     """An image file could not be read or decoded."""
+
+
+class TrainingStopped(Exception):
+    """A stop signal ended training after a checkpoint was written; the CLI exits with 128 + the signal number."""
+
+    def __init__(self, signal_name: str, exit_code: int, step: int, checkpoint: object):
+        super().__init__(
+            f"stopped by {signal_name} after step {step}; checkpoint written to {checkpoint} "
+            f"(continue with --resume {checkpoint})"
+        )
+        self.exit_code = exit_code

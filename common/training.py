@@ -6,7 +6,9 @@ import argparse
 import copy
 import math
 import platform
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +21,8 @@ from tqdm import tqdm
 
 from common.checkpoint import load_checkpoint
 from common.config import describe_fields, load_config, save_config
-from common.errors import UserError
+from common.distributed import Distributed, any_across
+from common.errors import TrainingStopped, UserError
 
 
 @dataclass
@@ -41,6 +44,7 @@ class TrainLoopConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = False  # bf16 autocast where it is numerically safe (CUDA only)
+    compile: bool = False  # torch.compile the model (the first steps are slow while it compiles)
 
 
 def select_device(name: str) -> torch.device:
@@ -53,6 +57,17 @@ def select_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError as error:
         raise UserError(f"unknown device {name!r} (use auto, cpu or cuda)") from error
+
+
+def setup_device(device: torch.device) -> None:
+    """Speed settings that do not change results beyond float noise."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop sizes: autotuned kernels pay off after a step
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on CUDA when ``enabled`` (``train.amp``); a no-op context elsewhere."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
 
 def lr_factor(
@@ -85,10 +100,17 @@ class NonFiniteGuard:
     in_a_row: int = 0
     total: int = 0
 
-    def ok(self, *values: torch.Tensor) -> bool:
-        """True when every value is finite; otherwise counts a skipped step. (A host sync.)"""
-        finite = all(bool(torch.isfinite(value).all()) for value in values)
-        if finite:
+    def ok(self, *values: torch.Tensor, world: Distributed | None = None) -> bool:
+        """True when every value is finite (on every rank); otherwise counts a skipped step.
+
+        The one host sync of a training step: whether to step the optimizer has
+        to be known on the host. Under DDP the ranks agree (one tiny all-reduce),
+        so no rank steps while another skips.
+        """
+        finite = torch.stack([torch.isfinite(value.detach()).all() for value in values]).all()
+        if world is not None and world.enabled:
+            finite = torch.tensor(not any_across(not bool(finite), world))
+        if bool(finite):
             self.in_a_row = 0
             return True
         self.in_a_row += 1
@@ -147,37 +169,99 @@ def environment_info() -> str:
 
 @dataclass
 class RunFolder:
-    """A run's folder: ``config.yaml``, ``train.log``, ``checkpoints/``, ``tb/`` (TensorBoard), ``samples/``."""
+    """A run's folder: ``config.yaml``, ``train.log``, ``checkpoints/``, ``tb/`` (TensorBoard), ``samples/``.
+
+    Under torchrun only rank 0 writes (``active``); on the other ranks every
+    method is a no-op, so training loops need no rank checks for logging.
+    """
 
     root: Path
-    writer: SummaryWriter = field(init=False)
+    active: bool = True
+    writer: SummaryWriter | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        for sub in ("checkpoints", "samples"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        if not self.active:
+            return
+        try:
+            for sub in ("checkpoints", "samples"):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+            self._log = open(self.root / "train.log", "a", buffering=1)  # noqa: SIM115  (closed in close())
+        except OSError as error:
+            raise UserError(f"cannot write to run folder {self.root}: {error.strerror or error}") from error
         self.writer = SummaryWriter(log_dir=str(self.root / "tb"))
-        self._log = open(self.root / "train.log", "a", buffering=1)  # noqa: SIM115  (closed in close())
 
     @property
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
 
     def start(self, config: Any, title: str) -> None:
-        save_config(config, self.root / "config.yaml")
-        self.log(f"== {title} {time.strftime('%Y-%m-%d %H:%M:%S')}\n{environment_info()}")
+        if self.active:
+            save_config(config, self.root / "config.yaml")
+            self.log(f"== {title} {time.strftime('%Y-%m-%d %H:%M:%S')}\n{environment_info()}")
 
     def log(self, line: str) -> None:
         """A line for the terminal (above the progress bar) and for train.log."""
-        tqdm.write(line)
-        self._log.write(line + "\n")
+        if self.active:
+            tqdm.write(line)
+            self._log.write(line + "\n")
 
     def scalars(self, values: dict[str, float], step: int) -> None:
-        for name, value in values.items():
-            self.writer.add_scalar(name, value, step)
+        if self.writer is not None:
+            for name, value in values.items():
+                self.writer.add_scalar(name, value, step)
+
+    def image(self, name: str, image: Any, step: int) -> None:
+        """An HWC uint8 figure: ``samples/step_NNNNNNN.png`` and TensorBoard."""
+        if self.writer is not None:
+            from data_tools.image_io import write_image
+
+            write_image(self.root / "samples" / f"step_{step:07d}.png", image)
+            self.writer.add_image(name, image, step, dataformats="HWC")
 
     def close(self) -> None:
-        self.writer.close()
-        self._log.close()
+        if self.writer is not None:
+            self.writer.close()
+            self._log.close()
+
+
+class StopSignals:
+    """SIGINT (Ctrl-C) and SIGTERM (schedulers, ``kill``) ask the training loop to stop cleanly.
+
+    The loop finishes the step it is in, writes a checkpoint and raises
+    ``TrainingStopped``; a second Ctrl-C stops at once (the last checkpoint
+    written stays). Under torchrun the ranks agree on stopping at logging
+    intervals, so none waits forever in a collective another rank left.
+    """
+
+    def __init__(self, world: Distributed | None = None):
+        self.world = world or Distributed()
+        self.received: signal.Signals | None = None
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():  # Python allows handlers only there
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum)
+
+    def stop_now(self, log_point: bool) -> bool:
+        """Whether the loop should checkpoint and stop after this step (collective on log points under DDP)."""
+        if not self.world.enabled:
+            return self.received is not None
+        return log_point and any_across(self.received is not None, self.world)
+
+    def stopped(self, step: int, checkpoint: Path) -> TrainingStopped:
+        signum = self.received or signal.SIGTERM  # another rank received it
+        return TrainingStopped(signum.name, 128 + int(signum), step, checkpoint)
 
 
 def prepare_out_dir(out_dir: str | Path, resuming: bool) -> Path:

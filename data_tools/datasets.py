@@ -86,7 +86,7 @@ def dihedral(image: np.ndarray, transform: int) -> np.ndarray:
 
 
 class UnpairedCrops(Dataset):
-    """Unpaired samples ``{"hr": (3, S*scale, S*scale), "real_lr": (3, S, S)}``.
+    """Unpaired samples ``{"hr": (3, S*scale, S*scale), "real_lr": (3, S, S), "dequant_noise": (2, 3, S, S)}``.
 
     The HR crop becomes the clean LR on the training device (MATLAB bicubic,
     ``data_tools.matlab_resize.downscale_torch``); the real LR crop comes from
@@ -110,9 +110,13 @@ class UnpairedCrops(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, index])
+        size = self.lr_crop_size
         return {
-            "hr": image_to_tensor(random_crop(self.clean_hr, self.lr_crop_size * self.scale, rng, self.augment)),
-            "real_lr": image_to_tensor(random_crop(self.real_lr, self.lr_crop_size, rng, self.augment)),
+            "hr": image_to_tensor(random_crop(self.clean_hr, size * self.scale, rng, self.augment)),
+            "real_lr": image_to_tensor(random_crop(self.real_lr, size, rng, self.augment)),
+            # U(-0.5, 0.5) dequantization noise for the clean and the real LR crop, drawn
+            # here so that a sample is the same however batches are split across processes.
+            "dequant_noise": torch.from_numpy(rng.random((2, 3, size, size), dtype=np.float32) - 0.5),
         }
 
 

@@ -34,9 +34,11 @@ def bits_per_dim(log_likelihood: torch.Tensor, num_dims: int, num_bins: int) -> 
     return -(log_likelihood - num_dims * math.log(num_bins)) / (num_dims * math.log(2))
 
 
-def dequantize(image: torch.Tensor, num_bins: int) -> torch.Tensor:
-    """Add uniform noise of one bin's width, ``U(-0.5, 0.5) / num_bins``."""
-    return image + (torch.rand_like(image) - 0.5) / num_bins
+def dequantize(image: torch.Tensor, num_bins: int, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """Add uniform noise of one bin's width: ``noise / num_bins`` with ``noise ~ U(-0.5, 0.5)`` (drawn if not given)."""
+    if noise is None:
+        noise = torch.rand_like(image) - 0.5
+    return image + noise.to(image.dtype) / num_bins
 
 
 class DegradationFlow(nn.Module):
@@ -186,12 +188,21 @@ def count_parameters(module: nn.Module) -> int:
 
 
 def domain_bits_per_dim(
-    flow: DegradationFlow, clean_lr: torch.Tensor, real_lr: torch.Tensor, num_bins: int
+    flow: DegradationFlow,
+    clean_lr: torch.Tensor,
+    real_lr: torch.Tensor,
+    num_bins: int,
+    dequant_noise: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean bits/dim of a clean and a real LR batch (same crop size), dequantized, in one pass."""
+    """Mean bits/dim of a clean and a real LR batch (same crop size), dequantized, in one pass.
+
+    ``dequant_noise`` (U(-0.5, 0.5), shaped like ``cat([clean_lr, real_lr])``)
+    lets the data loader draw it per sample, so results do not depend on how
+    the batch is split across processes; without it, it is drawn here.
+    """
     if clean_lr.shape[1:] != real_lr.shape[1:]:
         raise ValueError(f"clean and real crops differ in size: {tuple(clean_lr.shape)} vs {tuple(real_lr.shape)}")
-    images = dequantize(torch.cat([clean_lr, real_lr]), num_bins)
+    images = dequantize(torch.cat([clean_lr, real_lr]), num_bins, dequant_noise)
     cond = flow.condition(images)
     latents, logdet = flow.encode(images, cond)
     n = clean_lr.shape[0]
@@ -200,3 +211,20 @@ def domain_bits_per_dim(
     log_p_real = flow.shift.log_prob([z[n:] for z in latents], real=True, cond=real_cond) + logdet[n:]
     num_dims = clean_lr[0].numel()
     return bits_per_dim(log_p_clean, num_dims, num_bins).mean(), bits_per_dim(log_p_real, num_dims, num_bins).mean()
+
+
+class FlowObjective(nn.Module):
+    """The flow's training loss as one module, so DistributedDataParallel can wrap (and torch.compile trace) it.
+
+    ``forward(clean_lr, real_lr, dequant_noise) -> (loss, nll_clean, nll_real)``:
+    the two domains' bits/dim plus the content penalty on the domain shift.
+    """
+
+    def __init__(self, flow: DegradationFlow, num_bins: int, content_penalty: float):
+        super().__init__()
+        self.flow, self.num_bins, self.content_penalty = flow, num_bins, content_penalty
+
+    def forward(self, clean_lr: torch.Tensor, real_lr: torch.Tensor, dequant_noise: torch.Tensor | None = None):
+        nll_clean, nll_real = domain_bits_per_dim(self.flow, clean_lr, real_lr, self.num_bins, dequant_noise)
+        loss = nll_clean + nll_real + self.content_penalty * self.flow.shift.content_penalty()
+        return loss, nll_clean, nll_real

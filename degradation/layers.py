@@ -57,7 +57,9 @@ class ActNorm(FlowLayer):
 
     def forward(self, x, cond=None):
         _check_channels(x, self.channels, "ActNorm")
-        if self.training and not self.initialized:
+        # Under torch.compile the flow has been initialised already (the trainers do it
+        # first); skipping the check keeps a data-dependent branch out of the graph.
+        if self.training and not torch.compiler.is_compiling() and not self.initialized:
             self._initialize(x)
         logdet = self.log_scale.sum() * x.shape[2] * x.shape[3]
         return (x + self.bias) * torch.exp(self.log_scale), logdet.expand(x.shape[0])

@@ -23,15 +23,25 @@ from tqdm import tqdm
 from common.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_training_checkpoint
 from common.cli import run_cli
 from common.config import config_from_dict, config_to_dict
+from common.distributed import Distributed, all_gather_cat, barrier, init_distributed, mean_across, wrap_ddp
 from common.errors import UserError
 from common.figures import grid, upscale_nearest
-from common.training import NonFiniteGuard, RunFolder, lr_factor, prepare_out_dir, select_device, training_main
+from common.training import (
+    NonFiniteGuard,
+    RunFolder,
+    StopSignals,
+    autocast,
+    lr_factor,
+    prepare_out_dir,
+    select_device,
+    setup_device,
+    training_main,
+)
 from data_tools.datasets import ImageFolderCache, StepSampler, UnpairedCrops
-from data_tools.image_io import write_image
 from data_tools.matlab_resize import clean_lr_from_hr
 from degradation.checkpoint import FLOW_KIND, build_flow
 from degradation.config import FlowConfig
-from degradation.flow import DegradationFlow, count_parameters, domain_bits_per_dim
+from degradation.flow import DegradationFlow, FlowObjective, count_parameters, domain_bits_per_dim
 
 SAMPLE_TEMPERATURES = (0.5, 0.8, 1.0)
 
@@ -69,10 +79,33 @@ def flow_optimizer(flow: DegradationFlow, lr: float, shift_lr_mult: float) -> to
     )
 
 
+@torch.no_grad()
+def initialize_actnorm(flow: DegradationFlow, batch: dict[str, torch.Tensor], scale: int, num_bins: int,
+                       world: Distributed, device: torch.device) -> None:  # fmt: skip
+    """Data-initialise a new flow's ActNorm layers on the first global batch (all ranks' crops).
+
+    Done before DDP wraps the flow, so every rank starts from the same
+    statistics a single process with the whole batch would compute.
+    """
+    hr = all_gather_cat(batch["hr"].to(device), world)
+    real_lr = all_gather_cat(batch["real_lr"].to(device), world)
+    noise = all_gather_cat(batch["dequant_noise"].to(device), world)
+    domain_bits_per_dim(flow, clean_lr_from_hr(hr, scale), real_lr, num_bins, _domains_first(noise))
+
+
+def _domains_first(dequant_noise: torch.Tensor) -> torch.Tensor:
+    """(B, 2, C, H, W) per-sample noise -> (2B, C, H, W): the clean crops', then the real crops'."""
+    return dequant_noise.transpose(0, 1).flatten(0, 1)
+
+
 def train(
     config: FlowConfig, out_dir: str | Path, resume: str | Path | None = None, max_steps: int | None = None
 ) -> dict[str, float]:
-    """Train (or resume) the flow; returns the last monitor values. ``max_steps`` caps this call's steps."""
+    """Train (or resume) the flow; returns the last monitor values. ``max_steps`` caps this call's steps.
+
+    Under torchrun each process trains on its slice of the global batch
+    ``world_size * train.batch_size`` (see ``common.distributed``).
+    """
     if not config.data.clean_dir or not config.data.real_dir:
         raise UserError("set both --data.clean_dir (HR photos) and --data.real_dir (real LR images)")
     multiple = max(2**config.model.num_levels, 4)
@@ -81,7 +114,8 @@ def train(
             f"data.crop_size must be a multiple of {multiple} for {config.model.num_levels} levels, "
             f"got {config.data.crop_size}"
         )
-    device = select_device(config.train.device)
+    world, device = init_distributed(select_device(config.train.device))
+    setup_device(device)
     torch.manual_seed(config.train.seed)
     flow = build_flow(config.model, seed=config.train.seed).to(device)
     optimizer = flow_optimizer(flow, config.train.lr, config.train.shift_lr_mult)
@@ -110,11 +144,11 @@ def train(
         restore_rng_state(state["rng"])
         start_step = state["step"]
 
-    out = RunFolder(prepare_out_dir(out_dir, resuming=resume is not None))
+    out = RunFolder(prepare_out_dir(out_dir, resuming=resume is not None), active=world.is_main)
     out.start(config, f"degradation flow, {'resumed at step ' + str(start_step) if resume else 'new run'}")
     out.log(
         f"flow: {count_parameters(flow) / 1e6:.2f}M parameters, L={config.model.num_levels} "
-        f"K={config.model.num_steps}, device {device}"
+        f"K={config.model.num_steps}, device {device}{world.describe(config.train.batch_size)}"
     )
     scale, crop = config.data.scale, config.data.crop_size
     dataset = UnpairedCrops(
@@ -127,96 +161,98 @@ def train(
     loader = DataLoader(
         dataset,
         batch_size=config.train.batch_size,
-        sampler=StepSampler(config.train.batch_size, start_step),
+        sampler=StepSampler(config.train.batch_size, start_step, world.rank, world.world_size),
         num_workers=config.data.num_workers,
         pin_memory=device.type == "cuda",
         persistent_workers=config.data.num_workers > 0,
         # Its own generator: creating an iterator would otherwise draw from the global RNG
-        # after a resume restored it, shifting the dequantization noise.
+        # after a resume restored it.
         generator=torch.Generator().manual_seed(config.data.seed),
     )
     end_step = config.train.n_iter if max_steps is None else min(config.train.n_iter, start_step + max_steps)
-    batches = iter(loader)
     monitor: dict[str, float] = {}
-    sums = {"nll_clean": 0.0, "nll_real": 0.0}
+    sums = {"nll_clean": torch.zeros((), device=device), "nll_real": torch.zeros((), device=device)}
     window_start, window_steps = time.perf_counter(), 0
     flow.train()
 
     def checkpoint(step: int) -> None:
-        save_training_checkpoint(
-            out.checkpoints,
-            {
-                "kind": FLOW_KIND,
-                "step": step,
-                "config": config_to_dict(config),
-                "model": flow.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "guard": guard.state_dict(),
-                "rng": rng_state(),
-            },
-            config.train.keep_last,
-        )
+        if world.is_main:
+            save_training_checkpoint(
+                out.checkpoints,
+                {
+                    "kind": FLOW_KIND,
+                    "step": step,
+                    "config": config_to_dict(config),
+                    "model": flow.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "guard": guard.state_dict(),
+                    "rng": rng_state(),
+                },
+                config.train.keep_last,
+            )
 
-    progress = tqdm(
-        range(start_step, end_step),
-        initial=start_step,
-        total=config.train.n_iter,
-        desc="flow",
-        unit="step",
-        dynamic_ncols=True,
-    )
-    step = start_step
+    progress = tqdm(range(start_step, end_step), initial=start_step, total=config.train.n_iter, desc="flow",
+                    unit="step", dynamic_ncols=True, disable=not world.is_main)  # fmt: skip
+    objective = None
     try:
-        for step in progress:
-            batch = next(batches)
-            hr = batch["hr"].to(device, non_blocking=True)
-            real_lr = batch["real_lr"].to(device, non_blocking=True)
-            clean_lr = clean_lr_from_hr(hr, scale)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.train.amp and device.type == "cuda"):
-                nll_clean, nll_real = domain_bits_per_dim(flow, clean_lr, real_lr, config.model.dequant_bins)
-            loss = nll_clean + nll_real + config.train.content_penalty * flow.shift.content_penalty()
-            optimizer.zero_grad(set_to_none=True)
-            if guard.ok(loss):
-                loss.backward()
+        with StopSignals(world) as stop:
+            batches = iter(loader)
+            for step in progress:
+                batch = next(batches)
+                if objective is None:  # first step of this call: finish setting up the model
+                    if start_step == 0:
+                        initialize_actnorm(flow, batch, scale, config.model.dequant_bins, world, device)
+                    objective = wrap_ddp(FlowObjective(flow, config.model.dequant_bins, config.train.content_penalty),
+                                         world, device, broadcast_buffers=False)  # fmt: skip
+                    if config.train.compile:
+                        objective = torch.compile(objective)
+                hr = batch["hr"].to(device, non_blocking=True)
+                real_lr = batch["real_lr"].to(device, non_blocking=True)
+                dequant_noise = _domains_first(batch["dequant_noise"].to(device, non_blocking=True))
+                clean_lr = clean_lr_from_hr(hr, scale)
+                with autocast(device, config.train.amp):
+                    loss, nll_clean, nll_real = objective(clean_lr, real_lr, dequant_noise)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()  # always, also for a non-finite loss: under DDP every rank must join the all-reduce
                 grad_norm = torch.nn.utils.clip_grad_norm_(flow.parameters(), config.train.grad_clip)
-                if guard.ok(grad_norm):
+                if guard.ok(loss, grad_norm, world=world):
                     optimizer.step()
-            scheduler.step()
-            sums["nll_clean"] += nll_clean.detach()
-            sums["nll_real"] += nll_real.detach()
-            window_steps += 1
-            done = step + 1
-            if done % config.train.log_every == 0 or done == end_step:
-                elapsed = time.perf_counter() - window_start
-                monitor = {name: float(total) / window_steps for name, total in sums.items()}
-                monitor.update(flow.shift.summary())
-                monitor.update(
-                    lr=scheduler.get_last_lr()[0], steps_per_s=window_steps / elapsed, skipped_steps=guard.total
-                )
-                out.scalars({f"flow/{k}": v for k, v in monitor.items()}, done)
-                out.log(
-                    f"[{done:>7}/{config.train.n_iter}] nll_clean={monitor['nll_clean']:.4f} "
-                    f"nll_real={monitor['nll_real']:.4f} bits/dim  |mu_u|={monitor['mean_abs_mu_u']:.4f} "
-                    f"sigma_u={monitor['mean_sigma_u']:.4f} a={monitor['mean_content_scale']:.3f} "
-                    f"lr={monitor['lr']:.2e} {monitor['steps_per_s']:.2f} steps/s skipped={guard.total}"
-                )
-                progress.set_postfix(clean=f"{monitor['nll_clean']:.3f}", real=f"{monitor['nll_real']:.3f}")
-                sums = {name: 0.0 for name in sums}
-                window_start, window_steps = time.perf_counter(), 0
-            if done % config.train.sample_every == 0 or done == config.train.n_iter:
-                figure = sample_figure(flow, clean_lr, real_lr)
-                write_image(out.root / "samples" / f"step_{done:07d}.png", figure)
-                out.writer.add_image("flow/samples", figure, done, dataformats="HWC")
-            if done % config.train.save_every == 0 or done == end_step:
-                checkpoint(done)
-    except KeyboardInterrupt:
-        out.log(f"interrupted at step {step}; writing a checkpoint")
-        checkpoint(step)
-        raise
+                scheduler.step()
+                sums["nll_clean"] += nll_clean.detach()
+                sums["nll_real"] += nll_real.detach()
+                window_steps += 1
+                done = step + 1
+                log_point = done % config.train.log_every == 0 or done == end_step
+                if log_point:
+                    elapsed = time.perf_counter() - window_start
+                    monitor = mean_across({name: total / window_steps for name, total in sums.items()}, world)
+                    monitor.update(flow.shift.summary())
+                    monitor.update(
+                        lr=scheduler.get_last_lr()[0], steps_per_s=window_steps / elapsed, skipped_steps=guard.total
+                    )
+                    out.scalars({f"flow/{k}": v for k, v in monitor.items()}, done)
+                    out.log(
+                        f"[{done:>7}/{config.train.n_iter}] nll_clean={monitor['nll_clean']:.4f} "
+                        f"nll_real={monitor['nll_real']:.4f} bits/dim  |mu_u|={monitor['mean_abs_mu_u']:.4f} "
+                        f"sigma_u={monitor['mean_sigma_u']:.4f} a={monitor['mean_content_scale']:.3f} "
+                        f"lr={monitor['lr']:.2e} {monitor['steps_per_s']:.2f} steps/s skipped={guard.total}"
+                    )
+                    progress.set_postfix(clean=f"{monitor['nll_clean']:.3f}", real=f"{monitor['nll_real']:.3f}")
+                    sums = {name: torch.zeros_like(total) for name, total in sums.items()}
+                    window_start, window_steps = time.perf_counter(), 0
+                if world.is_main and (done % config.train.sample_every == 0 or done == config.train.n_iter):
+                    out.image("flow/samples", sample_figure(flow, clean_lr, real_lr), done)
+                stopping = stop.stop_now(log_point)
+                if stopping or done % config.train.save_every == 0 or done == end_step:
+                    checkpoint(done)
+                if stopping:
+                    out.log(f"{stop.received.name if stop.received else 'stop'} received: stopped after step {done}")
+                    raise stop.stopped(done, out.checkpoints / "last.pt")
     finally:
         progress.close()
         out.close()
+        barrier(world)  # the next stage (or process) may read the checkpoint rank 0 just wrote
     return monitor
 
 

@@ -37,6 +37,7 @@ class JointTrainConfig(TrainLoopConfig):
     ema_decay: float = 0.999
     val_every: int = 1000
     sample_every: int = 1000
+    channels_last: bool = True  # the SR network's activations NHWC on CUDA
 
 
 @dataclass

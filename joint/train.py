@@ -15,18 +15,29 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from common.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_training_checkpoint
 from common.config import config_to_dict
+from common.distributed import barrier, init_distributed, mean_across, wrap_ddp
 from common.errors import UserError
-from common.training import EMA, NonFiniteGuard, RunFolder, lr_factor, prepare_out_dir, select_device
+from common.training import (
+    EMA,
+    NonFiniteGuard,
+    RunFolder,
+    StopSignals,
+    autocast,
+    lr_factor,
+    prepare_out_dir,
+    select_device,
+    setup_device,
+)
 from data_tools.datasets import ImageFolderCache, StepSampler, UnpairedCrops
-from data_tools.image_io import write_image
 from data_tools.matlab_resize import clean_lr_from_hr
 from degradation.checkpoint import build_flow, load_flow
-from degradation.flow import domain_bits_per_dim
+from degradation.flow import DegradationFlow, domain_bits_per_dim
 from degradation.train import flow_optimizer, sample_figure
 from joint.config import PipelineConfig, flow_stage_config, sr_stage_config
 from sr.checkpoint import build_sr, load_sr
@@ -36,12 +47,63 @@ from sr.train import ValidationSet
 JOINT_KIND = "joint"
 
 
+class ScaleGradient(torch.autograd.Function):
+    """Identity forward; multiplies the gradient by ``weight`` on the way back."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: float) -> torch.Tensor:
+        ctx.weight = weight
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad * ctx.weight, None
+
+
+class JointObjective(nn.Module):
+    """One joint step's losses as one module, so one backward serves both networks (and DDP can wrap it).
+
+    ``forward(hr, real_lr, dequant_noise, seeds) -> (total, l1, nll_clean, nll_real, synth_lr)``.
+    ``total = l1 + nll_weight * (nll_clean + nll_real) + content_penalty * penalty``
+    where the synthesized LQ reaches the SR network through ``ScaleGradient``:
+    the SR network gets the full L1 gradient, the flow ``cycle_sr_weight``
+    times it (none at 0), on top of its likelihood gradient.
+    """
+
+    def __init__(self, flow: DegradationFlow, sr: nn.Module, config: PipelineConfig):
+        super().__init__()
+        self.flow, self.sr = flow, sr
+        self.scale, self.num_bins, self.train_config = config.data.scale, config.flow.dequant_bins, config.train
+
+    def forward(self, hr: torch.Tensor, real_lr: torch.Tensor, dequant_noise: torch.Tensor, seeds: list[int],
+                memory_format: torch.memory_format | None = None):  # fmt: skip
+        train = self.train_config
+        clean_lr = clean_lr_from_hr(hr, self.scale)
+        nll_clean, nll_real = domain_bits_per_dim(self.flow, clean_lr, real_lr, self.num_bins, dequant_noise)
+        synth_lr = flow_degrade(self.flow, hr, self.scale, train.temperature, seeds)
+        sr_input = (
+            synth_lr.detach() if train.cycle_sr_weight == 0 else ScaleGradient.apply(synth_lr, train.cycle_sr_weight)
+        )
+        if memory_format is not None:
+            sr_input = sr_input.contiguous(memory_format=memory_format)
+        l1 = F.l1_loss(self.sr(sr_input).float(), hr)
+        total = (
+            l1 + train.nll_weight * (nll_clean + nll_real) + train.content_penalty * self.flow.shift.content_penalty()
+        )
+        return total, l1, nll_clean, nll_real, synth_lr
+
+
 def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Path | None = None,
                 sr_ckpt: str | Path | None = None, resume: str | Path | None = None,
                 max_steps: int | None = None) -> dict[str, float]:  # fmt: skip
-    """Run (or resume) the joint phase from a trained flow and SR network; returns the last monitor values."""
+    """Run (or resume) the joint phase from a trained flow and SR network; returns the last monitor values.
+
+    Under torchrun each process trains on its slice of the global batch
+    ``world_size * train.batch_size`` (see ``common.distributed``).
+    """
     train = config.train
-    device = select_device(train.device)
+    world, device = init_distributed(select_device(train.device))
+    setup_device(device)
     torch.manual_seed(train.seed)
     if resume is None and (flow_ckpt is None or sr_ckpt is None):
         raise UserError("the joint phase starts from a trained flow and SR network: give both checkpoints")
@@ -51,6 +113,8 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
     else:
         flow = build_flow(config.flow).to(device)
         sr = build_sr(config.sr, config.data.scale).to(device)
+    memory_format = torch.channels_last if train.channels_last and device.type == "cuda" else None
+    sr.to(memory_format=memory_format)
     flow.train()
     sr.train()
     flow_parameters, sr_parameters = list(flow.parameters()), list(sr.parameters())
@@ -72,10 +136,17 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
             module.load_state_dict(state[key])
         restore_rng_state(state["rng"])
         start_step = state["step"]
+    # A flow loaded from a checkpoint is initialised already (ActNorm): DDP may wrap it at once.
+    # With nll_weight = cycle_sr_weight = 0 the flow gets no gradient at all: tell DDP so.
+    objective = wrap_ddp(JointObjective(flow, sr, config), world, device,
+                         find_unused_parameters=train.nll_weight == 0 and train.cycle_sr_weight == 0)  # fmt: skip
+    if train.compile:
+        objective = torch.compile(objective)
 
-    out = RunFolder(prepare_out_dir(out_dir, resuming=resume is not None))
+    out = RunFolder(prepare_out_dir(out_dir, resuming=resume is not None), active=world.is_main)
     out.start(config, f"joint phase, {'resumed at step ' + str(start_step) if resume else 'new run'}")
-    out.log(f"joint: cycle_sr_weight={train.cycle_sr_weight} nll_weight={train.nll_weight} device {device}")
+    out.log(f"joint: cycle_sr_weight={train.cycle_sr_weight} nll_weight={train.nll_weight} device {device}"
+            f"{world.describe(train.batch_size)}")  # fmt: skip
     data = config.data
     dataset = UnpairedCrops(
         ImageFolderCache(data.clean_dir, "clean HR folder", min_size=data.crop_size * data.scale),
@@ -83,18 +154,20 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
         lr_crop_size=data.crop_size, scale=data.scale, seed=data.seed,
     )  # fmt: skip
     loader = DataLoader(
-        dataset, batch_size=train.batch_size, sampler=StepSampler(train.batch_size, start_step),
+        dataset, batch_size=train.batch_size, sampler=StepSampler(train.batch_size, start_step, world.rank,
+                                                                  world.world_size),
         num_workers=data.num_workers, pin_memory=device.type == "cuda", persistent_workers=data.num_workers > 0,
         generator=torch.Generator().manual_seed(data.seed),
     )  # fmt: skip
-    validation = ValidationSet.from_dirs(data.val_lr_dir, data.val_hr_dir, data.scale)
+    validation = ValidationSet.from_dirs(data.val_lr_dir, data.val_hr_dir, data.scale) if world.is_main else None
     end_step = train.n_iter if max_steps is None else min(train.n_iter, start_step + max_steps)
-    batches = iter(loader)
-    sums = {"nll_clean": 0.0, "nll_real": 0.0, "l1": 0.0, "residual_std": 0.0}
+    sums = {name: torch.zeros((), device=device) for name in ("nll_clean", "nll_real", "l1", "residual_std")}
     monitor: dict[str, float] = {}
     window_steps, window_start = 0, time.perf_counter()
 
     def checkpoint(step: int) -> None:
+        if not world.is_main:
+            return
         save_training_checkpoint(out.checkpoints, {
             "kind": JOINT_KIND, "step": step, "config": config_to_dict(config),
             "flow_config": config_to_dict(flow_stage_config(config)),
@@ -106,74 +179,68 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
         }, train.keep_last)  # fmt: skip
 
     progress = tqdm(range(start_step, end_step), initial=start_step, total=train.n_iter, desc="joint", unit="step",
-                    dynamic_ncols=True)  # fmt: skip
-    step = start_step
+                    dynamic_ncols=True, disable=not world.is_main)  # fmt: skip
     try:
-        for step in progress:
-            batch = next(batches)
-            hr = batch["hr"].to(device, non_blocking=True)
-            real_lr = batch["real_lr"].to(device, non_blocking=True)
-            clean_lr = clean_lr_from_hr(hr, data.scale)
-            nll_clean, nll_real = domain_bits_per_dim(flow, clean_lr, real_lr, config.flow.dequant_bins)
-            seeds = [noise_seed(data.seed, step * train.batch_size + i) for i in range(hr.shape[0])]
-            synth_lr = flow_degrade(flow, hr, data.scale, train.temperature, seeds)
-            l1 = F.l1_loss(sr(synth_lr), hr)
-            flow_loss = (
-                train.nll_weight * (nll_clean + nll_real)
-                + train.content_penalty * flow.shift.content_penalty()
-                + train.cycle_sr_weight * l1
-            )
-            flow_opt.zero_grad(set_to_none=True)
-            sr_opt.zero_grad(set_to_none=True)
-            if guard.ok(flow_loss, l1):
-                # One L1, two optimizers: the SR network learns from it fully, the flow only
-                # through cycle_sr_weight (and not at all when it is 0).
-                l1.backward(inputs=sr_parameters, retain_graph=True)
-                flow_loss.backward(inputs=flow_parameters)
+        with StopSignals(world) as stop:
+            batches = iter(loader)
+            for step in progress:
+                batch = next(batches)
+                hr = batch["hr"].to(device, non_blocking=True)
+                real_lr = batch["real_lr"].to(device, non_blocking=True)
+                dequant_noise = batch["dequant_noise"].to(device, non_blocking=True).transpose(0, 1).flatten(0, 1)
+                first = (step * world.world_size + world.rank) * train.batch_size  # this rank's first global sample
+                seeds = [noise_seed(data.seed, first + i) for i in range(hr.shape[0])]
+                with autocast(device, train.amp):
+                    total, l1, nll_clean, nll_real, synth_lr = objective(hr, real_lr, dequant_noise, seeds,
+                                                                         memory_format)  # fmt: skip
+                flow_opt.zero_grad(set_to_none=True)
+                sr_opt.zero_grad(set_to_none=True)
+                total.backward()  # always, also when non-finite: under DDP every rank must join the all-reduce
                 sr_norm = torch.nn.utils.clip_grad_norm_(sr_parameters, train.grad_clip)
                 flow_norm = torch.nn.utils.clip_grad_norm_(flow_parameters, train.grad_clip)
-                if guard.ok(sr_norm, flow_norm):
+                if guard.ok(total, sr_norm, flow_norm, world=world):
                     sr_opt.step()
                     flow_opt.step()
                     ema.update(sr)
-            flow_sched.step()
-            sr_sched.step()
-            with torch.no_grad():
-                sums["nll_clean"] += nll_clean.detach()
-                sums["nll_real"] += nll_real.detach()
-                sums["l1"] += l1.detach()
-                # How strong the synthesized degradation is: a flow that learned to make
-                # degradations trivially easy for the SR network shows it here first.
-                sums["residual_std"] += (synth_lr - clean_lr).std()
-            window_steps += 1
-            done = step + 1
-            if done % train.log_every == 0 or done == end_step:
-                monitor = {name: float(total) / window_steps for name, total in sums.items()}
-                monitor.update(flow.shift.summary())
-                monitor.update(
-                    steps_per_s=window_steps / (time.perf_counter() - window_start), skipped_steps=guard.total
-                )
-                out.scalars({f"joint/{k}": v for k, v in monitor.items()}, done)
-                out.log(f"[{done:>7}/{train.n_iter}] l1={monitor['l1']:.5f} nll_clean={monitor['nll_clean']:.4f} "
-                        f"nll_real={monitor['nll_real']:.4f} residual_std={monitor['residual_std'] * 255:.2f}/255 "
-                        f"{monitor['steps_per_s']:.2f} steps/s skipped={guard.total}")  # fmt: skip
-                progress.set_postfix(l1=f"{monitor['l1']:.4f}", real=f"{monitor['nll_real']:.3f}")
-                sums = {name: 0.0 for name in sums}
-                window_steps, window_start = 0, time.perf_counter()
-            if validation is not None and (done % train.val_every == 0 or done == end_step):
-                monitor["val_psnr"] = validation.psnr(ema.module)
-                out.scalars({"joint/val_psnr": monitor["val_psnr"]}, done)
-                out.log(f"[{done:>7}/{train.n_iter}] validation PSNR {monitor['val_psnr']:.3f} dB")
-            if done % train.sample_every == 0 or done == train.n_iter:
-                figure = sample_figure(flow, clean_lr, real_lr)
-                write_image(out.root / "samples" / f"step_{done:07d}.png", figure)
-            if done % train.save_every == 0 or done == end_step:
-                checkpoint(done)
-    except KeyboardInterrupt:
-        out.log(f"interrupted at step {step}; writing a checkpoint")
-        checkpoint(step)
-        raise
+                flow_sched.step()
+                sr_sched.step()
+                with torch.no_grad():
+                    sums["nll_clean"] += nll_clean.detach()
+                    sums["nll_real"] += nll_real.detach()
+                    sums["l1"] += l1.detach()
+                    # How strong the synthesized degradation is: a flow that learned to make
+                    # degradations trivially easy for the SR network shows it here first.
+                    sums["residual_std"] += (synth_lr - clean_lr_from_hr(hr, data.scale)).std()
+                window_steps += 1
+                done = step + 1
+                log_point = done % train.log_every == 0 or done == end_step
+                if log_point:
+                    monitor = mean_across({name: total / window_steps for name, total in sums.items()}, world)
+                    monitor.update(flow.shift.summary())
+                    monitor.update(
+                        steps_per_s=window_steps / (time.perf_counter() - window_start), skipped_steps=guard.total
+                    )
+                    out.scalars({f"joint/{k}": v for k, v in monitor.items()}, done)
+                    out.log(f"[{done:>7}/{train.n_iter}] l1={monitor['l1']:.5f} nll_clean={monitor['nll_clean']:.4f} "
+                            f"nll_real={monitor['nll_real']:.4f} residual_std={monitor['residual_std'] * 255:.2f}/255 "
+                            f"{monitor['steps_per_s']:.2f} steps/s skipped={guard.total}")  # fmt: skip
+                    progress.set_postfix(l1=f"{monitor['l1']:.4f}", real=f"{monitor['nll_real']:.3f}")
+                    sums = {name: torch.zeros_like(value) for name, value in sums.items()}
+                    window_steps, window_start = 0, time.perf_counter()
+                if validation is not None and (done % train.val_every == 0 or done == end_step):
+                    monitor["val_psnr"] = validation.psnr(ema.module)
+                    out.scalars({"joint/val_psnr": monitor["val_psnr"]}, done)
+                    out.log(f"[{done:>7}/{train.n_iter}] validation PSNR {monitor['val_psnr']:.3f} dB")
+                if world.is_main and (done % train.sample_every == 0 or done == train.n_iter):
+                    out.image("joint/samples", sample_figure(flow, clean_lr_from_hr(hr, data.scale), real_lr), done)
+                stopping = stop.stop_now(log_point)
+                if stopping or done % train.save_every == 0 or done == end_step:
+                    checkpoint(done)
+                if stopping:
+                    out.log(f"{stop.received.name if stop.received else 'stop'} received: stopped after step {done}")
+                    raise stop.stopped(done, out.checkpoints / "last.pt")
     finally:
         progress.close()
         out.close()
+        barrier(world)  # the next stage (or process) may read the checkpoint rank 0 just wrote
     return monitor

@@ -40,6 +40,7 @@ class SRTrainConfig(TrainLoopConfig):
     lpips_weight: float = 0.0  # adds an LPIPS loss (needs the AlexNet weights, see README)
     ema_decay: float = 0.999
     val_every: int = 1000
+    channels_last: bool = True  # NHWC activations on CUDA (faster convolutions with bf16/TF32)
 
 
 @dataclass

@@ -32,8 +32,20 @@ from common.checkpoint import (
 )
 from common.cli import run_cli
 from common.config import config_from_dict, config_to_dict
+from common.distributed import barrier, init_distributed, mean_across, wrap_ddp
 from common.errors import UserError
-from common.training import EMA, NonFiniteGuard, RunFolder, lr_factor, prepare_out_dir, select_device, training_main
+from common.training import (
+    EMA,
+    NonFiniteGuard,
+    RunFolder,
+    StopSignals,
+    autocast,
+    lr_factor,
+    prepare_out_dir,
+    select_device,
+    setup_device,
+    training_main,
+)
 from data_tools.datasets import HRCrops, ImageFolderCache, PairedCrops, StepSampler, check_pairs
 from data_tools.degrade_classical import PRESETS
 from data_tools.image_io import image_to_tensor, to_float32
@@ -95,15 +107,21 @@ def build_dataset(config: SRConfig) -> Dataset:
 
 def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = None,
           max_steps: int | None = None) -> dict[str, float]:  # fmt: skip
-    """Train (or resume) the SR network; returns the last monitor values (and ``best_psnr``)."""
-    device = select_device(config.train.device)
+    """Train (or resume) the SR network; returns the last monitor values (and ``best_psnr``).
+
+    Under torchrun each process trains on its slice of the global batch
+    ``world_size * train.batch_size`` (see ``common.distributed``).
+    """
+    world, device = init_distributed(select_device(config.train.device))
+    setup_device(device)
     torch.manual_seed(config.train.seed)
     dataset = build_dataset(config)
     flow = None
     if config.data.degradation == "flow":
         flow, _ = load_flow(config.data.flow_ckpt, device)
         flow.requires_grad_(False)
-    model = build_sr(config.model, config.data.scale).to(device)
+    memory_format = torch.channels_last if config.train.channels_last and device.type == "cuda" else None
+    model = build_sr(config.model, config.data.scale).to(device, memory_format=memory_format)
     ema = EMA(model, config.train.ema_decay)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
     schedule = lr_factor(config.train.schedule, config.train.n_iter, config.train.warmup_iter,
@@ -129,28 +147,34 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
         guard.load_state_dict(state["guard"])
         restore_rng_state(state["rng"])
         start_step, best_psnr = state["step"], state["best_psnr"]
+    train_model = wrap_ddp(model, world, device)
+    if config.train.compile:
+        train_model = torch.compile(train_model)
 
-    out = RunFolder(prepare_out_dir(out_dir, resuming=resume is not None))
+    out = RunFolder(prepare_out_dir(out_dir, resuming=resume is not None), active=world.is_main)
     out.start(
         config, f"SR ({config.data.degradation}), {'resumed at step ' + str(start_step) if resume else 'new run'}"
     )
     parameters = sum(p.numel() for p in model.parameters())
-    out.log(f"SR: VDSR {config.model.form} x{config.data.scale}, {parameters / 1e6:.2f}M parameters, "
-            f"pairs from {config.data.degradation}, device {device}")  # fmt: skip
-    validation = ValidationSet.from_dirs(config.data.val_lr_dir, config.data.val_hr_dir, config.data.scale)
+    out.log(f"SR: VDSR {config.model.form} x{config.data.scale}, {parameters / 1e6:.2f}M parameters, pairs from "
+            f"{config.data.degradation}, device {device}{world.describe(config.train.batch_size)}")  # fmt: skip
+    validation = None
+    if world.is_main:
+        validation = ValidationSet.from_dirs(config.data.val_lr_dir, config.data.val_hr_dir, config.data.scale)
     batch_size = config.train.batch_size
     loader = DataLoader(
-        dataset, batch_size=batch_size, sampler=StepSampler(batch_size, start_step),
+        dataset, batch_size=batch_size, sampler=StepSampler(batch_size, start_step, world.rank, world.world_size),
         num_workers=config.data.num_workers, pin_memory=device.type == "cuda",
         persistent_workers=config.data.num_workers > 0, generator=torch.Generator().manual_seed(config.data.seed),
     )  # fmt: skip
     end_step = config.train.n_iter if max_steps is None else min(config.train.n_iter, start_step + max_steps)
-    batches = iter(loader)
     monitor: dict[str, float] = {"best_psnr": best_psnr}
-    loss_sum, window_steps, window_start = 0.0, 0, time.perf_counter()
+    loss_sum, window_steps, window_start = torch.zeros((), device=device), 0, time.perf_counter()
     model.train()
 
     def checkpoint(step: int, path: Path | None = None) -> None:
+        if not world.is_main:
+            return
         state = {
             "kind": SR_KIND, "step": step, "config": config_to_dict(config), "model": model.state_dict(),
             "ema": ema.module.state_dict(), "ema_updates": ema.updates, "optimizer": optimizer.state_dict(),
@@ -163,62 +187,68 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
             save_checkpoint(path, state)
 
     progress = tqdm(range(start_step, end_step), initial=start_step, total=config.train.n_iter, desc="SR",
-                    unit="step", dynamic_ncols=True)  # fmt: skip
-    step = start_step
+                    unit="step", dynamic_ncols=True, disable=not world.is_main)  # fmt: skip
     try:
-        for step in progress:
-            batch = next(batches)
-            hr = batch["hr"].to(device, non_blocking=True)
-            if flow is not None:
-                first = step * batch_size
-                seeds = [noise_seed(config.data.seed, first + i) for i in range(hr.shape[0])]
-                with torch.no_grad():
-                    lq = flow_degrade(flow, hr, config.data.scale, config.data.temperature, seeds)
-            else:
-                lq = batch["lq"].to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.train.amp and device.type == "cuda"):
-                sr = model(lq).float()
-            loss = F.l1_loss(sr, hr)
-            if lpips_loss is not None:
-                loss = loss + config.train.lpips_weight * lpips_loss(sr * 2 - 1, hr * 2 - 1).mean()
-            optimizer.zero_grad(set_to_none=True)
-            if guard.ok(loss):
-                loss.backward()
+        with StopSignals(world) as stop:
+            batches = iter(loader)
+            for step in progress:
+                batch = next(batches)
+                hr = batch["hr"].to(device, non_blocking=True)
+                if flow is not None:
+                    first = (step * world.world_size + world.rank) * batch_size  # this rank's first global sample
+                    seeds = [noise_seed(config.data.seed, first + i) for i in range(hr.shape[0])]
+                    with torch.no_grad():
+                        lq = flow_degrade(flow, hr, config.data.scale, config.data.temperature, seeds)
+                else:
+                    lq = batch["lq"].to(device, non_blocking=True)
+                if memory_format is not None:
+                    lq = lq.contiguous(memory_format=memory_format)
+                with autocast(device, config.train.amp):
+                    sr = train_model(lq).float()
+                loss = F.l1_loss(sr, hr)
+                if lpips_loss is not None:
+                    loss = loss + config.train.lpips_weight * lpips_loss(sr * 2 - 1, hr * 2 - 1).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()  # always, also for a non-finite loss: under DDP every rank must join the all-reduce
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
-                if guard.ok(grad_norm):
+                if guard.ok(loss, grad_norm, world=world):
                     optimizer.step()
                     ema.update(model)
-            scheduler.step()
-            loss_sum += loss.detach()
-            window_steps += 1
-            done = step + 1
-            if done % config.train.log_every == 0 or done == end_step:
-                elapsed = time.perf_counter() - window_start
-                monitor.update(l1=float(loss_sum) / window_steps, lr=scheduler.get_last_lr()[0],
-                               steps_per_s=window_steps / elapsed, skipped_steps=guard.total)  # fmt: skip
-                out.scalars({f"sr/{k}": v for k, v in monitor.items() if k != "best_psnr"}, done)
-                out.log(f"[{done:>7}/{config.train.n_iter}] loss={monitor['l1']:.5f} lr={monitor['lr']:.2e} "
-                        f"{monitor['steps_per_s']:.2f} steps/s skipped={guard.total}")  # fmt: skip
-                progress.set_postfix(loss=f"{monitor['l1']:.4f}")
-                loss_sum, window_steps, window_start = 0.0, 0, time.perf_counter()
-            if validation is not None and (done % config.train.val_every == 0 or done == end_step):
-                value = validation.psnr(ema.module)
-                monitor["val_psnr"] = value
-                out.scalars({"sr/val_psnr": value}, done)
-                if value > best_psnr:
-                    best_psnr = value
-                    monitor["best_psnr"] = best_psnr
-                    checkpoint(done, out.checkpoints / "best.pt")
-                out.log(f"[{done:>7}/{config.train.n_iter}] validation PSNR {value:.3f} dB (best {best_psnr:.3f})")
-            if done % config.train.save_every == 0 or done == end_step:
-                checkpoint(done)
-    except KeyboardInterrupt:
-        out.log(f"interrupted at step {step}; writing a checkpoint")
-        checkpoint(step)
-        raise
+                scheduler.step()
+                loss_sum += loss.detach()
+                window_steps += 1
+                done = step + 1
+                log_point = done % config.train.log_every == 0 or done == end_step
+                if log_point:
+                    elapsed = time.perf_counter() - window_start
+                    monitor.update(mean_across({"l1": loss_sum / window_steps}, world))
+                    monitor.update(lr=scheduler.get_last_lr()[0], steps_per_s=window_steps / elapsed,
+                                   skipped_steps=guard.total)  # fmt: skip
+                    out.scalars({f"sr/{k}": v for k, v in monitor.items() if k != "best_psnr"}, done)
+                    out.log(f"[{done:>7}/{config.train.n_iter}] loss={monitor['l1']:.5f} lr={monitor['lr']:.2e} "
+                            f"{monitor['steps_per_s']:.2f} steps/s skipped={guard.total}")  # fmt: skip
+                    progress.set_postfix(loss=f"{monitor['l1']:.4f}")
+                    loss_sum, window_steps, window_start = torch.zeros_like(loss_sum), 0, time.perf_counter()
+                if validation is not None and (done % config.train.val_every == 0 or done == end_step):
+                    value = validation.psnr(ema.module)
+                    monitor["val_psnr"] = value
+                    out.scalars({"sr/val_psnr": value}, done)
+                    if value > best_psnr:
+                        best_psnr = value
+                        monitor["best_psnr"] = best_psnr
+                        checkpoint(done, out.checkpoints / "best.pt")
+                    out.log(f"[{done:>7}/{config.train.n_iter}] validation PSNR {value:.3f} dB "
+                            f"(best {best_psnr:.3f})")  # fmt: skip
+                stopping = stop.stop_now(log_point)
+                if stopping or done % config.train.save_every == 0 or done == end_step:
+                    checkpoint(done)
+                if stopping:
+                    out.log(f"{stop.received.name if stop.received else 'stop'} received: stopped after step {done}")
+                    raise stop.stopped(done, out.checkpoints / "last.pt")
     finally:
         progress.close()
         out.close()
+        barrier(world)  # the next stage (or process) may read the checkpoint rank 0 just wrote
     return monitor
 
 
