@@ -4,17 +4,27 @@ A checkpoint holds ``kind`` (what it is), ``step``, ``config`` (plain data),
 model/optimizer/scheduler state dicts and the RNG states: everything a run
 needs to continue exactly where it stopped. Loading uses
 ``torch.load(weights_only=True)``, so a file from elsewhere cannot run code.
+
+Trained weights can also be exported as safetensors (``python -m
+common.export``): tensors plus the kind and config as metadata, readable
+without torch's pickle at all. ``load_checkpoint`` reads both formats, so
+every command that takes a checkpoint also takes an exported ``.safetensors``.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import nn
 
 from common.errors import UserError
 from common.files import atomic_write_bytes
@@ -36,23 +46,81 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
         raise UserError(f"cannot write checkpoint {path}: {error.strerror or error}") from error
 
 
-def load_checkpoint(path: str | Path, kind: str | tuple[str, ...]) -> dict[str, Any]:
-    """Load a checkpoint and check it is of ``kind`` (one kind or several accepted ones)."""
+def load_checkpoint(path: str | Path, kind: str | tuple[str, ...], resume: bool = False) -> dict[str, Any]:
+    """Load a checkpoint (``.pt`` or exported ``.safetensors``) and check it is of ``kind``.
+
+    ``kind`` is one kind or a tuple of accepted ones. With ``resume``, the file
+    must be a training checkpoint (exported weights have no optimizer state).
+    """
     path = Path(path)
     kinds = (kind,) if isinstance(kind, str) else kind
     wanted = " or ".join(KIND_NAMES.get(k, k) for k in kinds)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"{path} is not a readable checkpoint ({first_line[:200]})") from error
+    if path.suffix == ".safetensors":
+        state = _load_exported(path)
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise UserError(f"{path} is not a readable checkpoint ({first_line[:200]})") from error
     if not isinstance(state, dict) or "kind" not in state:
         raise UserError(f"{path} is not a checkpoint of this toolkit (expected {wanted})")
     if state["kind"] not in kinds:
         raise UserError(f"{path} is {KIND_NAMES.get(state['kind'], state['kind'])}, expected {wanted}")
+    if resume and state.get("exported"):
+        raise UserError(f"{path} holds exported weights only (no optimizer state); resume from a .pt checkpoint")
     return state
+
+
+EXPORT_FORMAT = "unpaired-sr weights 1"
+
+
+def export_weights(path: str | Path, kind: str, weights: dict[str, torch.Tensor], config: dict[str, Any]) -> None:
+    """Write ``weights`` as safetensors (atomically) with ``kind`` and ``config`` (JSON) as metadata."""
+    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in weights.items()}
+    metadata = {"format": EXPORT_FORMAT, "kind": kind, "config": json.dumps(config)}
+    try:
+        atomic_write_bytes(path, save_safetensors(tensors, metadata=metadata))
+    except OSError as error:
+        raise UserError(f"cannot write {path}: {error.strerror or error}") from error
+
+
+def _load_exported(path: Path) -> dict[str, Any]:
+    """An exported ``.safetensors`` file as a checkpoint-like dict: kind, config, model weights."""
+    data = path.read_bytes()
+    try:
+        tensors = load_safetensors(data)
+        header_size = int.from_bytes(data[:8], "little")
+        metadata = json.loads(data[8 : 8 + header_size]).get("__metadata__", {})
+    except (SafetensorError, ValueError) as error:
+        raise UserError(f"{path} is not a readable safetensors file ({str(error)[:200]})") from error
+    if metadata.get("format") != EXPORT_FORMAT:
+        raise UserError(f"{path} is a safetensors file, but not weights exported by this toolkit (no kind/config)")
+    return {"kind": metadata["kind"], "config": json.loads(metadata["config"]), "model": tensors, "exported": True}
+
+
+def load_weights(module: nn.Module, weights: dict[str, torch.Tensor], source: str | Path, what: str) -> None:
+    """``module.load_state_dict(weights)``, or an error that names what differs (keys, shapes)."""
+    expected = module.state_dict()
+    missing = [name for name in expected if name not in weights]
+    unexpected = [name for name in weights if name not in expected]
+    reshaped = [
+        f"{name} is {tuple(weights[name].shape)} in the file, {tuple(tensor.shape)} in the {what}"
+        for name, tensor in expected.items()
+        if name in weights and weights[name].shape != tensor.shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing (e.g. {missing[0]})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+    if reshaped:
+        problems.append(f"{len(reshaped)} of another shape (e.g. {reshaped[0]})")
+    if problems:
+        raise UserError(f"{source}: the weights do not fit the {what} its config describes: {'; '.join(problems)}")
+    module.load_state_dict(weights)
 
 
 def rng_state() -> dict[str, Any]:

@@ -26,7 +26,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
-from common.errors import ConfigError
+from common.errors import ConfigError, UserError
 from common.files import atomic_write_bytes
 
 T = TypeVar("T")
@@ -95,7 +95,10 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 def save_config(config: Any, path: str | Path) -> None:
     """Write the resolved config as YAML, atomically."""
     text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
-    atomic_write_bytes(path, text.encode())
+    try:
+        atomic_write_bytes(path, text.encode())
+    except OSError as error:
+        raise UserError(f"cannot write {path}: {error.strerror or error}") from error
 
 
 def config_from_dict(schema: type[T], tree: dict[str, Any]) -> T:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from common.checkpoint import load_checkpoint
+from common.checkpoint import load_checkpoint, load_weights
 from common.config import config_from_dict
 from common.errors import ConfigError, UserError
 from degradation.config import FlowConfig, FlowModelConfig
@@ -29,16 +29,12 @@ def build_flow(model: FlowModelConfig, seed: int = 0) -> DegradationFlow:
 
 
 def load_flow(path: str | Path, device: torch.device | str = "cpu") -> tuple[DegradationFlow, FlowConfig]:
-    """A trained flow (in eval mode, on ``device``) and its config, from a flow or joint checkpoint."""
+    """A trained flow (in eval mode, on ``device``) and its config, from a flow or joint checkpoint (or export)."""
     state = load_checkpoint(path, (FLOW_KIND, "joint"))
     try:
         config = config_from_dict(FlowConfig, state["flow_config"] if state["kind"] == "joint" else state["config"])
     except ConfigError as error:
         raise UserError(f"{path}: its config does not fit this version of the flow ({error})") from error
     flow = build_flow(config.model)
-    weights = state["flow"] if state["kind"] == "joint" else state["model"]
-    try:
-        flow.load_state_dict(weights)
-    except RuntimeError as error:
-        raise UserError(f"{path}: weights do not fit the flow its config describes ({str(error)[:300]})") from error
+    load_weights(flow, state["flow"] if state["kind"] == "joint" else state["model"], path, "flow")
     return flow.to(device).eval(), config

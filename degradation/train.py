@@ -130,7 +130,7 @@ def train(
     guard = NonFiniteGuard(config.train.max_bad_steps)
     start_step = 0
     if resume is not None:
-        state = load_checkpoint(resume, FLOW_KIND)
+        state = load_checkpoint(resume, FLOW_KIND, resume=True)
         saved_model = config_from_dict(FlowConfig, state["config"]).model
         if saved_model != config.model:
             raise UserError(

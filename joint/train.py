@@ -127,7 +127,7 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
     guard = NonFiniteGuard(train.max_bad_steps)
     start_step = 0
     if resume is not None:
-        state = load_checkpoint(resume, JOINT_KIND)
+        state = load_checkpoint(resume, JOINT_KIND, resume=True)
         flow.load_state_dict(state["flow"])
         sr.load_state_dict(state["sr"])
         ema.load_state_dict({"module": state["sr_ema"], "updates": state["ema_updates"]})

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from common.checkpoint import load_checkpoint
+from common.checkpoint import load_checkpoint, load_weights
 from common.config import config_from_dict
 from common.errors import ConfigError, UserError
 from sr.config import SRConfig, SRModelConfig
@@ -21,7 +21,7 @@ def build_sr(model: SRModelConfig, scale: int) -> VDSR:
 
 
 def load_sr(path: str | Path, device: torch.device | str = "cpu") -> tuple[VDSR, SRConfig]:
-    """A trained SR network (its EMA weights, in eval mode) and its config, from an SR or joint checkpoint."""
+    """A trained SR network (EMA weights, eval mode) and its config, from an SR or joint checkpoint (or export)."""
     state = load_checkpoint(path, (SR_KIND, "joint"))
     try:
         config = config_from_dict(SRConfig, state["sr_config"] if state["kind"] == "joint" else state["config"])
@@ -32,10 +32,5 @@ def load_sr(path: str | Path, device: torch.device | str = "cpu") -> tuple[VDSR,
         weights = state.get("ema") or state["model"]
     else:
         weights = state["sr_ema"]
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as error:
-        raise UserError(
-            f"{path}: weights do not fit the SR network its config describes ({str(error)[:300]})"
-        ) from error
+    load_weights(model, weights, path, "SR network")
     return model.to(device).eval(), config

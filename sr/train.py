@@ -135,7 +135,7 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
         lpips_loss = load_lpips(device=device)
     start_step, best_psnr = 0, -float("inf")
     if resume is not None:
-        state = load_checkpoint(resume, SR_KIND)
+        state = load_checkpoint(resume, SR_KIND, resume=True)
         saved = config_from_dict(SRConfig, state["config"])
         if saved.model != config.model or saved.data.scale != config.data.scale:
             raise UserError(f"{resume} was trained with model {saved.model} at x{saved.data.scale}; the config asks "

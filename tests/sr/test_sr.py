@@ -109,6 +109,18 @@ def test_validation_writes_best_checkpoint(tmp_path, photos):
     assert "validation PSNR" in (tmp_path / "run" / "train.log").read_text()
 
 
+def test_diverging_run_stops_with_advice_and_keeps_its_checkpoint(tmp_path, photos):
+    # lr 1e30: the first step blows the weights up, every later loss is inf/NaN and skipped.
+    overrides = {"data.degradation": "bicubic", "train.lr": 1e30, "train.save_every": 1, "train.max_bad_steps": 3,
+                 "train.n_iter": 20, "train.schedule": "constant"}  # fmt: skip
+    config = tiny_sr_config(photos, **overrides)
+    with pytest.raises(UserError, match="3 steps in a row had a non-finite loss.*lower train.lr or train.grad_clip"):
+        train(config, tmp_path / "run")
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", "sr")
+    assert state["step"] == 3 and state["guard"] == {"in_a_row": 2, "total": 2}  # written before the third
+    assert "skipped=2" in (tmp_path / "run" / "train.log").read_text()
+
+
 @pytest.fixture(scope="module")
 def flow_ckpt(tmp_path_factory) -> Path:
     from degradation.train import train as train_flow
