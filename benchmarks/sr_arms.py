@@ -9,7 +9,9 @@ benchmark's true degradation, an upper bound). All four and plain bicubic
 upsampling are evaluated on ``test_lr``/``test_hr`` (PSNR/SSIM on Y, crop =
 scale, LPIPS where its weights exist). Without ``--flow-ckpt`` a light flow is
 trained first on ``train_hr`` + ``train_real_lr``. Prints one JSON line per arm
-and writes ``arms.json``, ``arms.md`` and the comparison figure.
+and writes ``arms.json``, ``arms.md``, the comparison figure and ``curves.png``
+(flow NLL per domain; each arm's loss and PSNR on the test tiles during
+training, for monitoring only: the table evaluates the final weights).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.config import load_config  # noqa: E402
+from common.curves import plot_curves  # noqa: E402
 from data_tools.prepare_demo import prepare_demo  # noqa: E402
 from degradation.config import FlowConfig  # noqa: E402
 from degradation.train import train as train_flow  # noqa: E402
@@ -61,7 +64,9 @@ def run_arm(arm: str, bench: Path, out: Path, flow_ckpt: Path, args) -> dict:
     config = load_config(SRConfig, args.sr_config, [
         "--data.hr_dir", str(bench / "train_hr"), *sources[arm], "--train.n_iter", str(args.steps),
         "--train.batch_size", str(args.batch_size), "--data.crop_size", str(args.crop_size),
-        "--train.save_every", str(args.steps), "--train.val_every", str(10 * args.steps),
+        "--train.save_every", str(args.steps), "--train.val_every", str(max(1, args.steps // 10)),
+        # Validation on the test tiles draws the PSNR curves; nothing is selected on it (the table uses last.pt).
+        "--data.val_lr_dir", str(bench / "test_lr"), "--data.val_hr_dir", str(bench / "test_hr"),
         "--train.device", args.device, "--train.log_every", str(max(1, args.steps // 10)),
     ])  # fmt: skip
     start = time.perf_counter()
@@ -111,10 +116,12 @@ def main() -> None:
     print(table, gap, sep="\n")
     (out / "arms.json").write_text(json.dumps(report, indent=2, default=str))
     (out / "arms.md").write_text(f"```\n{table}\n```\n{gap}\n")
+    flow_run = Path(flow_ckpt).parents[1]
+    plot_curves([flow_run, *(out / f"sr_{arm}" for arm in ARMS)], out / "curves.png")
     print(
-        f"\nwrote: table {out / 'arms.md'} and {out / 'arms.json'}, figure {out / 'eval' / 'comparison.png'}, "
-        f"SR images {out / 'eval'}/NAME/, checkpoints {out}/*/checkpoints/, TensorBoard {out}/*/tb "
-        f"(tensorboard --logdir {out})"
+        f"\nwrote: table {out / 'arms.md'} and {out / 'arms.json'}, figures {out / 'eval' / 'comparison.png'} "
+        f"and {out / 'curves.png'} (training curves), SR images {out / 'eval'}/NAME/, checkpoints "
+        f"{out}/*/checkpoints/, TensorBoard {out}/*/tb (tensorboard --logdir {out})"
     )
 
 

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from common.cli import run_cli
 from common.errors import UserError
 from common.files import staged_output_dir
+from common.tiling import balanced_tile
 from common.training import select_device
 from data_tools.image_io import image_to_tensor, list_images, read_image, tensor_to_image, write_image
 from data_tools.matlab_resize import clean_lr_from_hr, mod_crop
@@ -85,7 +86,8 @@ def degrade_image(
     generator = torch.Generator().manual_seed(seed)
     noise = flow.sample_noise(1, padded_h, padded_w, generator=generator, device=device)
 
-    tile_h, tile_w = min(tile_size, padded_h), min(tile_size, padded_w)
+    tile_h = balanced_tile(padded_h, tile_size, overlap, multiple)
+    tile_w = balanced_tile(padded_w, tile_size, overlap, multiple)
     boxes = [
         (top, left)
         for top in tile_starts(padded_h, tile_h, overlap, multiple)

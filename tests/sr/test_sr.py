@@ -12,6 +12,7 @@ import torch
 
 from common.checkpoint import load_checkpoint, save_checkpoint
 from common.config import load_config
+from common.curves import plot_curves
 from common.errors import UserError
 from data_tools.image_io import image_to_tensor, list_images, read_image, write_image
 from data_tools.matlab_resize import clean_lr_from_hr
@@ -100,13 +101,19 @@ def test_resume_continues_the_same_loss_curve(tmp_path, photos):
         torch.testing.assert_close(b["ema"][name], tensor, rtol=0, atol=0, msg=name)
 
 
-def test_validation_writes_best_checkpoint(tmp_path, photos):
+def test_validation_writes_best_checkpoint_and_curves(tmp_path, photos, flow_ckpt):
     config = tiny_sr_config(photos, **{"data.degradation": "bicubic", "data.val_lr_dir": photos["val_lr"],
                                        "data.val_hr_dir": photos["val_hr"]})  # fmt: skip
     monitor = train(config, tmp_path / "run")
     assert 15 < monitor["val_psnr"] < 60 and monitor["best_psnr"] >= monitor["val_psnr"]
     assert (tmp_path / "run" / "checkpoints" / "best.pt").exists()
     assert "validation PSNR" in (tmp_path / "run" / "train.log").read_text()
+    # The curves figure finds both runs' TensorBoard logs and draws all three panels.
+    panels = plot_curves([tmp_path, flow_ckpt.parents[1]], tmp_path / "curves.png")
+    assert panels == ["degradation flow: NLL per domain", "SR: training loss", "SR: validation PSNR"]
+    assert read_image(tmp_path / "curves.png").shape[1] == round(3 * 5.2 * 110)  # three panels wide
+    with pytest.raises(UserError, match="no training runs"):
+        plot_curves([photos["hr"]], tmp_path / "none.png")
 
 
 def test_diverging_run_stops_with_advice_and_keeps_its_checkpoint(tmp_path, photos):

@@ -1,0 +1,261 @@
+"""Speed of every stage on this machine: one JSON line per case.
+
+    python benchmarks/bench.py [--quick] [--device cuda] [--compile] [--profile]
+
+Cases (the real code paths, minus data loading, on random images):
+
+* ``flow_train``: the light and standard flows' training step (objective,
+  backward, clipping, the non-finite check, Adam) at their configs' batch and
+  crop: steps/s, images/s (clean + real crops), peak memory. ``--compile``
+  adds the same step under ``torch.compile``; ``--profile`` (CUDA) adds the
+  share of the step time the GPU is busy, from ``torch.profiler``.
+* ``synthesize``: ``degradation.synthesize.degrade_image`` (light flow) at
+  three image sizes: megapixels/s and seconds per megapixel.
+* ``sr_train``: both VDSR forms, batch 16 of 32x32 LR crops at x4, fp32 and
+  (CUDA) bf16 autocast with channels_last, as ``sr.train`` runs them.
+* ``sr_infer``: ``sr.infer.upscale_image`` at three sizes, fp32 and (CUDA)
+  bf16: output megapixels/s, seconds per output megapixel, the useful
+  convolution TFLOP/s (``VDSR.flops_per_lr_pixel`` per LR pixel; tile overlap
+  not counted) and its fraction of the device's assumed dense peak (below).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.config import load_config  # noqa: E402
+from common.training import NonFiniteGuard, autocast, setup_device  # noqa: E402
+from data_tools.matlab_resize import clean_lr_from_hr  # noqa: E402
+from degradation.checkpoint import build_flow  # noqa: E402
+from degradation.config import FlowConfig  # noqa: E402
+from degradation.flow import FlowObjective  # noqa: E402
+from degradation.synthesize import degrade_image  # noqa: E402
+from degradation.train import flow_optimizer  # noqa: E402
+from sr.infer import default_tile_size, upscale_image  # noqa: E402
+from sr.model import VDSR  # noqa: E402
+
+# Dense (no sparsity) peak TFLOP/s from NVIDIA's datasheets: (bf16 tensor core, TF32 tensor core).
+# cuDNN runs fp32 convolutions in TF32 by default (torch.backends.cudnn.allow_tf32).
+GPU_PEAKS = {"H100 PCIe": (756.0, 378.0), "H100": (989.4, 494.7), "H200": (989.4, 494.7), "A100": (312.0, 156.0)}
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def assumed_peak(device: torch.device, dtype: str) -> float | None:
+    """The dense peak TFLOP/s assumed for ``device`` and ``dtype`` (None where unknown, e.g. CPUs)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, (bf16, tf32) in GPU_PEAKS.items():  # "H100 PCIe" is checked before "H100"
+        if key in name:
+            return bf16 if dtype == "bf16" else tf32
+    return None
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_mb(device: torch.device) -> dict:
+    if device.type == "cuda":
+        return {"peak_gpu_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20}
+    # ru_maxrss is in KiB on Linux: the whole process's peak, not this case's alone.
+    return {"peak_process_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def timed(step: Callable[[], None], device: torch.device, steps: int, warmup: int = 1) -> float:
+    """Seconds per call of ``step`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        step()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    synchronize(device)
+    return (time.perf_counter() - start) / steps
+
+
+def gpu_busy_share(step: Callable[[], None], device: torch.device, steps: int) -> float:
+    """Kernel time / wall time over ``steps`` calls, from torch.profiler (CUDA only)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    synchronize(device)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        synchronize(device)
+        wall = time.perf_counter() - start
+    # Every kernel is some op's self time; the attribute was renamed from cuda to device in torch 2.4+.
+    busy_us = sum(
+        getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0.0)
+        for event in prof.key_averages()
+    )
+    return busy_us / 1e6 / wall
+
+
+def flow_train_case(config_path: str, device: torch.device, steps: int, compile_model: bool, profile: bool) -> dict:
+    config = load_config(FlowConfig, config_path)
+    batch, crop, scale = config.train.batch_size, config.data.crop_size, config.data.scale
+    torch.manual_seed(0)
+    flow = build_flow(config.model).to(device).train()
+    optimizer = flow_optimizer(flow, 1e-5, config.train.shift_lr_mult)
+    guard = NonFiniteGuard(max_in_a_row=10**9)
+    hr = torch.rand(batch, 3, crop * scale, crop * scale, device=device)
+    real_lr = torch.rand(batch, 3, crop, crop, device=device)
+    dequant_noise = torch.rand(2 * batch, 3, crop, crop, device=device) - 0.5
+    objective = FlowObjective(flow, config.model.dequant_bins, config.train.content_penalty)
+    with torch.no_grad():
+        objective(clean_lr_from_hr(hr, scale), real_lr, dequant_noise)  # ActNorm data init, as training does first
+    if compile_model:
+        objective = torch.compile(objective)
+
+    def step() -> None:
+        with autocast(device, config.train.amp):
+            loss, _, _ = objective(clean_lr_from_hr(hr, scale), real_lr, dequant_noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(flow.parameters(), config.train.grad_clip)
+        if guard.ok(loss, grad_norm):
+            optimizer.step()
+
+    reset_peak_memory(device)
+    seconds = timed(step, device, steps, warmup=3 if compile_model else 1)
+    result = {"case": "flow_train", "config": Path(config_path).stem, "device": device_name(device),
+              "compiled": compile_model, "batch": batch, "lr_crop": crop, "steps_per_s": 1 / seconds,
+              "images_per_s": 2 * batch / seconds, "ms_per_step": 1e3 * seconds, **peak_memory_mb(device)}  # fmt: skip
+    if profile and device.type == "cuda":
+        result["gpu_busy_share"] = gpu_busy_share(step, device, steps)
+    return result
+
+
+def synthesize_cases(device: torch.device, sizes: tuple[int, ...], repeats: int) -> list[dict]:
+    config = load_config(FlowConfig, "configs/deflow_light.yaml")
+    flow = build_flow(config.model).to(device).eval()
+    flow.requires_grad_(False)
+    results = []
+    for size in sizes:
+        clean_lr = torch.rand(3, size, size)
+        seconds = timed(lambda: degrade_image(flow, clean_lr, 0.8, seed=0), device, repeats, warmup=1)  # noqa: B023
+        megapixels = size * size / 1e6
+        results.append({"case": "synthesize", "config": "deflow_light", "device": device_name(device),
+                        "lr_size": size, "megapixels": megapixels, "mp_per_s": megapixels / seconds,
+                        "seconds_per_mp": seconds / megapixels})  # fmt: skip
+    return results
+
+
+def sr_train_case(form: str, device: torch.device, bf16: bool, steps: int, compile_model: bool) -> dict:
+    torch.manual_seed(0)
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    model = VDSR(4, form).to(device, memory_format=memory_format)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    guard = NonFiniteGuard(max_in_a_row=10**9)
+    lq = torch.rand(16, 3, 32, 32, device=device).contiguous(memory_format=memory_format)
+    hr = torch.rand(16, 3, 128, 128, device=device)
+    forward = torch.compile(model) if compile_model else model
+
+    def step() -> None:
+        with autocast(device, bf16):
+            sr = forward(lq).float()
+        loss = F.l1_loss(sr, hr)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 50.0)
+        if guard.ok(loss, grad_norm):
+            optimizer.step()
+
+    reset_peak_memory(device)
+    seconds = timed(step, device, steps, warmup=3 if compile_model else 1)
+    return {"case": "sr_train", "form": form, "device": device_name(device), "dtype": "bf16" if bf16 else "fp32",
+            "compiled": compile_model, "batch": 16, "lr_crop": 32, "steps_per_s": 1 / seconds,
+            "ms_per_step": 1e3 * seconds, **peak_memory_mb(device)}  # fmt: skip
+
+
+def sr_infer_case(form: str, device: torch.device, size: int, bf16: bool, repeats: int, tile: int | None,
+                  batch: int) -> dict:  # fmt: skip
+    model = VDSR(4, form).to(device).eval()
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    lr = torch.rand(3, size, size)
+    with torch.no_grad(), autocast(device, bf16):
+        seconds = timed(lambda: upscale_image(model, lr, tile, batch), device, repeats, warmup=1)
+    megapixels = (size * 4) ** 2 / 1e6
+    tflops = model.flops_per_lr_pixel() * size * size / seconds / 1e12
+    dtype = "bf16" if bf16 else "fp32"
+    peak = assumed_peak(device, dtype)
+    return {"case": "sr_infer", "form": form, "device": device_name(device), "dtype": dtype, "lr_size": size,
+            "tile": tile or default_tile_size(model), "output_mp": megapixels, "mp_per_s": megapixels / seconds,
+            "seconds_per_output_mp": seconds / megapixels, "tflops": tflops, "assumed_peak_tflops": peak,
+            "fraction_of_peak": tflops / peak if peak else None}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true", help="few repeats, small sizes: a smoke run (CI-friendly)")
+    parser.add_argument("--compile", action="store_true", help="also time the training steps under torch.compile")
+    parser.add_argument("--profile", action="store_true", help="CUDA: the GPU-busy share of the flow's step")
+    parser.add_argument("--cases", default="flow_train,synthesize,sr_train,sr_infer", help="comma-separated subset")
+    parser.add_argument("--tile", type=int, help="SR inference LR tile (default: sr.infer's per-form default)")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    setup_device(device)
+    cases = set(args.cases.split(","))
+    cuda = device.type == "cuda"
+    steps = 1 if args.quick else (50 if cuda else 20)
+    repeats = 1 if args.quick else 3
+    if args.quick:
+        sizes = (32, 64, 96)
+    else:
+        sizes = (256, 512, 1024) if cuda else (64, 128, 256)
+    tile = args.tile
+    dtypes = (False, True) if cuda else (False,)  # bf16 autocast is CUDA-only in this toolkit
+    compiled = (False, True) if args.compile else (False,)
+
+    def emit(result: dict) -> None:
+        print(json.dumps(result), flush=True)
+
+    if "flow_train" in cases:
+        configs = ("configs/deflow_light.yaml",) if args.quick else ("configs/deflow_light.yaml",
+                                                                      "configs/deflow_standard.yaml")  # fmt: skip
+        for config_path in configs:
+            for compile_model in compiled:
+                emit(flow_train_case(config_path, device, steps, compile_model, args.profile))
+    if "synthesize" in cases:
+        for result in synthesize_cases(device, sizes, repeats):
+            emit(result)
+    for form in ("post_upsample", "pre_upsample"):
+        if "sr_train" in cases:
+            for bf16 in dtypes:
+                for compile_model in compiled:
+                    emit(sr_train_case(form, device, bf16, 1 if args.quick and form == "pre_upsample" else steps,
+                                       compile_model))  # fmt: skip
+        if "sr_infer" in cases:
+            for size in sizes:
+                for bf16 in dtypes:
+                    emit(sr_infer_case(form, device, size, bf16, repeats, tile, batch=8 if cuda else 4))
+
+
+if __name__ == "__main__":
+    main()
