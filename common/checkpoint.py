@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
@@ -89,12 +88,11 @@ def export_weights(path: str | Path, kind: str, weights: dict[str, torch.Tensor]
 
 def _load_exported(path: Path) -> dict[str, Any]:
     """An exported ``.safetensors`` file as a checkpoint-like dict: kind, config, model weights."""
-    data = path.read_bytes()
     try:
-        tensors = load_safetensors(data)
-        header_size = int.from_bytes(data[:8], "little")
-        metadata = json.loads(data[8 : 8 + header_size]).get("__metadata__", {})
-    except (SafetensorError, ValueError) as error:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}
+    except (SafetensorError, OSError) as error:
         raise UserError(f"{path} is not a readable safetensors file ({str(error)[:200]})") from error
     if metadata.get("format") != EXPORT_FORMAT:
         raise UserError(f"{path} is a safetensors file, but not weights exported by this toolkit (no kind/config)")

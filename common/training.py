@@ -23,6 +23,7 @@ from common.checkpoint import load_checkpoint
 from common.config import describe_fields, load_config, save_config
 from common.distributed import Distributed, any_across
 from common.errors import TrainingStopped, UserError
+from data_tools.image_io import write_image
 
 
 @dataclass
@@ -107,10 +108,10 @@ class NonFiniteGuard:
         to be known on the host. Under DDP the ranks agree (one tiny all-reduce),
         so no rank steps while another skips.
         """
-        finite = torch.stack([torch.isfinite(value.detach()).all() for value in values]).all()
+        finite = bool(torch.stack([torch.isfinite(value.detach()).all() for value in values]).all())
         if world is not None and world.enabled:
-            finite = torch.tensor(not any_across(not bool(finite), world))
-        if bool(finite):
+            finite = not any_across(not finite, world)
+        if finite:
             self.in_a_row = 0
             return True
         self.in_a_row += 1
@@ -213,8 +214,6 @@ class RunFolder:
     def image(self, name: str, image: Any, step: int) -> None:
         """An HWC uint8 figure: ``samples/step_NNNNNNN.png`` and TensorBoard."""
         if self.writer is not None:
-            from data_tools.image_io import write_image
-
             write_image(self.root / "samples" / f"step_{step:07d}.png", image)
             self.writer.add_image(name, image, step, dataformats="HWC")
 
@@ -259,9 +258,16 @@ class StopSignals:
             return self.received is not None
         return log_point and any_across(self.received is not None, self.world)
 
-    def stopped(self, step: int, checkpoint: Path) -> TrainingStopped:
-        signum = self.received or signal.SIGTERM  # another rank received it
-        return TrainingStopped(signum.name, 128 + int(signum), step, checkpoint)
+    def end_of_step(self, done: int, log_point: bool, save_due: bool, checkpoint: Callable[[int], None],
+                    out: RunFolder) -> None:  # fmt: skip
+        """Call ``checkpoint(done)`` when ``save_due`` or a stop was asked for; then stop with ``TrainingStopped``."""
+        stopping = self.stop_now(log_point)
+        if stopping or save_due:
+            checkpoint(done)
+        if stopping:
+            signum = self.received or signal.SIGTERM  # another rank received it
+            out.log(f"{signum.name} received: stopped after step {done}")
+            raise TrainingStopped(signum.name, 128 + int(signum), done, out.checkpoints / "last.pt")
 
 
 def prepare_out_dir(out_dir: str | Path, resuming: bool) -> Path:

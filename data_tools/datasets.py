@@ -120,6 +120,14 @@ class UnpairedCrops(Dataset):
         }
 
 
+def dequant_noise_batch(dequant_noise: torch.Tensor) -> torch.Tensor:
+    """A batch's ``dequant_noise`` (B, 2, C, H, W) -> (2B, C, H, W): the clean crops', then the real crops'.
+
+    The layout ``domain_bits_per_dim`` expects for ``cat([clean_lr, real_lr])``.
+    """
+    return dequant_noise.transpose(0, 1).flatten(0, 1)
+
+
 class HRCrops(Dataset):
     """HR crops ``{"hr": (3, S*scale, S*scale)}`` for degradations made on the fly."""
 

@@ -37,7 +37,7 @@ from common.training import (
     setup_device,
     training_main,
 )
-from data_tools.datasets import ImageFolderCache, StepSampler, UnpairedCrops
+from data_tools.datasets import ImageFolderCache, StepSampler, UnpairedCrops, dequant_noise_batch
 from data_tools.matlab_resize import clean_lr_from_hr
 from degradation.checkpoint import FLOW_KIND, build_flow
 from degradation.config import FlowConfig
@@ -90,12 +90,7 @@ def initialize_actnorm(flow: DegradationFlow, batch: dict[str, torch.Tensor], sc
     hr = all_gather_cat(batch["hr"].to(device), world)
     real_lr = all_gather_cat(batch["real_lr"].to(device), world)
     noise = all_gather_cat(batch["dequant_noise"].to(device), world)
-    domain_bits_per_dim(flow, clean_lr_from_hr(hr, scale), real_lr, num_bins, _domains_first(noise))
-
-
-def _domains_first(dequant_noise: torch.Tensor) -> torch.Tensor:
-    """(B, 2, C, H, W) per-sample noise -> (2B, C, H, W): the clean crops', then the real crops'."""
-    return dequant_noise.transpose(0, 1).flatten(0, 1)
+    domain_bits_per_dim(flow, clean_lr_from_hr(hr, scale), real_lr, num_bins, dequant_noise_batch(noise))
 
 
 def train(
@@ -209,7 +204,7 @@ def train(
                         objective = torch.compile(objective)
                 hr = batch["hr"].to(device, non_blocking=True)
                 real_lr = batch["real_lr"].to(device, non_blocking=True)
-                dequant_noise = _domains_first(batch["dequant_noise"].to(device, non_blocking=True))
+                dequant_noise = dequant_noise_batch(batch["dequant_noise"].to(device, non_blocking=True))
                 clean_lr = clean_lr_from_hr(hr, scale)
                 with autocast(device, config.train.amp):
                     loss, nll_clean, nll_real = objective(clean_lr, real_lr, dequant_noise)
@@ -243,12 +238,10 @@ def train(
                     window_start, window_steps = time.perf_counter(), 0
                 if world.is_main and (done % config.train.sample_every == 0 or done == config.train.n_iter):
                     out.image("flow/samples", sample_figure(flow, clean_lr, real_lr), done)
-                stopping = stop.stop_now(log_point)
-                if stopping or done % config.train.save_every == 0 or done == end_step:
-                    checkpoint(done)
-                if stopping:
-                    out.log(f"{stop.received.name if stop.received else 'stop'} received: stopped after step {done}")
-                    raise stop.stopped(done, out.checkpoints / "last.pt")
+                # A checkpoint when one is due, or when a stop signal came (then the run ends here).
+                stop.end_of_step(
+                    done, log_point, done % config.train.save_every == 0 or done == end_step, checkpoint, out
+                )
     finally:
         progress.close()
         out.close()

@@ -34,7 +34,7 @@ from common.training import (
     select_device,
     setup_device,
 )
-from data_tools.datasets import ImageFolderCache, StepSampler, UnpairedCrops
+from data_tools.datasets import ImageFolderCache, StepSampler, UnpairedCrops, dequant_noise_batch
 from data_tools.matlab_resize import clean_lr_from_hr
 from degradation.checkpoint import build_flow, load_flow
 from degradation.flow import DegradationFlow, domain_bits_per_dim
@@ -63,7 +63,7 @@ class ScaleGradient(torch.autograd.Function):
 class JointObjective(nn.Module):
     """One joint step's losses as one module, so one backward serves both networks (and DDP can wrap it).
 
-    ``forward(hr, real_lr, dequant_noise, seeds) -> (total, l1, nll_clean, nll_real, synth_lr)``.
+    ``forward(hr, real_lr, dequant_noise, seeds) -> (total, l1, nll_clean, nll_real, synth_lr, clean_lr)``.
     ``total = l1 + nll_weight * (nll_clean + nll_real) + content_penalty * penalty``
     where the synthesized LQ reaches the SR network through ``ScaleGradient``:
     the SR network gets the full L1 gradient, the flow ``cycle_sr_weight``
@@ -90,7 +90,7 @@ class JointObjective(nn.Module):
         total = (
             l1 + train.nll_weight * (nll_clean + nll_real) + train.content_penalty * self.flow.shift.content_penalty()
         )
-        return total, l1, nll_clean, nll_real, synth_lr
+        return total, l1, nll_clean, nll_real, synth_lr, clean_lr
 
 
 def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Path | None = None,
@@ -187,11 +187,11 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
                 batch = next(batches)
                 hr = batch["hr"].to(device, non_blocking=True)
                 real_lr = batch["real_lr"].to(device, non_blocking=True)
-                dequant_noise = batch["dequant_noise"].to(device, non_blocking=True).transpose(0, 1).flatten(0, 1)
+                dequant_noise = dequant_noise_batch(batch["dequant_noise"].to(device, non_blocking=True))
                 first = (step * world.world_size + world.rank) * train.batch_size  # this rank's first global sample
                 seeds = [noise_seed(data.seed, first + i) for i in range(hr.shape[0])]
                 with autocast(device, train.amp):
-                    total, l1, nll_clean, nll_real, synth_lr = objective(hr, real_lr, dequant_noise, seeds,
+                    total, l1, nll_clean, nll_real, synth_lr, clean_lr = objective(hr, real_lr, dequant_noise, seeds,
                                                                          memory_format)  # fmt: skip
                 flow_opt.zero_grad(set_to_none=True)
                 sr_opt.zero_grad(set_to_none=True)
@@ -210,7 +210,7 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
                     sums["l1"] += l1.detach()
                     # How strong the synthesized degradation is: a flow that learned to make
                     # degradations trivially easy for the SR network shows it here first.
-                    sums["residual_std"] += (synth_lr - clean_lr_from_hr(hr, data.scale)).std()
+                    sums["residual_std"] += (synth_lr - clean_lr).std()
                 window_steps += 1
                 done = step + 1
                 log_point = done % train.log_every == 0 or done == end_step
@@ -232,13 +232,9 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
                     out.scalars({"joint/val_psnr": monitor["val_psnr"]}, done)
                     out.log(f"[{done:>7}/{train.n_iter}] validation PSNR {monitor['val_psnr']:.3f} dB")
                 if world.is_main and (done % train.sample_every == 0 or done == train.n_iter):
-                    out.image("joint/samples", sample_figure(flow, clean_lr_from_hr(hr, data.scale), real_lr), done)
-                stopping = stop.stop_now(log_point)
-                if stopping or done % train.save_every == 0 or done == end_step:
-                    checkpoint(done)
-                if stopping:
-                    out.log(f"{stop.received.name if stop.received else 'stop'} received: stopped after step {done}")
-                    raise stop.stopped(done, out.checkpoints / "last.pt")
+                    out.image("joint/samples", sample_figure(flow, clean_lr, real_lr), done)
+                # A checkpoint when one is due, or when a stop signal came (then the run ends here).
+                stop.end_of_step(done, log_point, done % train.save_every == 0 or done == end_step, checkpoint, out)
     finally:
         progress.close()
         out.close()

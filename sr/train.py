@@ -239,12 +239,10 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
                         checkpoint(done, out.checkpoints / "best.pt")
                     out.log(f"[{done:>7}/{config.train.n_iter}] validation PSNR {value:.3f} dB "
                             f"(best {best_psnr:.3f})")  # fmt: skip
-                stopping = stop.stop_now(log_point)
-                if stopping or done % config.train.save_every == 0 or done == end_step:
-                    checkpoint(done)
-                if stopping:
-                    out.log(f"{stop.received.name if stop.received else 'stop'} received: stopped after step {done}")
-                    raise stop.stopped(done, out.checkpoints / "last.pt")
+                # A checkpoint when one is due, or when a stop signal came (then the run ends here).
+                stop.end_of_step(
+                    done, log_point, done % config.train.save_every == 0 or done == end_step, checkpoint, out
+                )
     finally:
         progress.close()
         out.close()
