@@ -16,6 +16,11 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   after demosaicing) and correlated across channels, then JPEG at quality
   60-80 with 4:2:0 chroma. It is the hidden "real" degradation of the demo
   benchmark, not a training baseline.
+* ``grain``, ``blur_jpeg``, ``lowlight``: three more hidden "real" sources of
+  other character, for benchmarks (see ``benchmarks/flow_fidelity.py``): fine
+  white sensor grain everywhere with mild blur and light JPEG; strong
+  anisotropic blur and heavy JPEG with almost no noise; strong low-light
+  shot noise with blotchy (spatially low-pass) chroma noise.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -177,11 +182,66 @@ def degrade_camera(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.n
     return jpeg(image, int(rng.integers(60, 81)))
 
 
+def _luma_chroma_noise(shape, rng, chroma_sigma_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-variance noise: white luma (H, W, 1) and chroma (H, W, 2) low-passed by ``chroma_sigma_px``."""
+    luma = rng.standard_normal((*shape[:2], 1)).astype(np.float32)
+    chroma = rng.standard_normal((*shape[:2], 2)).astype(np.float32)
+    if chroma_sigma_px > 0:
+        chroma = cv2.GaussianBlur(chroma, (0, 0), chroma_sigma_px, borderType=cv2.BORDER_REFLECT_101)
+        chroma /= chroma.reshape(-1, 2).std(axis=0) + 1e-8
+    return luma, chroma
+
+
+# Luma / two colour-difference directions back to RGB (orthonormal: unit noise stays unit).
+_LUMA_CHROMA_TO_RGB = np.array(
+    [
+        [1 / math.sqrt(3), 1 / math.sqrt(2), 1 / math.sqrt(6)],
+        [1 / math.sqrt(3), 0.0, -2 / math.sqrt(6)],
+        [1 / math.sqrt(3), -1 / math.sqrt(2), 1 / math.sqrt(6)],
+    ],
+    dtype=np.float32,
+)
+
+
+def degrade_grain(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """Fine, spatially white, luma-dominated sensor grain present everywhere, mild blur, high-quality JPEG."""
+    image = blur(hr.astype(np.float32), gaussian_kernel(7, *(2 * [rng.uniform(0.3, 0.6)]), 0.0))
+    image = np.clip(downscale(image, scale), 0, 1).astype(np.float32)
+    luma, chroma = _luma_chroma_noise(image.shape, rng, 0.0)
+    noise = np.concatenate([luma, 0.35 * chroma], axis=2) @ _LUMA_CHROMA_TO_RGB.T
+    sigma = rng.uniform(3.0, 5.0) / 255 * np.sqrt(0.3 + image)  # grows gently with brightness
+    return jpeg(image + sigma * noise, int(rng.integers(85, 96)))
+
+
+def degrade_blur_jpeg(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """Strong (possibly anisotropic) blur and heavy JPEG, little noise: an old web video frame."""
+    sigma_x, sigma_y = rng.uniform(1.2, 2.4), rng.uniform(1.2, 2.4)
+    image = blur(hr.astype(np.float32), gaussian_kernel(15, sigma_x, sigma_y, rng.uniform(-math.pi, math.pi)))
+    image = np.clip(downscale(image, scale), 0, 1).astype(np.float32)
+    image = gaussian_noise(image, rng, rng.uniform(0.5, 1.5) / 255, gray=True)
+    return jpeg(image, int(rng.integers(20, 41)))
+
+
+def degrade_lowlight(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A phone at night: strong shot noise (worst relative to signal in the dark), blotchy chroma noise, JPEG."""
+    image = np.clip(downscale(hr.astype(np.float32), scale), 0, 1).astype(np.float32)
+    linear = image**2.2
+    gain, read = rng.uniform(0.015, 0.03), rng.uniform(0.0005, 0.001)
+    sigma = np.sqrt(gain * linear + read)  # per channel, in the linear domain
+    luma, chroma = _luma_chroma_noise(image.shape, rng, rng.uniform(1.0, 2.0))
+    noise = np.concatenate([luma, 1.2 * chroma], axis=2) @ _LUMA_CHROMA_TO_RGB.T
+    image = np.clip(linear + sigma * noise, 0, 1) ** (1 / 2.2)
+    return jpeg(image, int(rng.integers(70, 86)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
     "realesrgan": degrade_realesrgan,
     "camera": degrade_camera,
+    "grain": degrade_grain,
+    "blur_jpeg": degrade_blur_jpeg,
+    "lowlight": degrade_lowlight,
 }
 
 

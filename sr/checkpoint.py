@@ -32,5 +32,7 @@ def load_sr(path: str | Path, device: torch.device | str = "cpu") -> tuple[VDSR,
         weights = state.get("ema") or state["model"]
     else:
         weights = state["sr_ema"]
+    if "input_offset" not in weights:  # saved before the network centred its input
+        weights = {**weights, "input_offset": torch.tensor(0.0)}
     load_weights(model, weights, path, "SR network")
     return model.to(device).eval(), config

@@ -55,7 +55,7 @@ from sr.config import PAIR_SOURCES, SRConfig
 from sr.data import DegradedCrops, flow_degrade, noise_seed
 from sr.infer import upscale_image
 from sr.metrics import psnr
-from sr.model import VDSR
+from sr.model import VDSR, relu_activity
 
 
 class ValidationSet:
@@ -83,6 +83,22 @@ class ValidationSet:
             hr = to_float32(hr)[: sr.shape[0], : sr.shape[1]]
             values.append(psnr(sr, hr, crop_border=self.scale, y_channel=True))
         return float(np.mean(values))
+
+
+# A ReLU layer whose units are (nearly) never positive passes no gradient and does not recover.
+DEAD_LAYER_FRACTION = 0.01
+
+
+def check_activity(model: VDSR, lq: torch.Tensor, step: int, n_iter: int, out: RunFolder) -> None:
+    """Log each ReLU layer's active fraction on the batch ``lq``; warn once per check about dead layers."""
+    fractions = relu_activity(model, lq)
+    out.scalars({f"sr_active/layer_{i + 1:02d}": value for i, value in enumerate(fractions)}, step)
+    out.scalars({"sr/active_min": min(fractions)}, step)
+    dead = [f"{i + 1} ({100 * value:.1f}%)" for i, value in enumerate(fractions) if value < DEAD_LAYER_FRACTION]
+    if dead:
+        out.log(f"[{step:>7}/{n_iter}] warning: ReLU layer(s) {', '.join(dead)} of {len(fractions)} are dead "
+                "(active on < 1% of this batch); a dead layer passes no gradient and the network stops "
+                "learning: try a lower train.lr")  # fmt: skip
 
 
 def build_dataset(config: SRConfig) -> Dataset:
@@ -229,7 +245,10 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
                             f"{monitor['steps_per_s']:.2f} steps/s skipped={guard.total}")  # fmt: skip
                     progress.set_postfix(loss=f"{monitor['l1']:.4f}")
                     loss_sum, window_steps, window_start = torch.zeros_like(loss_sum), 0, time.perf_counter()
-                if validation is not None and (done % config.train.val_every == 0 or done == end_step):
+                validation_point = done % config.train.val_every == 0 or done == end_step
+                if validation_point and world.is_main:
+                    check_activity(model, lq, done, config.train.n_iter, out)
+                if validation is not None and validation_point:
                     value = validation.psnr(ema.module)
                     monitor["val_psnr"] = value
                     out.scalars({"sr/val_psnr": value}, done)

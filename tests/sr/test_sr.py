@@ -15,14 +15,16 @@ from common.config import load_config
 from common.curves import plot_curves
 from common.errors import UserError
 from data_tools.image_io import image_to_tensor, list_images, read_image, write_image
-from data_tools.matlab_resize import clean_lr_from_hr
+from data_tools.matlab_resize import clean_lr_from_hr, downscale, imresize_torch
 from degradation.checkpoint import load_flow
 from degradation.synthesize import degrade_image
+from sr.checkpoint import load_sr
 from sr.config import SRConfig
 from sr.data import flow_degrade
 from sr.infer import upscale_image
 from sr.lpips_metric import LPIPSUnavailable, load_lpips
-from sr.model import VDSR
+from sr.metrics import psnr
+from sr.model import VDSR, relu_activity
 from sr.train import train
 from tests.conftest import real_photo
 from tests.degradation.test_train_and_synthesize import tiny_config as tiny_flow_config
@@ -52,13 +54,54 @@ def test_tiled_inference_equals_whole_image(form):
     assert ensemble.shape == whole.shape and not torch.equal(ensemble, whole)
 
 
-def test_new_network_starts_near_bicubic():
+@pytest.mark.parametrize("form", ["pre_upsample", "post_upsample"])
+def test_new_network_is_bicubic_upsampling(form):
     lr = image_to_tensor(real_photo("coffee", 32))[None]
-    model = VDSR(4, "post_upsample")
-    from data_tools.matlab_resize import imresize_torch
-
+    model = VDSR(4, form)
     with torch.no_grad():
-        assert (model(lr) - imresize_torch(lr, 4)).abs().mean() < 0.02
+        assert torch.equal(model(lr), imresize_torch(lr, 4))
+    activity = relu_activity(model, lr)
+    assert len(activity) == 19 and min(activity) > 0.2 and model.training
+
+
+@pytest.fixture(scope="module")
+def clean_pairs(tmp_path_factory) -> dict:
+    """Four HR photos to train on, and two held-out photos with their bicubic-downsampled LR."""
+    hr = tmp_path_factory.mktemp("clean_pairs_hr")
+    for name, (top, left) in {"astronaut": (0, 0), "coffee": (100, 200), "chelsea": (0, 0), "camera": (0, 0)}.items():
+        write_image(hr / f"{name}.png", real_photo(name)[top : top + 192, left : left + 192])
+    held_out = [real_photo("rocket")[200:328, 200:328], real_photo("immunohistochemistry")[:128, :128]]
+    lr = [image_to_tensor(np.round(np.clip(downscale(image, 4), 0, 1) * 255).astype(np.float32) / 255)
+          for image in held_out]  # fmt: skip
+    return {"hr": hr, "held_out": list(zip(lr, held_out))}
+
+
+@pytest.mark.parametrize("form, crop_size", [("post_upsample", 24), ("pre_upsample", 8)])
+def test_training_on_clean_pairs_beats_bicubic_and_no_layer_dies(tmp_path, clean_pairs, form, crop_size):
+    # 300 steps of a 10-layer, 32-wide VDSR on bicubic pairs. Measured (mean gain over the two held-out
+    # photos, 2-core CPU): post_upsample +0.31 / +0.41 dB (seeds 0 / 1), pre_upsample +0.29 dB; with the old
+    # last-layer init (random x 0.1) +0.000 / +0.000 and +0.04 dB, the last ReLU layer 4-5% active.
+    words = [
+        "--data.hr_dir", str(clean_pairs["hr"]), "--data.degradation", "bicubic", "--data.num_workers", "0",
+        "--data.crop_size", str(crop_size), "--model.form", form, "--model.num_layers", "10",
+        "--model.num_features", "32", "--train.n_iter", "300", "--train.batch_size", "16",
+        "--train.warmup_iter", "20", "--train.device", "cpu", "--train.save_every", "300",
+        "--train.log_every", "300", "--train.val_every", "150",
+    ]  # fmt: skip
+    train(load_config(SRConfig, "configs/sr_vdsr_fast.yaml", words), tmp_path / "run")
+    model, _ = load_sr(tmp_path / "run" / "checkpoints" / "last.pt")
+    gains = []
+    for lr, hr in clean_pairs["held_out"]:
+        sr = upscale_image(model, lr).permute(1, 2, 0).numpy()
+        upsampled = imresize_torch(lr[None], 4)[0].clamp(0, 1).permute(1, 2, 0).numpy()
+        gains.append(psnr(sr, hr, crop_border=4) - psnr(upsampled, hr, crop_border=4))
+    assert np.mean(gains) > 0.15 and min(gains) > 0.05, gains
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", "sr")
+    trained = VDSR(4, form, num_features=32, num_layers=10)
+    trained.load_state_dict(state["model"])
+    assert min(relu_activity(trained, clean_pairs["held_out"][0][0][None])) > 0.05
+    events = (tmp_path / "run" / "tb").glob("events.*")
+    assert any(b"sr_active/layer_09" in path.read_bytes() for path in events)
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +250,30 @@ def test_lpips_plumbing_with_a_random_backbone(tmp_path):
     (tmp_path / "bad.pth").write_bytes(b"nonsense")
     with pytest.raises(LPIPSUnavailable, match="cannot read"):
         load_lpips(tmp_path / "bad.pth")
+
+
+def test_a_dead_layer_is_logged_and_warned_about():
+    from sr.train import check_activity
+
+    class Recorder:
+        def __init__(self):
+            self.lines, self.values = [], {}
+
+        def log(self, line):
+            self.lines.append(line)
+
+        def scalars(self, values, step):
+            self.values.update(values)
+
+    model = VDSR(4, "post_upsample", num_features=8, num_layers=5)
+    lr = image_to_tensor(real_photo("coffee", 32))[None]
+    healthy = Recorder()
+    check_activity(model, lr, 10, 100, healthy)
+    expected = ["sr/active_min", *(f"sr_active/layer_0{i}" for i in range(1, 5))]
+    assert not healthy.lines and sorted(healthy.values) == expected
+    with torch.no_grad():
+        model.body[5].bias.fill_(-100)  # the third convolution: its ReLU never fires
+    dead = Recorder()
+    check_activity(model, lr, 10, 100, dead)
+    assert dead.values["sr/active_min"] == 0 and dead.values["sr_active/layer_04"] == 0
+    assert len(dead.lines) == 1 and "warning: ReLU layer(s) 3 (0.0%), 4 (0.0%) of 4 are dead" in dead.lines[0]
