@@ -1,17 +1,29 @@
-"""How close are the flow's degradations to the real ones? A benchmark on a synthetic benchmark.
+"""How close are the flow's degradations to the real ones? Measured on benchmarks whose truth is known.
 
-    python benchmarks/flow_fidelity.py --bench /tmp/demo --train-steps 3000 --out runs/flow_fidelity
-    python benchmarks/flow_fidelity.py --bench /tmp/demo --ckpt RUN/checkpoints/last.pt --out runs/flow_fidelity
+    python benchmarks/flow_fidelity.py --bench /tmp/demo --bench /tmp/grain --train-steps 2000 --out runs/fidelity
+    python benchmarks/flow_fidelity.py --bench /tmp/demo --ckpt RUN/checkpoints/last.pt --out runs/fidelity
 
-On ``train_hr`` (whose true degradation ``train_oracle_lr`` the flow never
-sees), residuals against the clean LR of the same image are compared:
-``synth_lr - clean_lr`` (the flow, several temperatures) against
-``oracle_lr - clean_lr`` (the truth). Statistics: per-channel std,
-cross-channel correlation, lag-1 spatial autocorrelation, and the Frechet
-distance between Gaussian fits of 8x8x3 residual patches. Two references
-stand beside the flow: no degradation (residual 0) and white Gaussian noise
-with the real residual's per-channel std. Prints one JSON line per arm and
-writes ``fidelity.json``, ``fidelity.md`` and a figure (clean | T=0.5/0.8/1.0 | oracle).
+For each benchmark (``data_tools.make_benchmark`` layout), a light flow is
+trained on ``train_hr`` + ``train_real_lr`` (or ``--ckpt`` is used), then on
+``train_hr``, whose true degradation ``train_oracle_lr`` the flow never sees,
+residuals against the clean LR of the same image are compared, arm by arm:
+
+* ``true, re-seeded``: the benchmark's own degradation with other random
+  draws: the floor any model can reach;
+* ``no degradation`` and ``white gaussian`` (at the real per-channel std): the
+  references a model must beat;
+* ``flow T=...``: the flow's samples at each temperature.
+
+Statistics (``degradation.realism``): mean and std per channel; std per
+brightness x texture region of the clean image (worst ratio to the real std,
+share of regions within 25%); autocorrelation at lags 1-4; luma share of the
+residual energy; Frechet distance of 8x8x3 residual patches; and the
+two-sample classifier's accuracy at telling ``train_real_lr`` from the arm's
+LR images (50% = indistinguishable). A latent-space check (clean latents
+against N(0, I), real latents against the learned Gaussian) and a figure of
+flat and dark crops (clean | flow | truth) come with each benchmark. Prints a
+table per benchmark and writes ``fidelity.json``, ``fidelity.md`` and
+``fidelity_<bench>.png`` under ``--out``.
 """
 
 from __future__ import annotations
@@ -19,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,171 +41,230 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.config import load_config  # noqa: E402
 from common.figures import grid, upscale_nearest  # noqa: E402
+from data_tools.degrade_classical import degrade, image_rng  # noqa: E402
 from data_tools.image_io import image_to_tensor, list_images, read_image, write_image  # noqa: E402
 from data_tools.matlab_resize import clean_lr_from_hr  # noqa: E402
 from data_tools.prepare_demo import prepare_demo  # noqa: E402
 from degradation.checkpoint import load_flow  # noqa: E402
 from degradation.config import FlowConfig  # noqa: E402
+from degradation.realism import (  # noqa: E402
+    RegionMap,
+    frechet_distance,
+    gradient_magnitude,
+    latent_check,
+    luma,
+    patches,
+    photo_group,
+    region_std,
+    residual_statistics,
+    two_sample_accuracy,
+)
 from degradation.synthesize import degrade_image, sample_seed  # noqa: E402
 from degradation.train import train  # noqa: E402
 
 TEMPERATURES = (0.5, 0.8, 1.0)
-PATCH = 8
+REAL = "real (oracle)"
 
 
-def residual_statistics(residuals: list[np.ndarray]) -> dict[str, float | list[float]]:
-    """Std per channel, mean cross-channel correlation, mean lag-1 autocorrelation of (H, W, 3) residuals."""
-    pixels = np.concatenate([r.reshape(-1, 3) for r in residuals])
-    std = pixels.std(axis=0)
-    if np.all(std < 1e-8):
-        return {"std": std.tolist(), "cross_channel_corr": 0.0, "lag1_autocorr": 0.0}
-    corr = np.corrcoef(pixels.T)
-    cross = float(np.mean([corr[0, 1], corr[0, 2], corr[1, 2]]))
-    horizontal = np.concatenate([np.stack([r[:, :-1].ravel(), r[:, 1:].ravel()]) for r in residuals], axis=1)
-    vertical = np.concatenate([np.stack([r[:-1].ravel(), r[1:].ravel()]) for r in residuals], axis=1)
-    lag1 = float((np.corrcoef(horizontal)[0, 1] + np.corrcoef(vertical)[0, 1]) / 2)
-    return {"std": std.tolist(), "cross_channel_corr": cross, "lag1_autocorr": lag1}
+def train_flow(bench: Path, run: Path, config_file: str, steps: int, device: str, overrides: list[str]) -> dict:
+    config = load_config(
+        FlowConfig,
+        config_file,
+        [
+            "--data.clean_dir", str(bench / "train_hr"),
+            "--data.real_dir", str(bench / "train_real_lr"),
+            "--train.n_iter", str(steps),
+            "--train.device", device,
+            "--train.sample_every", str(steps),
+            "--train.save_every", str(steps),
+            *overrides,
+        ],
+    )  # fmt: skip
+    start = time.perf_counter()
+    last = run / "checkpoints" / "last.pt"
+    monitor = train(config, run, resume=last if last.exists() else None)
+    seconds = time.perf_counter() - start
+    return {
+        "steps": steps,
+        "seconds": round(seconds, 1),
+        "final_nll_clean_bpd": round(monitor.get("nll_clean", float("nan")), 4),
+        "final_nll_real_bpd": round(monitor.get("nll_real", float("nan")), 4),
+    }
 
 
-def patches(residuals: list[np.ndarray], stride: int = 4) -> np.ndarray:
-    """All 8x8x3 patches (stride 4) as rows of 192 values."""
+def region_summary(arm_std: dict[int, list[float]], real_std: dict[int, list[float]]) -> dict[str, float]:
+    """Worst ratio (arm / real, RMS over channels) over the regions, and the share within 25%."""
+    ratios = [
+        float(np.sqrt(np.mean(np.square(arm_std[label]))) / max(np.sqrt(np.mean(np.square(real))), 1e-8))
+        for label, real in real_std.items()
+    ]
+    worst = max(ratios, key=lambda ratio: abs(np.log(max(ratio, 1e-8))))
+    return {"worst_region_ratio": worst, "regions_within_25pct": float(np.mean([0.75 <= r <= 1.25 for r in ratios]))}
+
+
+def figure_crops(clean: dict[str, np.ndarray], arms: dict[str, dict[str, np.ndarray]], size: int = 24) -> np.ndarray:
+    """The flattest and the darkest crop of the set, and two more: clean | each arm."""
+    candidates = []
+    for name, image in clean.items():
+        for top in range(0, image.shape[0] - size + 1, size // 2):
+            for left in range(0, image.shape[1] - size + 1, size // 2):
+                crop = image[top : top + size, left : left + size]
+                candidates.append((name, top, left, gradient_magnitude(crop).mean(), luma(crop).mean()))
+    flattest = min(candidates, key=lambda c: c[3])
+    darkest = min(candidates, key=lambda c: c[4])
+    busiest = max(candidates, key=lambda c: c[3])
+    middle = sorted(candidates, key=lambda c: c[3])[len(candidates) // 2]
     rows = []
-    for r in residuals:
-        windows = np.lib.stride_tricks.sliding_window_view(r, (PATCH, PATCH, 3))[::stride, ::stride, 0]
-        rows.append(windows.reshape(-1, PATCH * PATCH * 3))
-    return np.concatenate(rows).astype(np.float64)
+    for name, top, left, *_ in (flattest, darkest, middle, busiest):
+        images = [clean[name], *(arm[name] for arm in arms.values())]
+        rows.append(
+            [upscale_nearest(np.clip(image[top : top + size, left : left + size], 0, 1), 5) for image in images]
+        )
+    return grid(rows, ["clean LR", *arms])
 
 
-def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:
-    values, vectors = np.linalg.eigh(matrix)
-    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
-
-
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Frechet distance between Gaussian fits of two sets of row vectors (in 0-255 units squared).
-
-    ``|mu_a - mu_b|^2 + Tr(A + B - 2 (A^1/2 B A^1/2)^1/2)``: the symmetric form is exact for
-    covariance matrices and stays well defined when one of them is singular (no degradation).
-    """
-    a, b = a * 255.0, b * 255.0
-    mean_a, mean_b = a.mean(axis=0), b.mean(axis=0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root_a = _sqrt_psd(cov_a)
-    cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ cov_b @ root_a), 0, None)).sum()
-    return float(np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)
-
-
-def evaluate(flow, bench: Path, seed: int = 0) -> tuple[list[dict], np.ndarray]:
+def evaluate(flow, bench: Path, temperatures: tuple[float, ...], seed: int = 0, classifier_steps: int = 300):
+    meta = json.loads((bench / "benchmark.json").read_text())
+    scale, preset = meta["scale"], meta["degradation"]
     names = [p.stem for p in list_images(bench / "train_hr")]
-    scale = json.loads((bench / "benchmark.json").read_text())["scale"]
-    clean, oracle = {}, {}
+    clean, lr_images = {}, {}
+    clean_tensors = {}
     for name in names:
-        hr = image_to_tensor(read_image(bench / "train_hr" / f"{name}.png"))
-        clean[name] = clean_lr_from_hr(hr[None], scale)[0]
-        oracle[name] = read_image(bench / "train_oracle_lr" / f"{name}.png")
-    clean_np = {n: c.permute(1, 2, 0).numpy() for n, c in clean.items()}
-    real_residuals = [oracle[n] - clean_np[n] for n in names]
-    real_patches = patches(real_residuals)
+        hr = read_image(bench / "train_hr" / f"{name}.png")
+        clean_tensors[name] = clean_lr_from_hr(image_to_tensor(hr)[None], scale)[0]
+        clean[name] = clean_tensors[name].permute(1, 2, 0).numpy()
+        reseeded = degrade(hr, scale, preset, image_rng(meta["seed"] + 1000, name))
+        lr_images.setdefault("true, re-seeded", {})[name] = np.round(np.clip(reseeded, 0, 1) * 255) / 255
+        lr_images.setdefault(REAL, {})[name] = read_image(bench / "train_oracle_lr" / f"{name}.png")
+    real_residuals = [lr_images[REAL][n] - clean[n] for n in names]
     real_std = np.concatenate([r.reshape(-1, 3) for r in real_residuals]).std(axis=0)
     rng = np.random.default_rng(seed)
-    arms: dict[str, list[np.ndarray]] = {
-        "real (oracle)": real_residuals,
-        "no degradation": [np.zeros_like(r) for r in real_residuals],
-        "white gaussian (real std)": [rng.normal(0, real_std, r.shape) for r in real_residuals],
-    }
-    synthesized = {}
-    for temperature in TEMPERATURES:
-        outputs = {n: degrade_image(flow, clean[n], temperature, sample_seed(seed, n)) for n in names}
-        synthesized[temperature] = outputs
-        arms[f"flow T={temperature}"] = [outputs[n].permute(1, 2, 0).numpy() - clean_np[n] for n in names]
+    lr_images["no degradation"] = dict(clean)
+    lr_images["white gaussian"] = {n: np.clip(clean[n] + rng.normal(0, real_std, clean[n].shape), 0, 1) for n in names}
+    for temperature in temperatures:
+        lr_images[f"flow T={temperature}"] = {
+            n: (torch.round(degrade_image(flow, clean_tensors[n], temperature, sample_seed(seed, n)) * 255) / 255)
+            .permute(1, 2, 0)
+            .numpy()
+            for n in names
+        }
+    real_paths = list_images(bench / "train_real_lr")
+    real_lr = [read_image(path) for path in real_paths]
+    real_groups = [photo_group(path.stem) for path in real_paths]
+    regions = RegionMap.of([clean[n] for n in names])
+    real_regions = region_std(real_residuals, regions)
+    real_patches = patches(real_residuals)
     rows = []
-    for arm, residuals in arms.items():
+    for arm, images in lr_images.items():
+        residuals = [images[n] - clean[n] for n in names]
         row = {"arm": arm, **residual_statistics(residuals)}
-        row["frechet_8x8"] = 0.0 if arm == "real (oracle)" else frechet_distance(patches(residuals), real_patches)
+        arm_regions = region_std(residuals, regions)
+        row["region_std"] = {RegionMap.name(label): arm_regions[label] for label in real_regions}
+        row.update(region_summary(arm_regions, real_regions))
+        row["frechet_8x8"] = 0.0 if arm == REAL else frechet_distance(patches(residuals), real_patches)
+        if arm != REAL:
+            test = two_sample_accuracy(
+                real_lr,
+                [images[n] for n in names],
+                steps=classifier_steps,
+                seed=seed,
+                real_groups=real_groups,
+                synthesized_groups=[photo_group(n) for n in names],
+            )
+            row["two_sample_accuracy"] = test["accuracy"]
         rows.append(row)
-    # Figure: four crops, clean | flow at each temperature | oracle.
-    shown = names[:: max(1, len(names) // 4)][:4]
-    to_image = lambda x: upscale_nearest(np.clip(x, 0, 1), 4)
-    figure_rows = [
-        [
-            to_image(clean_np[n]),
-            *(to_image(synthesized[t][n].permute(1, 2, 0).numpy()) for t in TEMPERATURES),
-            to_image(oracle[n]),
-        ]
-        for n in shown
-    ]
-    figure = grid(figure_rows, ["clean LR", *(f"flow T={t}" for t in TEMPERATURES), "true degradation"])
-    return rows, figure
+    latents = latent_check(
+        flow, [clean_tensors[n] for n in names], [image_to_tensor(image) for image in real_lr[: len(names)]]
+    )
+    shown = {arm: lr_images[arm] for arm in lr_images if arm.startswith("flow") or arm == REAL}
+    return rows, latents, figure_crops(clean, shown)
 
 
-def markdown(rows: list[dict]) -> str:
+def markdown(bench_name: str, rows: list[dict], latents: list[dict]) -> str:
     lines = [
-        "| arm | std R/G/B (x255) | cross-channel corr | lag-1 autocorr | Frechet 8x8 |",
-        "| --- | --- | --- | --- | --- |",
+        f"### {bench_name}",
+        "",
+        "| arm | mean R/G/B | std R/G/B (x255) | worst region ratio | regions within 25% | lag-1..4 autocorr "
+        "| luma share | Frechet 8x8 | classifier acc. |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
-        std = "/".join(f"{s * 255:.2f}" for s in row["std"])
+        mean = "/".join(f"{m * 255:+.1f}" for m in row["mean"])
+        std = "/".join(f"{s * 255:.1f}" for s in row["std"])
+        lags = "/".join(f"{a:.2f}" for a in row["autocorr"])
+        accuracy = f"{100 * row['two_sample_accuracy']:.0f}%" if "two_sample_accuracy" in row else "-"
         lines.append(
-            f"| {row['arm']} | {std} | {row['cross_channel_corr']:.3f} | {row['lag1_autocorr']:.3f} | "
-            f"{row['frechet_8x8']:.1f} |"
+            f"| {row['arm']} | {mean} | {std} | {row['worst_region_ratio']:.2f} | "
+            f"{100 * row['regions_within_25pct']:.0f}% | {lags} | {row['luma_energy_share']:.2f} | "
+            f"{row['frechet_8x8']:.0f} | {accuracy} |"
         )
+    lines += ["", "| level | channels | clean mean | clean std | real Mahalanobis / dim | real beyond chi2 99% |"]
+    lines.append("| --- | --- | --- | --- | --- | --- |")
+    for row in latents:
+        lines.append(
+            f"| {row['level']} | {row['channels']} | {row['clean_mean']:+.3f} | {row['clean_std']:.3f} | "
+            f"{row['real_mahalanobis_per_dim']:.2f} | {100 * row['real_outside_99']:.1f}% |"
+        )
+    return "\n".join(lines)
+
+
+def region_table(rows: list[dict], arms: list[str]) -> str:
+    """Residual std (RMS over channels, x255) per brightness x texture region, for chosen arms."""
+    chosen = [row for row in rows if row["arm"] in arms]
+    lines = ["| region | " + " | ".join(row["arm"] for row in chosen) + " |"]
+    lines.append("| --- |" + " --- |" * len(chosen))
+    for region in chosen[0]["region_std"]:
+        cells = [f"{255 * np.sqrt(np.mean(np.square(row['region_std'][region]))):.1f}" for row in chosen]
+        lines.append(f"| {region} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bench", help="benchmark folder (default: build the demo benchmark in a temp folder)")
-    parser.add_argument("--ckpt", help="a trained flow; without it one is trained")
+    parser.add_argument("--bench", action="append", help="benchmark folder (repeat; default: the demo benchmark)")
+    parser.add_argument("--ckpt", help="a trained flow to use on every benchmark; without it one is trained per bench")
     parser.add_argument("--config", default="configs/deflow_light.yaml")
-    parser.add_argument("--train-steps", type=int, default=3000)
+    parser.add_argument("--train-steps", type=int, default=2000)
+    parser.add_argument("--temperatures", default=",".join(map(str, TEMPERATURES)))
+    parser.add_argument("--classifier-steps", type=int, default=300)
+    parser.add_argument("--keep-low-pass-sigma", type=float, help="override the flow's keep_low_pass_sigma")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="runs/flow_fidelity")
+    parser.add_argument("overrides", nargs="*", help="flow config overrides, e.g. --model.num_levels 3 (after --)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    bench = Path(args.bench) if args.bench else Path(tempfile.mkdtemp(prefix="demo-bench-")) / "bench"
-    if not (bench / "benchmark.json").exists():
-        prepare_demo(bench)
-    report: dict = {"bench": str(bench)}
-    ckpt = args.ckpt
-    if ckpt is None:
-        run = out / "flow_run"
-        config = load_config(
-            FlowConfig,
-            args.config,
-            [
-                "--data.clean_dir", str(bench / "train_hr"),
-                "--data.real_dir", str(bench / "train_real_lr"),
-                "--train.n_iter", str(args.train_steps),
-                "--train.device", args.device,
-                "--train.sample_every", str(args.train_steps),
-                "--train.save_every", str(args.train_steps),
-            ],
-        )  # fmt: skip
-        start = time.perf_counter()
-        monitor = train(config, run, resume=run / "checkpoints" / "last.pt" if (run / "checkpoints").exists() else None)
-        seconds = time.perf_counter() - start
-        report["training"] = {
-            "steps": args.train_steps,
-            "seconds": round(seconds, 1),
-            "seconds_per_step": round(seconds / args.train_steps, 4),
-            "final_nll_clean_bpd": round(monitor.get("nll_clean", float("nan")), 4),
-            "final_nll_real_bpd": round(monitor.get("nll_real", float("nan")), 4),
-            "device": args.device,
-        }
-        print(json.dumps(report["training"]))
-        ckpt = run / "checkpoints" / "last.pt"
-    flow, _ = load_flow(ckpt, args.device)
-    rows, figure = evaluate(flow, bench)
-    for row in rows:
-        print(json.dumps(row))
-    report["arms"] = rows
+    temperatures = tuple(float(t) for t in args.temperatures.split(","))
+    benches = [Path(b) for b in args.bench] if args.bench else [out / "demo_bench"]
+    if not args.bench and not (benches[0] / "benchmark.json").exists():
+        prepare_demo(benches[0])
+    report: dict = {"benches": {}}
+    sections = []
+    for bench in benches:
+        name = bench.name
+        entry: dict = {"path": str(bench), "degradation": json.loads((bench / "benchmark.json").read_text())}
+        ckpt = args.ckpt
+        if ckpt is None:
+            run = out / f"flow_{name}"
+            entry["training"] = train_flow(bench, run, args.config, args.train_steps, args.device, args.overrides)
+            print(json.dumps({"bench": name, **entry["training"]}))
+            ckpt = run / "checkpoints" / "last.pt"
+        flow, _ = load_flow(ckpt, args.device)
+        if args.keep_low_pass_sigma is not None:
+            flow.keep_low_pass_sigma = args.keep_low_pass_sigma
+        entry["keep_low_pass_sigma"] = flow.keep_low_pass_sigma
+        rows, latents, figure = evaluate(flow, bench, temperatures, classifier_steps=args.classifier_steps)
+        entry.update(arms=rows, latents=latents)
+        report["benches"][name] = entry
+        flow_arms = [row["arm"] for row in rows if row["arm"].startswith("flow")]
+        section = markdown(f"{name} ({entry['degradation']['degradation']})", rows, latents)
+        section += "\n\nResidual std per region (x255):\n\n" + region_table(rows, [REAL, *flow_arms])
+        sections.append(section)
+        print(section, flush=True)
+        write_image(out / f"fidelity_{name}.png", figure)
     (out / "fidelity.json").write_text(json.dumps(report, indent=2))
-    (out / "fidelity.md").write_text(markdown(rows) + "\n")
-    write_image(out / "fidelity.png", figure)
-    print(markdown(rows))
-    print(f"wrote {out / 'fidelity.json'}, {out / 'fidelity.md'}, {out / 'fidelity.png'}")
+    (out / "fidelity.md").write_text("\n\n".join(sections) + "\n")
+    print(f"wrote {out / 'fidelity.json'}, {out / 'fidelity.md'} and the figures fidelity_<bench>.png")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.flow_fidelity import TEMPERATURES  # noqa: E402
 from benchmarks.flow_fidelity import evaluate as flow_fidelity  # noqa: E402
 from common.config import load_config  # noqa: E402
 from degradation.checkpoint import load_flow  # noqa: E402
@@ -32,12 +33,13 @@ from joint.train import train_joint  # noqa: E402
 
 def fidelity_row(ckpt: str | Path, bench: Path) -> dict:
     flow, _ = load_flow(ckpt)
-    rows, _ = flow_fidelity(flow, bench)
+    rows, _, _ = flow_fidelity(flow, bench, TEMPERATURES)
     flow_rows = [row for row in rows if row["arm"].startswith("flow")]
     best = min(flow_rows, key=lambda row: row["frechet_8x8"])
     at_08 = next(row for row in flow_rows if row["arm"] == "flow T=0.8")
     return {"best_frechet": best["frechet_8x8"], "best_at": best["arm"], "frechet_T0.8": at_08["frechet_8x8"],
-            "residual_std_T0.8_x255": [round(v * 255, 2) for v in at_08["std"]]}  # fmt: skip
+            "residual_std_T0.8_x255": [round(v * 255, 2) for v in at_08["std"]],
+            "two_sample_accuracy_T0.8": at_08["two_sample_accuracy"]}  # fmt: skip
 
 
 def main() -> None:

@@ -223,15 +223,15 @@ def degrade_blur_jpeg(hr: np.ndarray, scale: int, rng: np.random.Generator) -> n
 
 
 def degrade_lowlight(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
-    """A phone at night: strong shot noise (worst relative to signal in the dark), blotchy chroma noise, JPEG."""
+    """A phone at night: shot and read noise (worst in the dark after gamma), blotchy chroma noise, JPEG."""
     image = np.clip(downscale(hr.astype(np.float32), scale), 0, 1).astype(np.float32)
-    linear = image**2.2
-    gain, read = rng.uniform(0.015, 0.03), rng.uniform(0.0005, 0.001)
-    sigma = np.sqrt(gain * linear + read)  # per channel, in the linear domain
-    luma, chroma = _luma_chroma_noise(image.shape, rng, rng.uniform(1.0, 2.0))
-    noise = np.concatenate([luma, 1.2 * chroma], axis=2) @ _LUMA_CHROMA_TO_RGB.T
-    image = np.clip(linear + sigma * noise, 0, 1) ** (1 / 2.2)
-    return jpeg(image, int(rng.integers(70, 86)))
+    linear = np.maximum(image, 1e-3) ** 2.2
+    gain, read = rng.uniform(0.002, 0.004), rng.uniform(0.00005, 0.0001)
+    # The sensor's noise std carried through the gamma curve (its local slope), capped at 20 levels.
+    sigma = np.minimum(np.sqrt(gain * linear + read) * linear ** (1 / 2.2 - 1) / 2.2, 20 / 255)
+    luma, chroma = _luma_chroma_noise(image.shape, rng, rng.uniform(1.5, 2.5))
+    noise = np.concatenate([luma, 0.9 * chroma], axis=2) @ _LUMA_CHROMA_TO_RGB.T
+    return jpeg(image + sigma * noise, int(rng.integers(70, 86)))
 
 
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {

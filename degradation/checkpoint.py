@@ -24,6 +24,8 @@ def build_flow(model: FlowModelConfig, seed: int = 0) -> DegradationFlow:
         cond_blocks=model.cond_blocks,
         scale_bound=model.scale_bound,
         conditional_shift=model.conditional_shift,
+        cond_noise=model.cond_noise,
+        keep_low_pass_sigma=model.keep_low_pass_sigma,
         seed=seed,
     )
 

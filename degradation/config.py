@@ -27,6 +27,8 @@ class FlowModelConfig:
     scale_bound: float = 1.0
     dequant_bins: int = 64  # uniform dequantization of width 1 / dequant_bins
     conditional_shift: bool = False  # let the shift depend on local content (an ablation: see README)
+    cond_noise: float = 0.0  # std of noise on the conditioning image in training (DeFlow: 0.03)
+    keep_low_pass_sigma: float = 0.0  # samples keep the clean image's content below this scale (LR px; 0: off)
 
 
 @dataclass

@@ -38,11 +38,15 @@ class ConditionEncoder(nn.Module):
         num_levels: flow levels L.
         channels: feature channels of every output.
         num_blocks: residual blocks at the low-pass resolution (H / 4).
+        noise_std: in training, Gaussian noise of this std is added to the low-pass image (DeFlow: 0.03),
+            so that the condition reveals less of which domain an image comes from.
     """
 
-    def __init__(self, num_levels: int, channels: int = 32, num_blocks: int = 2, in_channels: int = 3):
+    def __init__(
+        self, num_levels: int, channels: int = 32, num_blocks: int = 2, in_channels: int = 3, noise_std: float = 0.0
+    ):
         super().__init__()
-        self.num_levels = num_levels
+        self.num_levels, self.noise_std = num_levels, noise_std
         self.body = nn.Sequential(
             nn.Conv2d(in_channels, channels, 3, padding=1),
             nn.ReLU(inplace=True),
@@ -53,7 +57,10 @@ class ConditionEncoder(nn.Module):
         )
 
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
-        features = self.body(downscale_torch(image, LOW_PASS_FACTOR))  # (B, C, H/4, W/4)
+        low_pass = downscale_torch(image, LOW_PASS_FACTOR)
+        if self.training and self.noise_std > 0:
+            low_pass = low_pass + self.noise_std * torch.randn_like(low_pass)
+        features = self.body(low_pass)  # (B, C, H/4, W/4)
         pyramid = []
         for level, head in enumerate(self.heads):
             factor = 2 ** (level + 1) / LOW_PASS_FACTOR  # level size relative to H/4

@@ -19,6 +19,7 @@ import math
 import torch
 from torch import nn
 
+from common.filters import gaussian_blur
 from degradation.encoder import LOW_PASS_FACTOR, ConditionEncoder
 from degradation.layers import ActNorm, ConditionalAffineCoupling, ConditionalGaussianize, InvertibleConv1x1, Squeeze
 from degradation.prior import DomainShift
@@ -52,6 +53,11 @@ class DegradationFlow(nn.Module):
         cond_blocks: residual blocks of the conditioning encoder.
         scale_bound: coupling log-scales are soft-clamped to (-bound, bound).
         conditional_shift: let the domain shift depend on local content (signal-dependent noise).
+        cond_noise: std of the noise added to the conditioning image in training (0: none).
+        keep_low_pass_sigma: ``degrade`` keeps the clean image's content below this scale (Gaussian
+            sigma in LR pixels; 0: off). Noise, blur and compression leave a scene's colours and
+            brightness alone, but a latent mean shift also learns how two *unpaired* photo sets
+            differ in content (one bluer, one darker) and would paint that onto every sample.
         in_channels: image channels (3).
         seed: seeds the random parts of the initialisation (1x1 rotations, M).
     """
@@ -66,6 +72,8 @@ class DegradationFlow(nn.Module):
         scale_bound: float = 1.0,
         in_channels: int = 3,
         conditional_shift: bool = False,
+        cond_noise: float = 0.0,
+        keep_low_pass_sigma: float = 0.0,
         seed: int = 0,
     ):
         super().__init__()
@@ -73,7 +81,8 @@ class DegradationFlow(nn.Module):
             raise ValueError(f"need at least one level and one step, got L={num_levels}, K={num_steps}")
         generator = torch.Generator().manual_seed(seed)
         self.num_levels, self.in_channels = num_levels, in_channels
-        self.encoder = ConditionEncoder(num_levels, cond_channels, cond_blocks, in_channels)
+        self.keep_low_pass_sigma = keep_low_pass_sigma
+        self.encoder = ConditionEncoder(num_levels, cond_channels, cond_blocks, in_channels, noise_std=cond_noise)
         self.levels = nn.ModuleList()
         level_channels = []
         channels = in_channels
@@ -172,7 +181,8 @@ class DegradationFlow(nn.Module):
 
         Encode the clean image, move its latents to the real domain
         (``mu + a * eps + temperature * M noise``), decode with the clean
-        image's condition. Differentiable with respect to the flow's parameters.
+        image's condition, and put back the clean image's low-pass content (see
+        ``keep_low_pass_sigma``). Differentiable with respect to the flow's parameters.
         """
         cond = self.condition(clean_lr)
         latents, _ = self.encode(clean_lr, cond)
@@ -180,7 +190,10 @@ class DegradationFlow(nn.Module):
             noise = self.sample_noise(
                 clean_lr.shape[0], *clean_lr.shape[2:], generator=generator, device=clean_lr.device
             )
-        return self.decode(self.shift.transfer(latents, noise, temperature, cond), cond)
+        synthesized = self.decode(self.shift.transfer(latents, noise, temperature, cond), cond)
+        if self.keep_low_pass_sigma > 0:
+            synthesized = synthesized - gaussian_blur(synthesized - clean_lr, self.keep_low_pass_sigma)
+        return synthesized
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -79,9 +79,12 @@ class LevelShift(nn.Module):
         delta, raw_gain = self.local(cond).float().chunk(2, dim=1)
         return mean + delta, bounded_log_scale(raw_gain, 3.0)
 
-    def log_prob(self, eps: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """Log-density of latents ``(B, C, H, W)`` under the real domain, summed per sample."""
-        batch, channels, height, width = eps.shape
+    def _whiten(self, eps: torch.Tensor, cond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whitened latents, one (C, 1) vector per position, and the log-determinant of the covariance.
+
+        Shapes ``(B*H*W, C, 1)`` (float64) and ``(B*H*W,)``, or ``(1,)`` when the covariance is shared.
+        """
+        channels = eps.shape[1]
         mean, log_gain = self._mean_and_log_gain(cond, eps)
         centred = (eps - mean).double().permute(0, 2, 3, 1).reshape(-1, channels, 1)  # one vector per position
         if log_gain is None:
@@ -92,12 +95,27 @@ class LevelShift(nn.Module):
             scale = self.content_scale().double()
             chol = torch.linalg.cholesky(torch.diag(scale**2)[None] + factor @ factor.transpose(1, 2))
         whitened = torch.linalg.solve_triangular(chol, centred, upper=False)
-        mahalanobis = (whitened**2).reshape(batch, -1).sum(dim=1)
         log_det = 2 * torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(dim=1)
+        return whitened, log_det
+
+    def log_prob(self, eps: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Log-density of latents ``(B, C, H, W)`` under the real domain, summed per sample."""
+        batch, channels, height, width = eps.shape
+        whitened, log_det = self._whiten(eps, cond)
+        mahalanobis = (whitened**2).reshape(batch, -1).sum(dim=1)
         log_det = log_det.expand(batch * height * width).reshape(batch, -1).sum(dim=1)
         num_dims = channels * height * width
         log_p = -0.5 * (mahalanobis + log_det + num_dims * math.log(2 * math.pi))
         return log_p.to(eps.dtype)
+
+    @torch.no_grad()
+    def mahalanobis(self, eps: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Squared Mahalanobis distance of each latent position under the real domain, ``(B*H*W,)``.
+
+        Chi-square with C degrees of freedom for latents that fit the learned Gaussian.
+        """
+        whitened, _ = self._whiten(eps, cond)
+        return (whitened**2).sum(dim=(1, 2))
 
     def transfer(
         self, clean_eps: torch.Tensor, noise: torch.Tensor, temperature: float, cond: torch.Tensor | None = None

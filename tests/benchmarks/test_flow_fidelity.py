@@ -1,11 +1,27 @@
-"""The statistics the fidelity benchmark reports."""
+"""The statistics of degradation realism (``degradation.realism``) and the user's fidelity command."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 
-from benchmarks.flow_fidelity import frechet_distance, residual_statistics
+from degradation.realism import (
+    RegionMap,
+    frechet_distance,
+    high_pass,
+    photo_group,
+    region_std,
+    residual_statistics,
+    two_sample_accuracy,
+)
+from tests.conftest import real_photo
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_frechet_distance_closed_forms():
@@ -23,9 +39,85 @@ def test_residual_statistics_on_constructed_fields():
     rng = np.random.default_rng(0)
     white = rng.normal(0, 0.1, (64, 64, 1))
     correlated = np.repeat(white, 3, axis=2) + rng.normal(0, 0.1, (64, 64, 3))  # channel corr 0.5
-    stats = residual_statistics([correlated])
+    stats = residual_statistics([correlated + 0.02])
     assert stats["cross_channel_corr"] == pytest.approx(0.5, abs=0.05)
-    assert abs(stats["lag1_autocorr"]) < 0.05
+    assert all(abs(a) < 0.05 for a in stats["autocorr"])
+    assert stats["mean"] == pytest.approx([0.02] * 3, abs=0.005)
+    # Noise shared by the channels is pure luma: (1 - 0.5) of the energy is in the equal-channel direction.
+    assert residual_statistics([np.repeat(white, 3, axis=2)])["luma_energy_share"] > 0.95
     smooth = (correlated[1:] + correlated[:-1])[:, 1:] + (correlated[1:] + correlated[:-1])[:, :-1]
-    assert residual_statistics([smooth])["lag1_autocorr"] > 0.4
+    lags = residual_statistics([smooth])["autocorr"]
+    assert lags[0] > 0.4 and abs(lags[3]) < 0.05
     assert residual_statistics([np.zeros((8, 8, 3))])["std"] == [0.0, 0.0, 0.0]
+
+
+def test_region_std_finds_noise_where_it_is():
+    image = real_photo("camera", 128)  # gray: a dark coat, a bright sky
+    rng = np.random.default_rng(0)
+    dark_only = rng.normal(0, 0.05, image.shape) * (image.mean(axis=2, keepdims=True) < 0.2)
+    regions = RegionMap.of([image])
+    stds = region_std([dark_only], regions, min_pixels=50)
+    for label, std in stds.items():
+        dark = RegionMap.name(label).startswith("luma 0.0-0.2")
+        assert (np.mean(std) > 0.03) == dark, RegionMap.name(label)
+    assert len(regions.texture_edges) == 2 and regions.texture_edges[0] < regions.texture_edges[1]
+
+
+def test_high_pass_removes_the_scene_colour():
+    images = torch.rand(2, 3, 16, 16) * 0.1
+    features = high_pass(images)
+    shifted = high_pass(images + torch.tensor([0.3, 0.0, -0.05]).view(1, 3, 1, 1))
+    torch.testing.assert_close(features[:, :3], shifted[:, :3], atol=1e-5, rtol=0)
+    assert features.shape == (2, 4, 16, 16)
+
+
+def tiles(image: np.ndarray, size: int = 48) -> list[np.ndarray]:
+    return [image[t : t + size, s : s + size] for t in range(0, image.shape[0] - size + 1, size)
+            for s in range(0, image.shape[1] - size + 1, size)]  # fmt: skip
+
+
+def test_two_sample_classifier_tells_noise_and_not_a_reseeded_truth():
+    # "Real": noisy tiles (std 8 levels) of eight photos; the other set: other tiles of the same photos, clean
+    # (plainly different) or with the same noise drawn again (indistinguishable). Split by photo.
+    rng = np.random.default_rng(0)
+    noisy = lambda image: np.clip(image + rng.normal(0, 8 / 255, image.shape), 0, 1)  # noqa: E731
+    real, other, groups = [], [], []
+    for name in ("astronaut", "coffee", "chelsea", "rocket", "brick", "grass", "gravel", "camera"):
+        photo_tiles = tiles(real_photo(name)[:192, :192])
+        real += [noisy(tile) for tile in photo_tiles[0::2]]
+        other += photo_tiles[1::2]
+        groups += [name] * (len(photo_tiles) // 2)
+    kwargs = {"steps": 100, "test_crops": 256, "real_groups": groups, "synthesized_groups": groups}
+    clean = two_sample_accuracy(real, other, **kwargs)
+    same = two_sample_accuracy(real, [noisy(image) for image in other], **kwargs)
+    assert clean["accuracy"] > 0.9, clean
+    assert same["accuracy"] < 0.65, same
+    with pytest.raises(ValueError, match="at least 2 real images"):
+        two_sample_accuracy(real[:1], other)
+    assert photo_group("rocket_t003") == "rocket" and photo_group("0001_s012") == "0001" and photo_group("a_t") == "a_t"
+
+
+def test_fidelity_command_on_a_tiny_flow(tmp_path):
+    from data_tools.image_io import write_image
+    from data_tools.matlab_resize import downscale
+    from degradation.train import train
+    from tests.degradation.test_train_and_synthesize import tiny_config
+
+    train(tiny_config(tmp_path, n_iter=2, save_every=2), tmp_path / "run")
+    clean, real = tmp_path / "clean_photos", tmp_path / "real_photos"
+    clean.mkdir()
+    real.mkdir()
+    for name in ("chelsea", "rocket", "camera"):
+        write_image(clean / f"{name}.png", real_photo(name, 192))
+    for name in ("astronaut", "coffee", "brick"):
+        write_image(real / f"{name}.png", np.clip(downscale(real_photo(name, 192), 4), 0, 1))
+    command = [sys.executable, "-m", "degradation.fidelity", "--ckpt", str(tmp_path / "run/checkpoints/last.pt"),
+               "--clean-dir", str(clean), "--real-dir", str(real), "--out", str(tmp_path / "out"),
+               "--steps", "5", "--device", "cpu"]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "two-sample classifier accuracy" in result.stdout and "colour shift" in result.stdout
+    assert (tmp_path / "out" / "fidelity.png").exists() and (tmp_path / "out" / "fidelity.json").exists()
+    command[command.index(str(real))] = str(clean / "chelsea.png")
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and result.stderr.startswith("error:")
