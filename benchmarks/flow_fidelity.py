@@ -123,7 +123,9 @@ def figure_crops(clean: dict[str, np.ndarray], arms: dict[str, dict[str, np.ndar
     return grid(rows, ["clean LR", *arms])
 
 
-def evaluate(flow, bench: Path, temperatures: tuple[float, ...], seed: int = 0, classifier_steps: int = 300):
+def evaluate(
+    flow, bench: Path, temperatures: tuple[float, ...], num_bins: int, seed: int = 0, classifier_steps: int = 300
+):
     meta = json.loads((bench / "benchmark.json").read_text())
     scale, preset = meta["scale"], meta["degradation"]
     names = [p.stem for p in list_images(bench / "train_hr")]
@@ -174,7 +176,7 @@ def evaluate(flow, bench: Path, temperatures: tuple[float, ...], seed: int = 0, 
             row["two_sample_accuracy"] = test["accuracy"]
         rows.append(row)
     latents = latent_check(
-        flow, [clean_tensors[n] for n in names], [image_to_tensor(image) for image in real_lr[: len(names)]]
+        flow, [clean_tensors[n] for n in names], [image_to_tensor(image) for image in real_lr[: len(names)]], num_bins
     )
     shown = {arm: lr_images[arm] for arm in lr_images if arm.startswith("flow") or arm == REAL}
     return rows, latents, figure_crops(clean, shown)
@@ -249,11 +251,13 @@ def main() -> None:
             entry["training"] = train_flow(bench, run, args.config, args.train_steps, args.device, args.overrides)
             print(json.dumps({"bench": name, **entry["training"]}))
             ckpt = run / "checkpoints" / "last.pt"
-        flow, _ = load_flow(ckpt, args.device)
+        flow, flow_config = load_flow(ckpt, args.device)
         if args.keep_low_pass_sigma is not None:
             flow.keep_low_pass_sigma = args.keep_low_pass_sigma
         entry["keep_low_pass_sigma"] = flow.keep_low_pass_sigma
-        rows, latents, figure = evaluate(flow, bench, temperatures, classifier_steps=args.classifier_steps)
+        rows, latents, figure = evaluate(
+            flow, bench, temperatures, flow_config.model.dequant_bins, classifier_steps=args.classifier_steps
+        )
         entry.update(arms=rows, latents=latents)
         report["benches"][name] = entry
         flow_arms = [row["arm"] for row in rows if row["arm"].startswith("flow")]

@@ -32,8 +32,8 @@ from joint.train import train_joint  # noqa: E402
 
 
 def fidelity_row(ckpt: str | Path, bench: Path) -> dict:
-    flow, _ = load_flow(ckpt)
-    rows, _, _ = flow_fidelity(flow, bench, TEMPERATURES)
+    flow, config = load_flow(ckpt)
+    rows, _, _ = flow_fidelity(flow, bench, TEMPERATURES, config.model.dequant_bins)
     flow_rows = [row for row in rows if row["arm"].startswith("flow")]
     best = min(flow_rows, key=lambda row: row["frechet_8x8"])
     at_08 = next(row for row in flow_rows if row["arm"] == "flow T=0.8")

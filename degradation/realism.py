@@ -276,7 +276,9 @@ def two_sample_accuracy(
 
 
 @torch.no_grad()
-def latent_check(flow, clean_lr: list[torch.Tensor], real_lr: list[torch.Tensor]) -> list[dict[str, float]]:
+def latent_check(
+    flow, clean_lr: list[torch.Tensor], real_lr: list[torch.Tensor], num_bins: int, seed: int = 0
+) -> list[dict[str, float]]:
     """Do encoded images fit the distributions the flow assumes? One row per level.
 
     Clean LR latents should be N(0, I): ``clean_mean`` ~ 0, ``clean_std`` ~ 1.
@@ -285,10 +287,16 @@ def latent_check(flow, clean_lr: list[torch.Tensor], real_lr: list[torch.Tensor]
     (``real_mahalanobis_per_dim``), and ``real_outside_99`` ~ 1% of positions
     lie beyond the chi-square 99th percentile. Larger values mean real latents
     the shift does not cover; decoding such latents is what produces speckles.
-    Images are (3, H, W) tensors whose sizes are multiples of ``flow.size_multiple``.
+    Images are (3, H, W) tensors whose sizes are multiples of ``flow.size_multiple``,
+    dequantized with ``num_bins`` as in training (without it latents look too narrow).
     """
     from scipy.stats import chi2
 
+    from degradation.flow import dequantize
+
+    generator = torch.Generator().manual_seed(seed)
+    noisy = lambda image: dequantize(image, num_bins, torch.rand(image.shape, generator=generator) - 0.5)  # noqa: E731
+    clean_lr, real_lr = [noisy(image) for image in clean_lr], [noisy(image) for image in real_lr]
     device = next(flow.parameters()).device
     clean_latents: list[list[torch.Tensor]] = [[] for _ in flow.levels]
     distances: list[list[torch.Tensor]] = [[] for _ in flow.levels]

@@ -136,3 +136,15 @@ def test_conditional_level_shift_density_and_transfer_agree():
     content = torch.randn_like(eps)
     still = level.transfer(content, torch.randn_like(eps), 0.0, cond)
     torch.testing.assert_close(still, (mean + scale[None, :, None, None] * content).detach(), rtol=0, atol=1e-6)
+
+
+def test_conditioning_noise_only_in_training():
+    from degradation.encoder import ConditionEncoder
+
+    image = torch.rand(2, 3, 16, 16)
+    encoder = ConditionEncoder(2, channels=8, num_blocks=1, noise_std=0.03)
+    torch.manual_seed(0)
+    first = encoder(image)[0]
+    assert not torch.equal(first, encoder(image)[0])  # fresh noise each call
+    encoder.eval()
+    assert torch.equal(encoder(image)[0], encoder(image)[0])
