@@ -149,6 +149,7 @@ def high_pass(images: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
     """(B, 3, H, W) -> (B, 4, H, W): the detail above a Gaussian low-pass (3 channels) and the low-pass luma."""
     low = gaussian_blur(images, sigma)
     weights = torch.tensor(_RGB_TO_YCC[0], dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    # Detail is a few levels in size: x10 brings it to the scale of the centred luma for the first conv.
     return torch.cat([(images - low) * 10, (low * weights).sum(dim=1, keepdim=True) - 0.5], dim=1)
 
 

@@ -97,8 +97,8 @@ def check_activity(model: VDSR, lq: torch.Tensor, step: int, n_iter: int, out: R
     dead = [f"{i + 1} ({100 * value:.1f}%)" for i, value in enumerate(fractions) if value < DEAD_LAYER_FRACTION]
     if dead:
         out.log(f"[{step:>7}/{n_iter}] warning: ReLU layer(s) {', '.join(dead)} of {len(fractions)} are dead "
-                "(active on < 1% of this batch); a dead layer passes no gradient and the network stops "
-                "learning: try a lower train.lr")  # fmt: skip
+                "(active on < 1% of this batch): no gradient passes a dead layer, so the network has stopped "
+                "learning there (README, the SR network)")  # fmt: skip
 
 
 def build_dataset(config: SRConfig) -> Dataset:
