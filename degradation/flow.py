@@ -229,15 +229,26 @@ def domain_bits_per_dim(
 class FlowObjective(nn.Module):
     """The flow's training loss as one module, so DistributedDataParallel can wrap (and torch.compile trace) it.
 
-    ``forward(clean_lr, real_lr, dequant_noise) -> (loss, nll_clean, nll_real)``:
-    the two domains' bits/dim plus the content penalty on the domain shift.
+    ``forward(clean_lr, real_lr, dequant_noise, num_samples, temperature) ->
+    (loss, nll_clean, nll_real, samples)``: the two domains' bits/dim plus the
+    content penalty on the domain shift, and ``degrade`` of the first
+    ``num_samples`` clean crops (None if 0) for the discriminator, made in the
+    same forward so that DDP sees every use of the flow's parameters.
     """
 
     def __init__(self, flow: DegradationFlow, num_bins: int, content_penalty: float):
         super().__init__()
         self.flow, self.num_bins, self.content_penalty = flow, num_bins, content_penalty
 
-    def forward(self, clean_lr: torch.Tensor, real_lr: torch.Tensor, dequant_noise: torch.Tensor | None = None):
+    def forward(
+        self,
+        clean_lr: torch.Tensor,
+        real_lr: torch.Tensor,
+        dequant_noise: torch.Tensor | None = None,
+        num_samples: int = 0,
+        temperature: float = 1.0,
+    ):
         nll_clean, nll_real = domain_bits_per_dim(self.flow, clean_lr, real_lr, self.num_bins, dequant_noise)
         loss = nll_clean + nll_real + self.content_penalty * self.flow.shift.content_penalty()
-        return loss, nll_clean, nll_real
+        samples = self.flow.degrade(clean_lr[:num_samples], temperature) if num_samples > 0 else None
+        return loss, nll_clean, nll_real, samples

@@ -39,6 +39,13 @@ from common.training import (
 )
 from data_tools.datasets import ImageFolderCache, StepSampler, UnpairedCrops, dequant_noise_batch
 from data_tools.matlab_resize import clean_lr_from_hr
+from degradation.adversarial import (
+    PatchDiscriminator,
+    discriminator_accuracy,
+    discriminator_loss,
+    generator_loss,
+    quantize_8bit,
+)
 from degradation.checkpoint import FLOW_KIND, build_flow
 from degradation.config import FlowConfig
 from degradation.flow import DegradationFlow, FlowObjective, count_parameters, domain_bits_per_dim
@@ -123,6 +130,10 @@ def train(
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     guard = NonFiniteGuard(config.train.max_bad_steps)
+    discriminator = disc_optimizer = None
+    if config.train.adv_weight > 0:
+        discriminator = PatchDiscriminator(config.train.adv_width, config.train.adv_high_pass_sigma).to(device)
+        disc_optimizer = torch.optim.Adam(discriminator.parameters(), lr=config.train.adv_lr, betas=(0.5, 0.999))
     start_step = 0
     if resume is not None:
         state = load_checkpoint(resume, FLOW_KIND, resume=True)
@@ -136,6 +147,9 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         guard.load_state_dict(state["guard"])
+        if discriminator is not None and "discriminator" in state:
+            discriminator.load_state_dict(state["discriminator"])
+            disc_optimizer.load_state_dict(state["disc_optimizer"])
         restore_rng_state(state["rng"])
         start_step = state["step"]
 
@@ -166,7 +180,9 @@ def train(
     )
     end_step = config.train.n_iter if max_steps is None else min(config.train.n_iter, start_step + max_steps)
     monitor: dict[str, float] = {}
-    sums = {"nll_clean": torch.zeros((), device=device), "nll_real": torch.zeros((), device=device)}
+    logged = ["nll_clean", "nll_real"] + (["adv_flow", "adv_disc", "disc_accuracy"] if discriminator else [])
+    sums = {name: torch.zeros((), device=device) for name in logged}
+    disc_ddp = wrap_ddp(discriminator, world, device) if discriminator is not None else None
     window_start, window_steps = time.perf_counter(), 0
     flow.train()
 
@@ -183,6 +199,11 @@ def train(
                     "scheduler": scheduler.state_dict(),
                     "guard": guard.state_dict(),
                     "rng": rng_state(),
+                    **(
+                        {"discriminator": discriminator.state_dict(), "disc_optimizer": disc_optimizer.state_dict()}
+                        if discriminator is not None
+                        else {}
+                    ),
                 },
                 config.train.keep_last,
             )
@@ -206,14 +227,37 @@ def train(
                 real_lr = batch["real_lr"].to(device, non_blocking=True)
                 dequant_noise = dequant_noise_batch(batch["dequant_noise"].to(device, non_blocking=True))
                 clean_lr = clean_lr_from_hr(hr, scale)
+                num_samples = min(config.train.adv_batch, clean_lr.shape[0]) if discriminator is not None else 0
                 with autocast(device, config.train.amp):
-                    loss, nll_clean, nll_real = objective(clean_lr, real_lr, dequant_noise)
+                    loss, nll_clean, nll_real, samples = objective(
+                        clean_lr, real_lr, dequant_noise, num_samples, config.train.adv_temperature
+                    )
+                    if samples is not None:
+                        samples = quantize_8bit(samples.float())
+                        if step >= config.train.adv_start:
+                            discriminator.requires_grad_(False)  # this term moves the flow, not the judge
+                            adv_flow = generator_loss(discriminator(samples))
+                            discriminator.requires_grad_(True)
+                            loss = loss + config.train.adv_weight * adv_flow
+                            sums["adv_flow"] += adv_flow.detach()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()  # always, also for a non-finite loss: under DDP every rank must join the all-reduce
                 grad_norm = torch.nn.utils.clip_grad_norm_(flow.parameters(), config.train.grad_clip)
-                if guard.ok(loss, grad_norm, world=world):
+                step_ok = guard.ok(loss, grad_norm, world=world)
+                if step_ok:
                     optimizer.step()
                 scheduler.step()
+                if samples is not None:
+                    with autocast(device, config.train.amp):
+                        judged = torch.cat([real_lr[:num_samples], samples.detach()])
+                        real_logits, fake_logits = disc_ddp(judged).chunk(2)
+                        adv_disc = discriminator_loss(real_logits, fake_logits)
+                    disc_optimizer.zero_grad(set_to_none=True)
+                    adv_disc.backward()
+                    if step_ok:
+                        disc_optimizer.step()
+                    sums["adv_disc"] += adv_disc.detach()
+                    sums["disc_accuracy"] += discriminator_accuracy(real_logits, fake_logits).detach()
                 sums["nll_clean"] += nll_clean.detach()
                 sums["nll_real"] += nll_real.detach()
                 window_steps += 1
@@ -232,6 +276,11 @@ def train(
                         f"nll_real={monitor['nll_real']:.4f} bits/dim  |mu_u|={monitor['mean_abs_mu_u']:.4f} "
                         f"sigma_u={monitor['mean_sigma_u']:.4f} a={monitor['mean_content_scale']:.3f} "
                         f"lr={monitor['lr']:.2e} {monitor['steps_per_s']:.2f} steps/s skipped={guard.total}"
+                        + (
+                            f" disc_acc={monitor['disc_accuracy']:.2f} adv_flow={monitor['adv_flow']:.3f}"
+                            if discriminator is not None
+                            else ""
+                        )
                     )
                     progress.set_postfix(clean=f"{monitor['nll_clean']:.3f}", real=f"{monitor['nll_real']:.3f}")
                     sums = {name: torch.zeros_like(total) for name, total in sums.items()}

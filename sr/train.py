@@ -54,12 +54,13 @@ from sr.checkpoint import SR_KIND, build_sr
 from sr.config import PAIR_SOURCES, SRConfig
 from sr.data import DegradedCrops, flow_degrade, noise_seed
 from sr.infer import upscale_image
+from sr.lpips_metric import LPIPSUnavailable, load_lpips
 from sr.metrics import psnr
 from sr.model import VDSR, relu_activity
 
 
 class ValidationSet:
-    """A paired LR/HR folder, decoded once, for PSNR during training."""
+    """A paired LR/HR folder, decoded once, for PSNR (and LPIPS, where its weights are here) during training."""
 
     @classmethod
     def from_dirs(cls, lr_dir: str, hr_dir: str, scale: int) -> ValidationSet | None:
@@ -74,15 +75,30 @@ class ValidationSet:
         lr, hr = ImageFolderCache(lr_dir, "validation LR folder"), ImageFolderCache(hr_dir, "validation HR folder")
         self.pairs = [(lr.images[i], hr.images[j]) for i, j in check_pairs(lr, hr, scale)]
         self.scale = scale
+        try:
+            self.lpips_model = load_lpips()
+            self.lpips_note = None
+        except LPIPSUnavailable as error:
+            self.lpips_model, self.lpips_note = None, f"validation LPIPS left out: {error}"
 
     def psnr(self, model: VDSR) -> float:
         """Mean PSNR (Y, crop ``scale``) of ``model`` over the set."""
-        values = []
+        return self.scores(model)["psnr"]
+
+    @torch.no_grad()
+    def scores(self, model: VDSR) -> dict[str, float]:
+        """Mean PSNR (Y) and, where the AlexNet weights are here, LPIPS (RGB in [-1, 1]); crop ``scale``."""
+        psnrs, lpipses = [], []
+        crop = self.scale
         for lr, hr in self.pairs:
-            sr = upscale_image(model, image_to_tensor(lr)).permute(1, 2, 0).cpu().numpy()
+            sr_tensor = upscale_image(model, image_to_tensor(lr))
+            sr = sr_tensor.permute(1, 2, 0).cpu().numpy()
             hr = to_float32(hr)[: sr.shape[0], : sr.shape[1]]
-            values.append(psnr(sr, hr, crop_border=self.scale, y_channel=True))
-        return float(np.mean(values))
+            psnrs.append(psnr(sr, hr, crop_border=crop, y_channel=True))
+            if self.lpips_model is not None:
+                pair = torch.stack([sr_tensor.cpu(), image_to_tensor(hr)])[:, :, crop:-crop, crop:-crop] * 2 - 1
+                lpipses.append(float(self.lpips_model(pair[:1], pair[1:])))
+        return {"psnr": float(np.mean(psnrs)), **({"lpips": float(np.mean(lpipses))} if lpipses else {})}
 
 
 # A ReLU layer whose units are (nearly) never positive passes no gradient and does not recover.
@@ -177,6 +193,8 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
     validation = None
     if world.is_main:
         validation = ValidationSet.from_dirs(config.data.val_lr_dir, config.data.val_hr_dir, config.data.scale)
+        if validation is not None and validation.lpips_note:
+            out.log(validation.lpips_note)
     batch_size = config.train.batch_size
     loader = DataLoader(
         dataset, batch_size=batch_size, sampler=StepSampler(batch_size, start_step, world.rank, world.world_size),
@@ -249,15 +267,20 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
                 if validation_point and world.is_main:
                     check_activity(model, lq, done, config.train.n_iter, out)
                 if validation is not None and validation_point:
-                    value = validation.psnr(ema.module)
+                    scores = validation.scores(ema.module)
+                    value = scores["psnr"]
                     monitor["val_psnr"] = value
-                    out.scalars({"sr/val_psnr": value}, done)
+                    out.scalars({f"sr/val_{name}": score for name, score in scores.items()}, done)
+                    if "lpips" in scores:
+                        monitor["val_lpips"] = scores["lpips"]
                     if value > best_psnr:
                         best_psnr = value
                         monitor["best_psnr"] = best_psnr
                         checkpoint(done, out.checkpoints / "best.pt")
-                    out.log(f"[{done:>7}/{config.train.n_iter}] validation PSNR {value:.3f} dB "
-                            f"(best {best_psnr:.3f})")  # fmt: skip
+                    out.log(
+                        f"[{done:>7}/{config.train.n_iter}] validation PSNR {value:.3f} dB (best {best_psnr:.3f})"
+                        + (f", LPIPS {scores['lpips']:.4f}" if "lpips" in scores else "")
+                    )
                 # A checkpoint when one is due, or when a stop signal came (then the run ends here).
                 stop.end_of_step(
                     done, log_point, done % config.train.save_every == 0 or done == end_step, checkpoint, out

@@ -98,6 +98,21 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     assert load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt", "degradation_flow")["step"] == 6
 
 
+def test_resume_with_the_discriminator_reproduces_the_uninterrupted_run(tmp_path):
+    config = tiny_config(tmp_path, adv_weight=0.5, adv_start=2, adv_batch=2)
+    straight = train(config, tmp_path / "straight")
+    train(config, tmp_path / "split", max_steps=3)
+    resumed = train(config, tmp_path / "split", resume=tmp_path / "split" / "checkpoints" / "step_0000003.pt")
+    for key in ("nll_clean", "nll_real", "adv_flow", "adv_disc", "disc_accuracy"):
+        assert resumed[key] == straight[key], key
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt", "degradation_flow")
+    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt", "degradation_flow")
+    for part in ("model", "discriminator"):
+        for name, tensor in a[part].items():
+            torch.testing.assert_close(b[part][name], tensor, rtol=0, atol=0, msg=f"{part}.{name}")
+    assert "disc_acc=" in (tmp_path / "straight" / "train.log").read_text()
+
+
 def test_checkpoints_rotate_and_a_second_fresh_run_is_refused(tmp_path):
     config = tiny_config(tmp_path, n_iter=4, save_every=1, keep_last=2)
     train(config, tmp_path / "run")

