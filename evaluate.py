@@ -37,6 +37,7 @@ from common.cli import run_cli
 from common.errors import UserError
 from common.figures import grid, label, upscale_nearest
 from common.files import atomic_write_bytes, staged_output_dir
+from common.niqe_params import load_niqe_params
 from common.training import select_device
 from data_tools.image_io import image_to_tensor, list_images, read_image, tensor_to_image, write_image
 from data_tools.matlab_resize import imresize, mod_crop
@@ -44,6 +45,7 @@ from sr.checkpoint import load_sr
 from sr.infer import upscale_image
 from sr.lpips_metric import LPIPSUnavailable, load_lpips
 from sr.metrics import psnr, ssim
+from sr.niqe import PATCH, niqe
 
 
 @dataclass
@@ -138,6 +140,11 @@ def evaluate(
             lpips_note = str(error)
             if not quiet_lpips:
                 print(f"LPIPS left out: {error}")
+    niqe_params = None
+    if not has_hr:  # no ground truth: the no-reference score, where its pristine model has been fetched
+        niqe_params = load_niqe_params()
+        if niqe_params is None and not quiet_lpips:
+            print("NIQE left out: its pristine model is not here (make lpips-weights fetches it)")
     y_channel = channel == "y"
     figure_picks = set(range(0, len(pairs), max(1, len(pairs) // figure_images))[:figure_images])
     figure_cells: list[list[np.ndarray]] = []
@@ -173,13 +180,17 @@ def evaluate(
                     row["ssim"] = ssim(sr, hr, crop_border, y_channel)
                     if lpips_model is not None:
                         row["lpips"] = lpips_distance(lpips_model, sr, hr, crop_border, torch_device)
+                elif niqe_params is not None:
+                    row["niqe"] = niqe_score(sr, crop_border, niqe_params)
                 method.rows.append(row)
             if index in figure_picks:
                 figure_cells.append(figure_row(lr, hr, outputs, scale, y_channel))
         summary = summarize(methods, scale, crop_border, channel, len(pairs), has_hr, lpips_model is not None,
-                            lpips_note)  # fmt: skip
+                            lpips_note, niqe_params is not None)  # fmt: skip
         atomic_write_bytes(staging / "summary.json", json.dumps(summary, indent=2).encode())
-        atomic_write_bytes(staging / "per_image.csv", per_image_csv(methods, has_hr, lpips_model is not None))
+        atomic_write_bytes(
+            staging / "per_image.csv", per_image_csv(methods, has_hr, lpips_model is not None, niqe_params is not None)
+        )
         if figure_cells:
             write_image(staging / "comparison.png", grid(figure_cells))
     return summary
@@ -227,7 +238,18 @@ def figure_row(lr, hr, outputs: dict[str, np.ndarray], scale: int, y_channel: bo
     return cells
 
 
-def summarize(methods, scale, crop_border, channel, num_images, has_hr, has_lpips, lpips_note) -> dict:
+def niqe_score(sr: np.ndarray, crop_border: int, params) -> float:
+    """NIQE of an SR output (borders cropped); NaN for an image smaller than one 96x96 patch."""
+    if crop_border:
+        sr = sr[crop_border:-crop_border, crop_border:-crop_border]
+    if min(sr.shape[:2]) < PATCH:
+        return float("nan")
+    return niqe(sr, *params)
+
+
+def summarize(
+    methods, scale, crop_border, channel, num_images, has_hr, has_lpips, lpips_note, has_niqe=False
+) -> dict:
     summary = {
         "settings": {
             "scale": scale,
@@ -236,6 +258,7 @@ def summarize(methods, scale, crop_border, channel, num_images, has_hr, has_lpip
             "channel": channel,
             "lpips": "alex v0.1" if has_lpips else None,
             "lpips_note": lpips_note,
+            "niqe": "MATLAB release's pristine model, luma, 96x96 patches" if has_niqe else None,
             "ground_truth": has_hr,
         },  # fmt: skip
         "methods": {},
@@ -247,15 +270,19 @@ def summarize(methods, scale, crop_border, channel, num_images, has_hr, has_lpip
                 values = [row[metric] for row in method.rows]
                 entry[metric] = float(np.mean(values)) if np.all(np.isfinite(values)) else float("inf")
             entry["lpips"] = float(np.mean([row["lpips"] for row in method.rows])) if has_lpips else None
+        elif has_niqe:
+            scores = [row["niqe"] for row in method.rows if np.isfinite(row["niqe"])]
+            entry["niqe"] = float(np.mean(scores)) if scores else None
         if method.kind != "folder":
             entry["seconds_per_image"] = method.seconds / max(1, num_images)
         summary["methods"][method.name] = entry
     return summary
 
 
-def per_image_csv(methods, has_hr: bool, has_lpips: bool) -> bytes:
+def per_image_csv(methods, has_hr: bool, has_lpips: bool, has_niqe: bool = False) -> bytes:
     buffer = io.StringIO()
     columns = ["method", "image"] + (["psnr", "ssim"] if has_hr else []) + (["lpips"] if has_lpips else [])
+    columns += ["niqe"] if has_niqe else []
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     for method in methods:
@@ -273,17 +300,23 @@ def _cell(entry: dict, key: str, fmt: str) -> str:
 def format_table(summary: dict) -> str:
     settings = summary["settings"]
     channel = "Y" if settings["y_channel"] else "RGB"
+    with_niqe = bool(settings.get("niqe"))
     header = f"{'method':<20} {'PSNR (' + channel + ')':>11} {'SSIM (' + channel + ')':>11} {'LPIPS':>7} {'s/image':>8}"
+    header += f" {'NIQE':>7}" if with_niqe else ""
     lines = [header, "-" * len(header)]
     for name, entry in summary["methods"].items():
         lines.append(
             f"{name:<20} {_cell(entry, 'psnr', '.3f'):>11} {_cell(entry, 'ssim', '.4f'):>11} "
             f"{_cell(entry, 'lpips', '.4f'):>7} {_cell(entry, 'seconds_per_image', '.3f'):>8}"
+            + (f" {_cell(entry, 'niqe', '.3f'):>7}" if with_niqe else "")
         )
     num_images = next(iter(summary["methods"].values()))["n_images"]
     lines.append(f"x{settings['scale']}, crop {settings['crop_border']} px, {num_images} images")
     if not settings["ground_truth"]:
-        lines.append("no --hr given: PSNR, SSIM and LPIPS need ground truth")
+        lines.append(
+            "no --hr given: PSNR, SSIM and LPIPS need ground truth"
+            + ("; NIQE (no reference, lower is better) does not" if with_niqe else "")
+        )
     return "\n".join(lines)
 
 

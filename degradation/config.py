@@ -40,12 +40,14 @@ class FlowTrainConfig(TrainLoopConfig):
     sample_every: int = 2000
     # The samples' discriminator (degradation/adversarial.py); adv_weight 0 turns it off.
     adv_weight: float = 0.0  # weight of its loss on the flow, beside the two domains' bits/dim
-    adv_batch: int = 8  # clean crops degraded per step for it (the first ones of the batch)
-    adv_start: int = 500  # steps of likelihood alone first: early samples are not worth judging
+    adv_batch: int = 8  # clean crops degraded per step for the critics (the first ones of the batch)
+    adv_start: int = 500  # steps of likelihood alone first: early samples are not worth judging (both critics)
     adv_temperature: float = 1.0  # the temperature its samples are drawn at
     adv_high_pass_sigma: float = 4.0  # it sees the detail above a Gaussian low-pass of this sigma (LR px)
     adv_width: int = 32
     adv_lr: float = 2.0e-4
+    # Detail statistics per content region (degradation/moments.py) on the same samples; 0 turns it off.
+    stats_weight: float = 0.0
 
 
 @dataclass

@@ -49,6 +49,7 @@ from degradation.adversarial import (
 from degradation.checkpoint import FLOW_KIND, build_flow
 from degradation.config import FlowConfig
 from degradation.flow import DegradationFlow, FlowObjective, count_parameters, domain_bits_per_dim
+from degradation.moments import DetailMoments
 
 SAMPLE_TEMPERATURES = (0.5, 0.8, 1.0)
 
@@ -134,6 +135,7 @@ def train(
     if config.train.adv_weight > 0:
         discriminator = PatchDiscriminator(config.train.adv_width, config.train.adv_high_pass_sigma).to(device)
         disc_optimizer = torch.optim.Adam(discriminator.parameters(), lr=config.train.adv_lr, betas=(0.5, 0.999))
+    moments = DetailMoments().to(device) if config.train.stats_weight > 0 else None
     start_step = 0
     if resume is not None:
         state = load_checkpoint(resume, FLOW_KIND, resume=True)
@@ -150,6 +152,8 @@ def train(
         if discriminator is not None and "discriminator" in state:
             discriminator.load_state_dict(state["discriminator"])
             disc_optimizer.load_state_dict(state["disc_optimizer"])
+        if moments is not None and "detail_moments" in state:
+            moments.load_state_dict(state["detail_moments"])
         restore_rng_state(state["rng"])
         start_step = state["step"]
 
@@ -181,6 +185,7 @@ def train(
     end_step = config.train.n_iter if max_steps is None else min(config.train.n_iter, start_step + max_steps)
     monitor: dict[str, float] = {}
     logged = ["nll_clean", "nll_real"] + (["adv_flow", "adv_disc", "disc_accuracy"] if discriminator else [])
+    logged += ["detail_stats"] if moments is not None else []
     sums = {name: torch.zeros((), device=device) for name in logged}
     disc_ddp = wrap_ddp(discriminator, world, device) if discriminator is not None else None
     window_start, window_steps = time.perf_counter(), 0
@@ -204,6 +209,7 @@ def train(
                         if discriminator is not None
                         else {}
                     ),
+                    **({"detail_moments": moments.state_dict()} if moments is not None else {}),
                 },
                 config.train.keep_last,
             )
@@ -227,19 +233,26 @@ def train(
                 real_lr = batch["real_lr"].to(device, non_blocking=True)
                 dequant_noise = dequant_noise_batch(batch["dequant_noise"].to(device, non_blocking=True))
                 clean_lr = clean_lr_from_hr(hr, scale)
-                num_samples = min(config.train.adv_batch, clean_lr.shape[0]) if discriminator is not None else 0
+                critics = discriminator is not None or moments is not None
+                num_samples = min(config.train.adv_batch, clean_lr.shape[0]) if critics else 0
+                if moments is not None:
+                    moments.update(real_lr)
                 with autocast(device, config.train.amp):
                     loss, nll_clean, nll_real, samples = objective(
                         clean_lr, real_lr, dequant_noise, num_samples, config.train.adv_temperature
                     )
                     if samples is not None:
                         samples = quantize_8bit(samples.float())
-                        if step >= config.train.adv_start:
+                        if step >= config.train.adv_start and discriminator is not None:
                             discriminator.requires_grad_(False)  # this term moves the flow, not the judge
                             adv_flow = generator_loss(discriminator(samples))
                             discriminator.requires_grad_(True)
                             loss = loss + config.train.adv_weight * adv_flow
                             sums["adv_flow"] += adv_flow.detach()
+                        if step >= config.train.adv_start and moments is not None:
+                            detail_stats = moments(samples)
+                            loss = loss + config.train.stats_weight * detail_stats
+                            sums["detail_stats"] += detail_stats.detach()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()  # always, also for a non-finite loss: under DDP every rank must join the all-reduce
                 grad_norm = torch.nn.utils.clip_grad_norm_(flow.parameters(), config.train.grad_clip)
@@ -247,7 +260,7 @@ def train(
                 if step_ok:
                     optimizer.step()
                 scheduler.step()
-                if samples is not None:
+                if samples is not None and discriminator is not None:
                     with autocast(device, config.train.amp):
                         judged = torch.cat([real_lr[:num_samples], samples.detach()])
                         real_logits, fake_logits = disc_ddp(judged).chunk(2)
@@ -281,6 +294,7 @@ def train(
                             if discriminator is not None
                             else ""
                         )
+                        + (f" detail_stats={monitor['detail_stats']:.4f}" if moments is not None else "")
                     )
                     progress.set_postfix(clean=f"{monitor['nll_clean']:.3f}", real=f"{monitor['nll_real']:.3f}")
                     sums = {name: torch.zeros_like(total) for name, total in sums.items()}

@@ -14,9 +14,11 @@ import torch
 
 from common.checkpoint import save_checkpoint
 from common.config import load_config
+from common.niqe_params import default_params_path, load_niqe_params
 from data_tools.degrade_classical import degrade, image_rng
 from data_tools.image_io import read_image, write_image
-from evaluate import bicubic_upscale, evaluate, format_table
+from data_tools.matlab_resize import downscale
+from evaluate import bicubic_upscale, evaluate, format_table, niqe_score
 from sr.config import SRConfig
 from sr.metrics import psnr
 from sr.train import train
@@ -167,3 +169,16 @@ def test_bad_input(tmp_path, test_set):
     assert_one_line_error(run_evaluate(*base, "--model", "nonsense", "--out", str(tmp_path / "g")), "NAME=PATH")
     for name in "abcdefg":
         assert not (tmp_path / name).exists()  # nothing half-written
+
+
+@pytest.mark.skipif(not default_params_path().is_file(), reason="NIQE model not fetched (make lpips-weights)")
+def test_niqe_column_without_ground_truth(tmp_path):
+    lr_dir = tmp_path / "lr"
+    lr_dir.mkdir()
+    write_image(lr_dir / "coffee.png", downscale(real_photo("coffee", 160), 4))  # x4 output: one 96-px patch
+    summary = evaluate(str(lr_dir), None, 4, tmp_path / "out", device="cpu")
+    assert summary["methods"]["bicubic"]["niqe"] > 0 and summary["settings"]["niqe"]
+    assert np.isnan(niqe_score(np.zeros((100, 100, 3)), 4, load_niqe_params()))  # under one patch: left out
+    assert "NIQE" in format_table(summary)
+    header = (tmp_path / "out" / "per_image.csv").read_text().splitlines()[0]
+    assert header == "method,image,niqe"

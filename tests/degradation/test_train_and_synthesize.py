@@ -252,3 +252,13 @@ def test_a_colour_difference_between_the_sets_is_not_learned_as_degradation(tmp_
     # Measured: +8.5/+18.6/+29.8 levels without, +0.1/+0.2/+0.2 with the kept low-pass.
     assert max(abs(v) for v in mean_residual[0.0]) > 4, mean_residual  # a content difference, learned
     assert max(abs(v) for v in mean_residual[4.0]) < 1, mean_residual  # and kept out of the samples
+
+
+def test_training_with_the_detail_statistics_logs_them_and_resumes_exactly(tmp_path):
+    config = tiny_config(tmp_path, stats_weight=0.1, adv_start=2, adv_batch=2)
+    straight = train(config, tmp_path / "straight")
+    train(config, tmp_path / "split", max_steps=3)
+    resumed = train(config, tmp_path / "split", resume=tmp_path / "split" / "checkpoints" / "step_0000003.pt")
+    assert resumed["detail_stats"] == straight["detail_stats"] > 0
+    assert resumed["nll_real"] == straight["nll_real"]
+    assert "detail_stats=" in (tmp_path / "straight" / "train.log").read_text()
