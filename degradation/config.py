@@ -48,6 +48,7 @@ class FlowTrainConfig(TrainLoopConfig):
     adv_lr: float = 2.0e-4
     # Detail statistics per content region (degradation/moments.py) on the same samples; 0 turns it off.
     stats_weight: float = 0.0
+    stats_flat_only: bool = False  # score flat regions only, where detail is noise in any scene
 
 
 @dataclass

@@ -135,7 +135,9 @@ def train(
     if config.train.adv_weight > 0:
         discriminator = PatchDiscriminator(config.train.adv_width, config.train.adv_high_pass_sigma).to(device)
         disc_optimizer = torch.optim.Adam(discriminator.parameters(), lr=config.train.adv_lr, betas=(0.5, 0.999))
-    moments = DetailMoments().to(device) if config.train.stats_weight > 0 else None
+    moments = None
+    if config.train.stats_weight > 0:
+        moments = DetailMoments(flat_only=config.train.stats_flat_only).to(device)
     start_step = 0
     if resume is not None:
         state = load_checkpoint(resume, FLOW_KIND, resume=True)

@@ -46,3 +46,19 @@ def test_the_gradient_reaches_the_samples():
     samples = crops("coffee", 0.0, seed=1).requires_grad_(True)
     critic(samples).backward()
     assert samples.grad is not None and samples.grad.abs().sum() > 0
+
+
+def test_flat_only_ignores_the_textured_regions():
+    critic = DetailMoments(flat_only=True)
+    real = crops("coffee", 12 / 255, seed=0)
+    critic.update(real)
+    samples = real.clone()
+    textured = content_bins(samples, critic.texture_threshold) % 2 == 1
+    noisier = samples + 0.2 * torch.randn(samples.shape, generator=torch.Generator().manual_seed(3)) * textured[:, None]
+    assert float(critic(noisier)) < float(_all_bins(critic)(noisier))
+
+
+def _all_bins(critic: DetailMoments) -> DetailMoments:
+    everything = DetailMoments()
+    everything.load_state_dict(critic.state_dict())
+    return everything
