@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.cli import run_cli
+from common.cli import at_least, run_cli
 from common.errors import UserError
 from common.figures import grid, label, upscale_nearest
 from common.files import atomic_write_bytes, staged_output_dir
@@ -328,14 +328,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", action="append", default=[], metavar="NAME=CKPT", help="an SR checkpoint")
     parser.add_argument("--sr", action="append", default=[], metavar="NAME=DIR", help="a folder of SR outputs")
     parser.add_argument("--out", required=True, help="results folder (created)")
-    parser.add_argument("--crop-border", type=int, help="pixels removed at each border (default: the scale)")
+    parser.add_argument("--crop-border", type=at_least(0), help="pixels removed at each border (default: the scale)")
     parser.add_argument("--channel", default="y", choices=("y", "rgb"), help="PSNR/SSIM on luma or RGB")
     parser.add_argument("--lpips-weights", help="AlexNet weights file (default: the one make lpips-weights fetched)")
     parser.add_argument("--no-lpips", action="store_true", help="skip LPIPS silently")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--tile-size", type=int, default=128)
+    parser.add_argument("--tile-size", type=at_least(8), default=128)
     parser.add_argument("--self-ensemble", action="store_true", help="x8 self-ensemble for checkpoints")
-    parser.add_argument("--figure-images", type=int, default=4, help="rows of the comparison figure")
+    parser.add_argument("--figure-images", type=at_least(0), default=4, help="rows of the comparison figure")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty results folder")
     args = parser.parse_args(argv)
     summary = evaluate(

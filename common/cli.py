@@ -1,5 +1,6 @@
 """Command-line glue shared by every entry point."""
 
+import argparse
 import sys
 from collections.abc import Callable
 
@@ -24,3 +25,18 @@ def run_cli(main: Callable[[list[str] | None], object], argv: list[str] | None =
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def at_least(low: float, kind: type = int) -> Callable[[str], float]:
+    """An argparse ``type`` that parses ``kind`` and refuses values below ``low`` (argparse then exits 2)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from error
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {text}")
+        return value
+
+    return parse

@@ -11,7 +11,10 @@ Rules, so that a typo never trains the wrong model for hours:
 * a value of the wrong type is an error naming the field and the expected type
   (an int is accepted where a float is expected, nothing else is converted);
 * overrides are ``--section.key value`` or ``--section.key=value``; the value
-  is parsed according to the field's type (``--data.name 007`` stays a string).
+  is parsed according to the field's type (``--data.name 007`` stays a string);
+* a numeric field's allowed values are declared next to it, in the section's
+  ``RANGES`` (``">= 1"``, ``"> 0"``, ``"[0, 1)"``, ``"{2, 3, 4}"``), and a value
+  outside them is an error naming the field, the value and the range.
 """
 
 from __future__ import annotations
@@ -129,6 +132,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} does not exist")
     try:
         tree = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {path} is not a text file ({error.reason} at byte {error.start})") from error
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {path} is not valid YAML: {error}") from error
     if tree is None:
@@ -157,7 +162,34 @@ def _build(schema: type[T], tree: dict[str, Any], prefix: str) -> T:
             values[name] = _build(field_type, section, prefix=f"{where}.")
         elif name in tree:
             values[name] = _check_type(tree[name], field_type, where)
-    return schema(**values)
+    built = schema(**values)
+    for name, spec in field_ranges(schema).items():
+        value = getattr(built, name)
+        if not in_range(value, spec):
+            raise ConfigError(f"{prefix}{name} = {value!r} is out of range (allowed: {spec})")
+    return built
+
+
+def field_ranges(schema: type) -> dict[str, str]:
+    """The ``RANGES`` of a section dataclass and of the classes it extends (the subclass wins)."""
+    ranges: dict[str, str] = {}
+    for cls in reversed(schema.__mro__):
+        ranges.update(vars(cls).get("RANGES", {}))
+    return ranges
+
+
+def in_range(value: float, spec: str) -> bool:
+    """Whether ``value`` satisfies ``">= a"``, ``"> a"``, ``"[a, b]"`` (any of ``[ ( ] )``) or ``"{a, b}"``."""
+    spec = spec.strip()
+    if spec.startswith("{"):
+        return value in {float(item) for item in spec[1:-1].split(",")}
+    if spec[0] in "[(":
+        low, high = (float(item) for item in spec[1:-1].split(","))
+        above = low <= value if spec[0] == "[" else low < value
+        below = value <= high if spec[-1] == "]" else value < high
+        return above and below
+    operator, bound = spec.split()
+    return value >= float(bound) if operator == ">=" else value > float(bound)
 
 
 def _check_type(value: Any, expected: Any, where: str) -> Any:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
@@ -29,6 +29,20 @@ from data_tools.image_io import write_image
 @dataclass
 class TrainLoopConfig:
     """The ``train`` fields every training loop reads; each stage extends it."""
+
+    RANGES: ClassVar[dict[str, str]] = {
+        "n_iter": ">= 1",
+        "batch_size": ">= 1",
+        "lr": "> 0",
+        "warmup_iter": ">= 0",
+        "gamma": "> 0",
+        "grad_clip": "> 0",
+        "save_every": ">= 1",
+        "log_every": ">= 1",
+        "keep_last": ">= 0",
+        "max_bad_steps": ">= 1",
+        "seed": ">= 0",
+    }
 
     n_iter: int = 20000
     batch_size: int = 16

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from common.training import TrainLoopConfig
 
 
 @dataclass
 class FlowDataConfig:
+    RANGES: ClassVar[dict[str, str]] = {
+        "scale": "{2, 3, 4}",
+        "crop_size": ">= 4",
+        "num_workers": ">= 0",
+        "seed": ">= 0",
+    }
+
     clean_dir: str = ""  # clean HR photos; bicubic-downscaled on the fly to clean LR
     real_dir: str = ""  # real LR images (unpaired)
     scale: int = 4
@@ -19,6 +27,18 @@ class FlowDataConfig:
 
 @dataclass
 class FlowModelConfig:
+    RANGES: ClassVar[dict[str, str]] = {
+        "num_levels": ">= 1",
+        "num_steps": ">= 1",
+        "hidden_channels": ">= 1",
+        "cond_channels": ">= 1",
+        "cond_blocks": ">= 0",
+        "scale_bound": "> 0",
+        "dequant_bins": ">= 1",
+        "cond_noise": ">= 0",
+        "keep_low_pass_sigma": ">= 0",
+    }
+
     num_levels: int = 2
     num_steps: int = 8
     hidden_channels: int = 80
@@ -33,6 +53,20 @@ class FlowModelConfig:
 
 @dataclass
 class FlowTrainConfig(TrainLoopConfig):
+    RANGES: ClassVar[dict[str, str]] = {
+        "content_penalty": ">= 0",
+        "shift_lr_mult": "> 0",
+        "sample_every": ">= 1",
+        "adv_weight": ">= 0",
+        "adv_batch": ">= 1",
+        "adv_start": ">= 0",
+        "adv_temperature": ">= 0",
+        "adv_high_pass_sigma": "> 0",
+        "adv_width": ">= 1",
+        "adv_lr": "> 0",
+        "stats_weight": ">= 0",
+    }
+
     n_iter: int = 30000
     warmup_iter: int = 200
     content_penalty: float = 0.01  # pulls the domain shift's content scale a towards 1

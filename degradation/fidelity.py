@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.cli import run_cli
+from common.cli import at_least, run_cli
 from common.errors import UserError
 from common.figures import grid, upscale_nearest
 from common.training import select_device
@@ -120,9 +120,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clean-dir", required=True, help="clean HR photos (other than the ones the flow trained on)")
     parser.add_argument("--real-dir", required=True, help="real LR images")
     parser.add_argument("--out", required=True, help="folder for fidelity.json and fidelity.png")
-    parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--steps", type=int, default=300, help="classifier training steps")
-    parser.add_argument("--max-images", type=int, help="use at most this many images of each folder")
+    parser.add_argument("--temperature", type=at_least(0.0, float), default=0.8)
+    parser.add_argument("--steps", type=at_least(1), default=300, help="classifier training steps")
+    parser.add_argument("--max-images", type=at_least(1), help="use at most this many images of each folder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)

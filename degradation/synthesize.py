@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common.cli import run_cli
+from common.cli import at_least, run_cli
 from common.errors import UserError
 from common.files import staged_output_dir
 from common.tiling import balanced_tile
@@ -79,6 +79,8 @@ def degrade_image(
     multiple = flow.size_multiple
     if tile_size % multiple or overlap % multiple:
         raise UserError(f"tile size and overlap must be multiples of {multiple} for this flow")
+    if overlap >= tile_size:
+        raise UserError(f"--overlap {overlap} must be smaller than --tile-size {tile_size}")
     _, height, width = clean_lr.shape
     pad_h, pad_w = -height % multiple, -width % multiple
     image = F.pad(clean_lr[None].to(device), (0, pad_w, 0, pad_h), mode="replicate")
@@ -178,14 +180,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--input", required=True, help="folder of HR images (or LR with --input-is-lr)")
     parser.add_argument("--output", required=True, help="folder for the LQ PNGs (created)")
     parser.add_argument("--scale", type=int, choices=(2, 3, 4), help="HR -> LR factor (default: the flow's)")
-    parser.add_argument("--temperature", type=float, default=0.8, help="scales the sampled noise (0: none)")
-    parser.add_argument("--n-samples", type=int, default=1, help="LQ versions per image")
+    parser.add_argument("--temperature", type=at_least(0.0, float), default=0.8, help="scales the noise (0: none)")
+    parser.add_argument("--n-samples", type=at_least(1), default=1, help="LQ versions per image")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--input-is-lr", action="store_true", help="the inputs are already clean LR")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--tile-size", type=int, default=128, help="LR tile size")
-    parser.add_argument("--overlap", type=int, default=16, help="LR overlap between tiles")
-    parser.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass")
+    parser.add_argument("--tile-size", type=at_least(8), default=128, help="LR tile size")
+    parser.add_argument("--overlap", type=at_least(0), default=16, help="LR overlap between tiles")
+    parser.add_argument("--batch-size", type=at_least(1), default=8, help="tiles per forward pass")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     args = parser.parse_args(argv)
     count = synthesize_folder(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from common.training import TrainLoopConfig
 from degradation.config import FlowConfig, FlowDataConfig, FlowModelConfig, FlowTrainConfig
@@ -11,6 +12,13 @@ from sr.config import SRConfig, SRDataConfig, SRModelConfig, SRTrainConfig
 
 @dataclass
 class PipelineDataConfig:
+    RANGES: ClassVar[dict[str, str]] = {
+        "scale": "{2, 3, 4}",
+        "crop_size": ">= 4",
+        "num_workers": ">= 0",
+        "seed": ">= 0",
+    }
+
     clean_dir: str = ""  # clean HR photos
     real_dir: str = ""  # real LR images (unpaired)
     scale: int = 4
@@ -24,6 +32,18 @@ class PipelineDataConfig:
 @dataclass
 class JointTrainConfig(TrainLoopConfig):
     """Stage 3. ``lr`` is the SR network's learning rate, ``flow_lr`` the flow's (CycleSR: 1e-4 and 2e-4)."""
+
+    RANGES: ClassVar[dict[str, str]] = {
+        "flow_lr": "> 0",
+        "shift_lr_mult": "> 0",
+        "cycle_sr_weight": ">= 0",
+        "nll_weight": ">= 0",
+        "content_penalty": ">= 0",
+        "temperature": ">= 0",
+        "ema_decay": "[0, 1)",
+        "val_every": ">= 1",
+        "sample_every": ">= 1",
+    }
 
     n_iter: int = 5000
     lr: float = 1e-4

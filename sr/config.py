@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from common.training import TrainLoopConfig
 
@@ -13,6 +13,14 @@ PAIR_SOURCES = ("pairs", "flow")
 
 @dataclass
 class SRDataConfig:
+    RANGES: ClassVar[dict[str, str]] = {
+        "temperature": ">= 0",
+        "scale": "{2, 3, 4}",
+        "crop_size": ">= 4",
+        "num_workers": ">= 0",
+        "seed": ">= 0",
+    }
+
     hr_dir: str = ""  # HR photos
     degradation: str = "bicubic"  # pairs | flow | bicubic | noise_jpeg | realesrgan | camera
     lq_dir: str = ""  # with degradation=pairs: LQ images named like the HR ones
@@ -28,6 +36,11 @@ class SRDataConfig:
 
 @dataclass
 class SRModelConfig:
+    RANGES: ClassVar[dict[str, str]] = {
+        "num_features": ">= 1",
+        "num_layers": ">= 2",
+    }
+
     form: Literal["pre_upsample", "post_upsample"] = "post_upsample"
     num_features: int = 64
     num_layers: int = 20
@@ -36,6 +49,12 @@ class SRModelConfig:
 
 @dataclass
 class SRTrainConfig(TrainLoopConfig):
+    RANGES: ClassVar[dict[str, str]] = {
+        "lpips_weight": ">= 0",
+        "ema_decay": "[0, 1)",
+        "val_every": ">= 1",
+    }
+
     grad_clip: float = 50.0  # CycleSR's grad_clip
     lpips_weight: float = 0.0  # adds an LPIPS loss (needs the AlexNet weights, see README)
     ema_decay: float = 0.999

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from common.cli import run_cli
+from common.cli import at_least, run_cli
 from common.errors import UserError
 from common.files import staged_output_dir
 from common.tiling import balanced_tile
@@ -129,8 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--input", required=True, help="folder of LR images")
     parser.add_argument("--output", required=True, help="folder for the SR PNGs (created)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--tile-size", type=int, help="LR tile size (default 256 post-upsample, 128 pre-upsample)")
-    parser.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass")
+    parser.add_argument("--tile-size", type=at_least(8), help="LR tile (default 256 post-upsample, 128 pre-upsample)")
+    parser.add_argument("--batch-size", type=at_least(1), default=8, help="tiles per forward pass")
     parser.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     args = parser.parse_args(argv)

@@ -149,3 +149,99 @@ def test_overrides_round_trip_any_value(n_iter, lr, name):
     assert config.train.n_iter == n_iter
     assert config.train.lr == lr
     assert config.data.clean_dir == name
+
+
+def _numeric_fields(schema, prefix=""):
+    """Every int/float field reachable from a stage config, as (dotted key, section class, name)."""
+    import dataclasses
+    from typing import get_type_hints
+
+    hints = get_type_hints(schema)
+    for entry in dataclasses.fields(schema):
+        kind = hints[entry.name]
+        if dataclasses.is_dataclass(kind):
+            yield from _numeric_fields(kind, f"{prefix}{entry.name}.")
+        elif kind in (int, float):
+            yield f"{prefix}{entry.name}", schema, entry.name
+
+
+def _bad_value(spec: str) -> str:
+    """A value just outside ``spec``."""
+    spec = spec.strip()
+    if spec.startswith("{"):
+        return str(max(int(float(item)) for item in spec[1:-1].split(",")) + 1)
+    if spec[0] in "[(":
+        high = float(spec[1:-1].split(",")[1])
+        return str(high if spec[-1] == ")" else high + 1)
+    operator, bound = spec.split()
+    return str(int(float(bound)) - 1) if operator == ">=" else bound
+
+
+def test_every_numeric_field_has_a_range_and_a_bad_value_is_one_clear_error():
+    from common.config import field_ranges
+    from degradation.config import FlowConfig
+    from joint.config import PipelineConfig
+    from sr.config import SRConfig
+
+    checked = 0
+    for stage in (FlowConfig, SRConfig, PipelineConfig):
+        for dotted, section, name in _numeric_fields(stage):
+            spec = field_ranges(section).get(name)
+            assert spec is not None, f"{stage.__name__}: {dotted} declares no range"
+            bad = _bad_value(spec)
+            with pytest.raises(ConfigError) as caught:
+                load_config(stage, None, [f"--{dotted}", bad])
+            message = str(caught.value)
+            assert dotted in message and "out of range" in message and spec in message and "\n" not in message
+            checked += 1
+    assert checked > 60
+
+
+def test_range_specs():
+    from common.config import in_range
+
+    assert in_range(1, ">= 1") and not in_range(0, ">= 1")
+    assert in_range(1e-9, "> 0") and not in_range(0.0, "> 0")
+    assert in_range(0.0, "[0, 1)") and not in_range(1.0, "[0, 1)") and in_range(1.0, "(0, 1]")
+    assert in_range(3, "{2, 3, 4}") and not in_range(5, "{2, 3, 4}")
+
+
+def test_a_config_file_of_random_bytes_is_one_clear_error(tmp_path):
+    path = tmp_path / "noise.yaml"
+    path.write_bytes(bytes(range(128, 256)) * 4)
+    from degradation.config import FlowConfig
+
+    with pytest.raises(ConfigError, match="is not a text file"):
+        load_config(FlowConfig, path)
+
+
+def test_an_out_of_range_value_on_the_command_line_exits_2_with_one_line(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    command = [sys.executable, "-m", "degradation.train", "--config", "configs/deflow_light.yaml"]
+    command += ["--out", str(tmp_path / "run"), "--train.grad_clip", "-50"]
+    result = subprocess.run(command, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: train.grad_clip = -50.0 is out of range (allowed: > 0)"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["sr.infer", "--ckpt", "x.pt", "--input", "in", "--output", "out", "--tile-size", "0"],
+        ["sr.infer", "--ckpt", "x.pt", "--input", "in", "--output", "out", "--batch-size", "0"],
+        ["degradation.synthesize", "--ckpt", "x.pt", "--input", "in", "--output", "out", "--n-samples", "0"],
+        ["degradation.synthesize", "--ckpt", "x.pt", "--input", "in", "--output", "out", "--temperature", "-1"],
+    ],
+)
+def test_command_line_sizes_are_range_checked(command):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    result = subprocess.run(
+        [sys.executable, "-m", *command], cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "must be >=" in result.stderr and "Traceback" not in result.stderr

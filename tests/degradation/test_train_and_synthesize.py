@@ -262,3 +262,9 @@ def test_training_with_the_detail_statistics_logs_them_and_resumes_exactly(tmp_p
     assert resumed["detail_stats"] == straight["detail_stats"] > 0
     assert resumed["nll_real"] == straight["nll_real"]
     assert "detail_stats=" in (tmp_path / "straight" / "train.log").read_text()
+
+
+def test_an_overlap_as_large_as_the_tile_is_one_clear_error(trained_flow):
+    flow, _ = load_flow(trained_flow)
+    with pytest.raises(UserError, match="--overlap 32 must be smaller than --tile-size 32"):
+        degrade_image(flow, torch.rand(3, 64, 64), 1.0, seed=0, tile_size=32, overlap=32)
