@@ -144,6 +144,36 @@ class NonFiniteGuard:
         self.in_a_row, self.total = state["in_a_row"], state["total"]
 
 
+def restore_optimizer(
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    optimizer_state: dict,
+    scheduler_state: dict,
+    name: str = "lr",
+) -> list[str]:
+    """Load an optimizer and its LambdaLR from a checkpoint, keeping the *config's* learning rates.
+
+    Adam's moments, the step count and the schedule's position come from the
+    checkpoint; the base learning rates do not: a run that diverged at
+    ``lr 10`` and is resumed with ``--train.lr 1e-4`` must train at 1e-4, not
+    silently at the checkpoint's rate. Returns one line per rate that changed.
+    """
+    config_rates = list(scheduler.base_lrs)
+    optimizer.load_state_dict(optimizer_state)
+    scheduler.load_state_dict(scheduler_state)
+    changes = [
+        f"{name} (group {index}) {saved:.3g} -> {wanted:.3g}"
+        for index, (saved, wanted) in enumerate(zip(scheduler.base_lrs, config_rates))
+        if saved != wanted
+    ]
+    scheduler.base_lrs = config_rates
+    for group, rate, factor in zip(optimizer.param_groups, config_rates, scheduler.lr_lambdas):
+        group["initial_lr"] = rate
+        group["lr"] = rate * factor(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+    return changes
+
+
 class EMA:
     """Exponential moving average of a model's weights, with warmup.
 

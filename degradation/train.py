@@ -33,6 +33,7 @@ from common.training import (
     autocast,
     lr_factor,
     prepare_out_dir,
+    restore_optimizer,
     select_device,
     setup_device,
     training_main,
@@ -138,7 +139,7 @@ def train(
     moments = None
     if config.train.stats_weight > 0:
         moments = DetailMoments(flat_only=config.train.stats_flat_only).to(device)
-    start_step = 0
+    start_step, rate_changes = 0, []
     if resume is not None:
         state = load_checkpoint(resume, FLOW_KIND, resume=True)
         saved_model = config_from_dict(FlowConfig, state["config"]).model
@@ -148,8 +149,7 @@ def train(
                 f"{config.model}; drop --config to use the checkpoint's own"
             )
         flow.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        rate_changes = restore_optimizer(optimizer, scheduler, state["optimizer"], state["scheduler"], "train.lr")
         guard.load_state_dict(state["guard"])
         if discriminator is not None and "discriminator" in state:
             discriminator.load_state_dict(state["discriminator"])
@@ -161,6 +161,8 @@ def train(
 
     out = RunFolder(prepare_out_dir(out_dir, resuming=resume is not None), active=world.is_main)
     out.start(config, f"degradation flow, {'resumed at step ' + str(start_step) if resume else 'new run'}")
+    if rate_changes:
+        out.log(f"learning rate from the config, not the checkpoint: {'; '.join(rate_changes)}")
     out.log(
         f"flow: {count_parameters(flow) / 1e6:.2f}M parameters, L={config.model.num_levels} "
         f"K={config.model.num_steps}, device {device}{world.describe(config.train.batch_size)}"

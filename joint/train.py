@@ -31,6 +31,7 @@ from common.training import (
     autocast,
     lr_factor,
     prepare_out_dir,
+    restore_optimizer,
     select_device,
     setup_device,
 )
@@ -125,15 +126,17 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
     flow_sched = torch.optim.lr_scheduler.LambdaLR(flow_opt, schedule)
     sr_sched = torch.optim.lr_scheduler.LambdaLR(sr_opt, schedule)
     guard = NonFiniteGuard(train.max_bad_steps)
-    start_step = 0
+    start_step, rate_changes = 0, []
     if resume is not None:
         state = load_checkpoint(resume, JOINT_KIND, resume=True)
         flow.load_state_dict(state["flow"])
         sr.load_state_dict(state["sr"])
         ema.load_state_dict({"module": state["sr_ema"], "updates": state["ema_updates"]})
-        for module, key in ((flow_opt, "flow_optimizer"), (sr_opt, "sr_optimizer"), (flow_sched, "flow_scheduler"),
-                            (sr_sched, "sr_scheduler"), (guard, "guard")):  # fmt: skip
-            module.load_state_dict(state[key])
+        rate_changes = restore_optimizer(
+            flow_opt, flow_sched, state["flow_optimizer"], state["flow_scheduler"], "train.flow_lr"
+        )
+        rate_changes += restore_optimizer(sr_opt, sr_sched, state["sr_optimizer"], state["sr_scheduler"], "train.lr")
+        guard.load_state_dict(state["guard"])
         restore_rng_state(state["rng"])
         start_step = state["step"]
     # A flow loaded from a checkpoint is initialised already (ActNorm): DDP may wrap it at once.
@@ -145,6 +148,8 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
 
     out = RunFolder(prepare_out_dir(out_dir, resuming=resume is not None), active=world.is_main)
     out.start(config, f"joint phase, {'resumed at step ' + str(start_step) if resume else 'new run'}")
+    if rate_changes:
+        out.log(f"learning rate from the config, not the checkpoint: {'; '.join(rate_changes)}")
     out.log(f"joint: cycle_sr_weight={train.cycle_sr_weight} nll_weight={train.nll_weight} device {device}"
             f"{world.describe(train.batch_size)}")  # fmt: skip
     data = config.data

@@ -42,6 +42,7 @@ from common.training import (
     autocast,
     lr_factor,
     prepare_out_dir,
+    restore_optimizer,
     select_device,
     setup_device,
     training_main,
@@ -165,7 +166,7 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
         from sr.lpips_metric import load_lpips
 
         lpips_loss = load_lpips(device=device)
-    start_step, best_psnr = 0, -float("inf")
+    start_step, best_psnr, rate_changes = 0, -float("inf"), []
     if resume is not None:
         state = load_checkpoint(resume, SR_KIND, resume=True)
         saved = config_from_dict(SRConfig, state["config"])
@@ -174,8 +175,7 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
                             f"for {config.model} at x{config.data.scale}")  # fmt: skip
         model.load_state_dict(state["model"])
         ema.load_state_dict({"module": state["ema"], "updates": state["ema_updates"]})
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        rate_changes = restore_optimizer(optimizer, scheduler, state["optimizer"], state["scheduler"], "train.lr")
         guard.load_state_dict(state["guard"])
         restore_rng_state(state["rng"])
         start_step, best_psnr = state["step"], state["best_psnr"]
@@ -187,6 +187,8 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
     out.start(
         config, f"SR ({config.data.degradation}), {'resumed at step ' + str(start_step) if resume else 'new run'}"
     )
+    if rate_changes:
+        out.log(f"learning rate from the config, not the checkpoint: {'; '.join(rate_changes)}")
     parameters = sum(p.numel() for p in model.parameters())
     out.log(f"SR: VDSR {config.model.form} x{config.data.scale}, {parameters / 1e6:.2f}M parameters, pairs from "
             f"{config.data.degradation}, device {device}{world.describe(config.train.batch_size)}")  # fmt: skip

@@ -268,3 +268,15 @@ def test_an_overlap_as_large_as_the_tile_is_one_clear_error(trained_flow):
     flow, _ = load_flow(trained_flow)
     with pytest.raises(UserError, match="--overlap 32 must be smaller than --tile-size 32"):
         degrade_image(flow, torch.rand(3, 64, 64), 1.0, seed=0, tile_size=32, overlap=32)
+
+
+def test_a_resume_trains_at_the_learning_rate_of_the_command_line(tmp_path):
+    train(tiny_config(tmp_path, lr=1e-3), tmp_path / "run", max_steps=3)
+    ckpt = tmp_path / "run" / "checkpoints" / "step_0000003.pt"
+    train(tiny_config(tmp_path, lr=1e-4), tmp_path / "run", resume=ckpt)
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", "degradation_flow")
+    flow_group, shift_group = state["optimizer"]["param_groups"]
+    assert flow_group["initial_lr"] == 1e-4 and shift_group["initial_lr"] == pytest.approx(1e-4 * 10)
+    assert state["scheduler"]["base_lrs"] == [1e-4, pytest.approx(1e-3)]
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "learning rate from the config, not the checkpoint: train.lr (group 0) 0.001 -> 0.0001" in log
