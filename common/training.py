@@ -302,11 +302,26 @@ class StopSignals:
             return self.received is not None
         return log_point and any_across(self.received is not None, self.world)
 
-    def end_of_step(self, done: int, log_point: bool, save_due: bool, checkpoint: Callable[[int], None],
-                    out: RunFolder) -> None:  # fmt: skip
-        """Call ``checkpoint(done)`` when ``save_due`` or a stop was asked for; then stop with ``TrainingStopped``."""
+    def end_of_step(
+        self,
+        done: int,
+        log_point: bool,
+        save_due: bool,
+        checkpoint: Callable[[int], None],
+        out: RunFolder,
+        skipping: int = 0,
+    ) -> None:
+        """Call ``checkpoint(done)`` when ``save_due`` or a stop was asked for; then stop with ``TrainingStopped``.
+
+        ``skipping``: the non-finite steps in a row just before this one. While a
+        streak is under way no checkpoint is written: the weights may already
+        be the ones that diverged, and the last checkpoint written is the last
+        one worth resuming from.
+        """
         stopping = self.stop_now(log_point)
-        if stopping or save_due:
+        if (stopping or save_due) and skipping:
+            out.log(f"[{done:>7}] no checkpoint: the last {skipping} steps were non-finite; the last one written stays")
+        elif stopping or save_due:
             checkpoint(done)
         if stopping:
             signum = self.received or signal.SIGTERM  # another rank received it

@@ -306,9 +306,8 @@ def train(
                 if world.is_main and (done % config.train.sample_every == 0 or done == config.train.n_iter):
                     out.image("flow/samples", sample_figure(flow, clean_lr, real_lr), done)
                 # A checkpoint when one is due, or when a stop signal came (then the run ends here).
-                stop.end_of_step(
-                    done, log_point, done % config.train.save_every == 0 or done == end_step, checkpoint, out
-                )
+                save_due = done % config.train.save_every == 0 or done == end_step
+                stop.end_of_step(done, log_point, save_due, checkpoint, out, skipping=guard.in_a_row)
     finally:
         progress.close()
         out.close()

@@ -239,7 +239,8 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
                 if world.is_main and (done % train.sample_every == 0 or done == train.n_iter):
                     out.image("joint/samples", sample_figure(flow, clean_lr, real_lr), done)
                 # A checkpoint when one is due, or when a stop signal came (then the run ends here).
-                stop.end_of_step(done, log_point, done % train.save_every == 0 or done == end_step, checkpoint, out)
+                save_due = done % train.save_every == 0 or done == end_step
+                stop.end_of_step(done, log_point, save_due, checkpoint, out, skipping=guard.in_a_row)
     finally:
         progress.close()
         out.close()

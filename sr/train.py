@@ -284,9 +284,8 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
                         + (f", LPIPS {scores['lpips']:.4f}" if "lpips" in scores else "")
                     )
                 # A checkpoint when one is due, or when a stop signal came (then the run ends here).
-                stop.end_of_step(
-                    done, log_point, done % config.train.save_every == 0 or done == end_step, checkpoint, out
-                )
+                save_due = done % config.train.save_every == 0 or done == end_step
+                stop.end_of_step(done, log_point, save_due, checkpoint, out, skipping=guard.in_a_row)
     finally:
         progress.close()
         out.close()

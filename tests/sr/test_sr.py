@@ -166,9 +166,12 @@ def test_diverging_run_stops_with_advice_and_keeps_its_checkpoint(tmp_path, phot
     config = tiny_sr_config(photos, **overrides)
     with pytest.raises(UserError, match="3 steps in a row had a non-finite loss.*lower train.lr or train.grad_clip"):
         train(config, tmp_path / "run")
+    # Steps 2 and 3 were skipped: no checkpoint during the streak, so last.pt is step 1's, the last finite one.
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", "sr")
-    assert state["step"] == 3 and state["guard"] == {"in_a_row": 2, "total": 2}  # written before the third
-    assert "skipped=2" in (tmp_path / "run" / "train.log").read_text()
+    assert state["step"] == 1 and state["guard"] == {"in_a_row": 0, "total": 0}
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["last.pt", "step_0000001.pt"]
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "skipped=2" in log and "no checkpoint: the last 2 steps were non-finite" in log
 
 
 @pytest.fixture(scope="module")
