@@ -164,7 +164,9 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
         num_workers=data.num_workers, pin_memory=device.type == "cuda", persistent_workers=data.num_workers > 0,
         generator=torch.Generator().manual_seed(data.seed),
     )  # fmt: skip
-    validation = ValidationSet.from_dirs(data.val_lr_dir, data.val_hr_dir, data.scale) if world.is_main else None
+    validation = None
+    if world.is_main:  # the joint phase logs PSNR only: no LPIPS model to load
+        validation = ValidationSet.from_dirs(data.val_lr_dir, data.val_hr_dir, data.scale, with_lpips=False)
     end_step = train.n_iter if max_steps is None else min(train.n_iter, start_step + max_steps)
     sums = {name: torch.zeros((), device=device) for name in ("nll_clean", "nll_real", "l1", "residual_std")}
     monitor: dict[str, float] = {}

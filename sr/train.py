@@ -64,31 +64,33 @@ class ValidationSet:
     """A paired LR/HR folder, decoded once, for PSNR (and LPIPS, where its weights are here) during training."""
 
     @classmethod
-    def from_dirs(cls, lr_dir: str, hr_dir: str, scale: int) -> ValidationSet | None:
+    def from_dirs(cls, lr_dir: str, hr_dir: str, scale: int, with_lpips: bool = True) -> ValidationSet | None:
         """The set, or None when neither folder is given; one folder alone is an error."""
         if not lr_dir and not hr_dir:
             return None
         if not (lr_dir and hr_dir):
             raise UserError("give both --data.val_lr_dir and --data.val_hr_dir, or neither")
-        return cls(lr_dir, hr_dir, scale)
+        return cls(lr_dir, hr_dir, scale, with_lpips)
 
-    def __init__(self, lr_dir: str, hr_dir: str, scale: int):
+    def __init__(self, lr_dir: str, hr_dir: str, scale: int, with_lpips: bool = True):
         lr, hr = ImageFolderCache(lr_dir, "validation LR folder"), ImageFolderCache(hr_dir, "validation HR folder")
         self.pairs = [(lr.images[i], hr.images[j]) for i, j in check_pairs(lr, hr, scale)]
         self.scale = scale
-        try:
-            self.lpips_model = load_lpips()
-            self.lpips_note = None
-        except LPIPSUnavailable as error:
-            self.lpips_model, self.lpips_note = None, f"validation LPIPS left out: {error}"
+        self.lpips_model, self.lpips_note = None, None
+        if with_lpips:
+            try:
+                self.lpips_model = load_lpips()
+            except LPIPSUnavailable as error:
+                self.lpips_note = f"validation LPIPS left out: {error}"
 
     def psnr(self, model: VDSR) -> float:
-        """Mean PSNR (Y, crop ``scale``) of ``model`` over the set."""
-        return self.scores(model)["psnr"]
+        """Mean PSNR (Y, crop ``scale``) of ``model`` over the set (no LPIPS)."""
+        return self.scores(model, with_lpips=False)["psnr"]
 
     @torch.no_grad()
-    def scores(self, model: VDSR) -> dict[str, float]:
+    def scores(self, model: VDSR, with_lpips: bool = True) -> dict[str, float]:
         """Mean PSNR (Y) and, where the AlexNet weights are here, LPIPS (RGB in [-1, 1]); crop ``scale``."""
+        with_lpips = with_lpips and self.lpips_model is not None
         psnrs, lpipses = [], []
         crop = self.scale
         for lr, hr in self.pairs:
@@ -96,7 +98,7 @@ class ValidationSet:
             sr = sr_tensor.permute(1, 2, 0).cpu().numpy()
             hr = to_float32(hr)[: sr.shape[0], : sr.shape[1]]
             psnrs.append(psnr(sr, hr, crop_border=crop, y_channel=True))
-            if self.lpips_model is not None:
+            if with_lpips:
                 pair = torch.stack([sr_tensor.cpu(), image_to_tensor(hr)])[:, :, crop:-crop, crop:-crop] * 2 - 1
                 lpipses.append(float(self.lpips_model(pair[:1], pair[1:])))
         return {"psnr": float(np.mean(psnrs)), **({"lpips": float(np.mean(lpipses))} if lpipses else {})}
