@@ -39,12 +39,12 @@ from common.figures import grid, label, upscale_nearest
 from common.files import atomic_write_bytes, staged_output_dir
 from common.niqe_params import load_niqe_params
 from common.training import select_device
-from data_tools.image_io import image_to_tensor, list_images, read_image, tensor_to_image, write_image
+from data_tools.image_io import image_to_tensor, list_images, read_image, set_max_pixels, tensor_to_image, write_image
 from data_tools.matlab_resize import imresize, mod_crop
 from sr.checkpoint import load_sr
 from sr.infer import upscale_image
 from sr.lpips_metric import LPIPSUnavailable, load_lpips
-from sr.metrics import psnr, ssim
+from sr.metrics import SSIM_MIN_SIZE, psnr, ssim
 from sr.niqe import PATCH, niqe
 
 
@@ -160,6 +160,7 @@ def evaluate(
                     raise UserError(f"{hr_path.name}: HR is {hr.shape[1]}x{hr.shape[0]} after cropping to a multiple "
                                     f"of {scale}, but LR {lr_path.name} is {lr.shape[1]}x{lr.shape[0]} (x{scale} = "
                                     f"{lr.shape[1] * scale}x{lr.shape[0] * scale})")  # fmt: skip
+                check_measurable(hr, crop_border, hr_path.name)
             outputs = {}
             for method in methods:
                 start = time.perf_counter()
@@ -194,6 +195,17 @@ def evaluate(
         if figure_cells:
             write_image(staging / "comparison.png", grid(figure_cells))
     return summary
+
+
+def check_measurable(hr: np.ndarray, crop_border: int, name: str) -> None:
+    """Refuse an HR image that ``crop_border`` leaves too small for SSIM's window."""
+    width, height = hr.shape[1] - 2 * crop_border, hr.shape[0] - 2 * crop_border
+    if min(width, height) < SSIM_MIN_SIZE:
+        raise UserError(
+            f"{name} is {hr.shape[1]}x{hr.shape[0]}: after --crop-border {crop_border}, {max(0, width)}x"
+            f"{max(0, height)} px are left and SSIM needs {SSIM_MIN_SIZE}x{SSIM_MIN_SIZE} "
+            "(use a smaller --crop-border or larger images)"
+        )
 
 
 def read_sr_output(folder: Path, lr_path: Path, lr: np.ndarray, scale: int, name: str) -> np.ndarray:
@@ -247,9 +259,7 @@ def niqe_score(sr: np.ndarray, crop_border: int, params) -> float:
     return niqe(sr, *params)
 
 
-def summarize(
-    methods, scale, crop_border, channel, num_images, has_hr, has_lpips, lpips_note, has_niqe=False
-) -> dict:
+def summarize(methods, scale, crop_border, channel, num_images, has_hr, has_lpips, lpips_note, has_niqe=False) -> dict:
     summary = {
         "settings": {
             "scale": scale,
@@ -337,7 +347,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--self-ensemble", action="store_true", help="x8 self-ensemble for checkpoints")
     parser.add_argument("--figure-images", type=at_least(0), default=4, help="rows of the comparison figure")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty results folder")
+    parser.add_argument("--max-pixels", type=at_least(1), help="refuse larger images, in pixels (default 200000000)")
     args = parser.parse_args(argv)
+    if args.max_pixels:
+        set_max_pixels(args.max_pixels)
     summary = evaluate(
         args.lr, args.hr, args.scale, args.out, parse_named(args.model, "--model"), parse_named(args.sr, "--sr"),
         args.crop_border, args.channel, args.lpips_weights, not args.no_lpips, args.device, args.tile_size,

@@ -23,6 +23,7 @@ from common.config import describe_fields, load_config, save_config
 from common.distributed import launched_rank
 from common.errors import UserError
 from common.files import atomic_write_bytes
+from data_tools.image_io import list_images
 from degradation.train import train as train_flow
 from joint.config import PipelineConfig, flow_stage_config, sr_stage_config
 from joint.train import JOINT_KIND, train_joint
@@ -48,9 +49,16 @@ def run_pipeline(config: PipelineConfig, out: str | Path, stages: tuple[str, ...
         raise UserError(f"unknown stage {unknown[0]!r}; stages are {', '.join(STAGES)}")
     if not config.data.clean_dir or not config.data.real_dir:
         raise UserError("set both --data.clean_dir (HR photos) and --data.real_dir (real LR images)")
+    # The folders are checked before the run folder exists: a typo must not leave a run behind that
+    # the corrected command would then refuse to overwrite.
+    list_images(config.data.clean_dir, "clean HR folder (--data.clean_dir)")
+    list_images(config.data.real_dir, "real LR folder (--data.real_dir)")
     out = Path(out)
     main_process = launched_rank() == 0  # under torchrun only rank 0 writes the run's files
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create run folder {out}: {error.strerror or error}") from error
     if main_process:
         save_config(config, out / "config.yaml")
     summary_path = out / "summary.json"

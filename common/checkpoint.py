@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import json
-import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,30 @@ KIND_NAMES = {
     "sr": "an SR checkpoint",
     "joint": "a joint checkpoint",
 }
+# What every file of a kind holds (exported weights too), and what resuming a training needs on top.
+REQUIRED_KEYS = {
+    "degradation_flow": ("config", "model"),
+    "sr": ("config", "model"),
+    "joint": ("config", "flow_config", "sr_config", "flow", "sr", "sr_ema"),
+}
+RESUME_KEYS = ("step", "rng", "guard")
+_PICKLED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _unreadable(path: Path, error: BaseException) -> UserError:
+    """A one-line reason why ``torch.load(weights_only=True)`` refused or failed on ``path``."""
+    text = str(error)
+    found = _PICKLED_GLOBAL.search(text)
+    if found:
+        return UserError(
+            f"{path} was refused: it contains a pickled Python object ({found.group(1)}), and unpickling it could "
+            "run arbitrary code; checkpoints of this toolkit hold only tensors and plain data, so this file was not "
+            "made by it or was altered"
+        )
+    # torch's message for damaged data is a page of advice; the reason is the line after this marker.
+    reason = text.split("WeightsUnpickler error:")[-1] if "WeightsUnpickler error:" in text else text
+    lines = [line.strip() for line in reason.strip().splitlines() if line.strip()]
+    return UserError(f"{path} is not a readable checkpoint ({lines[0][:200] if lines else type(error).__name__})")
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -61,15 +84,21 @@ def load_checkpoint(path: str | Path, kind: str | tuple[str, ...], resume: bool 
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise UserError(f"{path} is not a readable checkpoint ({first_line[:200]})") from error
+        except MemoryError:
+            raise
+        except Exception as error:  # random bytes reach the unpickler's internals: KeyError, IndexError, ...
+            raise _unreadable(path, error) from error
     if not isinstance(state, dict) or "kind" not in state:
         raise UserError(f"{path} is not a checkpoint of this toolkit (expected {wanted})")
     if state["kind"] not in kinds:
         raise UserError(f"{path} is {KIND_NAMES.get(state['kind'], state['kind'])}, expected {wanted}")
     if resume and state.get("exported"):
         raise UserError(f"{path} holds exported weights only (no optimizer state); resume from a .pt checkpoint")
+    needed = REQUIRED_KEYS.get(state["kind"], ()) + (RESUME_KEYS if resume else ())
+    missing = [key for key in needed if key not in state]
+    if missing or not isinstance(state.get("config"), dict):
+        what = f"no {', '.join(missing)}" if missing else "a config that is not a mapping"
+        raise UserError(f"{path} is damaged or hand-made: {what} (a {state['kind']} checkpoint needs {needed})")
     return state
 
 

@@ -18,15 +18,27 @@ def upscale_nearest(image: np.ndarray, factor: int) -> np.ndarray:
     return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
 
 
+def pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``image`` on a white canvas of ``height`` x ``width`` (top left)."""
+    canvas = np.ones((height, width, 3), np.float32)
+    canvas[: image.shape[0], : image.shape[1]] = np.clip(image, 0, 1)
+    return canvas
+
+
 def grid(rows: list[list[np.ndarray]], titles: list[str] | None = None, gap: int = 4) -> np.ndarray:
-    """Tile equally sized RGB images row by row, with an optional title above each column."""
-    height, width = rows[0][0].shape[:2]
+    """Tile RGB images row by row, with an optional title above each column.
+
+    Cells of different sizes (test images smaller than the usual crop) sit on
+    white cells of the largest size.
+    """
+    height = max(cell.shape[0] for row in rows for cell in row)
+    width = max(cell.shape[1] for row in rows for cell in row)
     columns = max(len(row) for row in rows)
     canvas_rows = []
     for r, row in enumerate(rows):
         cells = []
         for c in range(columns):
-            cell = np.clip(row[c], 0, 1).astype(np.float32) if c < len(row) else np.ones((height, width, 3), np.float32)
+            cell = pad_to(row[c], height, width) if c < len(row) else np.ones((height, width, 3), np.float32)
             if r == 0 and titles:
                 cell = label(cell, titles[c])
             cells.append(cell)

@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -23,6 +23,7 @@ from common.checkpoint import load_checkpoint
 from common.config import describe_fields, load_config, save_config
 from common.distributed import Distributed, any_across
 from common.errors import TrainingStopped, UserError
+from common.files import sweep_temporaries
 from data_tools.image_io import write_image
 
 
@@ -302,6 +303,29 @@ class StopSignals:
             return self.received is not None
         return log_point and any_across(self.received is not None, self.world)
 
+    def next_batch(
+        self,
+        batches: Iterator[Any],
+        done: int,
+        checkpoint: Callable[[int], None],
+        out: RunFolder,
+        skipping: int = 0,
+    ) -> Any:
+        """``next(batches)``; if the loader fails after a stop was asked for, checkpoint ``done`` and stop.
+
+        A signal sent to the whole process group reaches the DataLoader workers
+        too. They ignore it (``ignore_stop_signals``), but a worker that died
+        anyway must not cost the steps since the last checkpoint.
+        """
+        try:
+            return next(batches)
+        except RuntimeError as error:
+            if self.received is None or self.world.enabled:  # under DDP the other ranks could not follow
+                raise
+            out.log(f"data loader failed after {self.received.name}: {error}")
+            self.end_of_step(done, True, False, checkpoint, out, skipping)
+            raise  # not reached: end_of_step raises TrainingStopped
+
     def end_of_step(
         self,
         done: int,
@@ -329,6 +353,17 @@ class StopSignals:
             raise TrainingStopped(signum.name, 128 + int(signum), done, out.checkpoints / "last.pt")
 
 
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: SIGINT and SIGTERM are the main process's to handle.
+
+    Schedulers (SLURM, Kubernetes) and Ctrl-C signal the whole process group;
+    a worker that died of it would take the main process's clean stop (and
+    its checkpoint) down with it. Workers still exit when the main process does.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def prepare_out_dir(out_dir: str | Path, resuming: bool) -> Path:
     """Refuse to start a fresh run in a folder that already holds one."""
     out_dir = Path(out_dir)
@@ -341,6 +376,9 @@ def prepare_out_dir(out_dir: str | Path, resuming: bool) -> Path:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UserError(f"cannot create run folder {out_dir}: {error.strerror or error}") from error
+    # A kill during a checkpoint write leaves a full-size temporary behind; nothing else would remove it.
+    for folder in (out_dir, out_dir / "checkpoints"):
+        sweep_temporaries(folder)
     return out_dir
 
 

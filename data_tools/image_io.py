@@ -5,21 +5,74 @@ grayscale is repeated over the channels, alpha is dropped (SR datasets treat
 images as opaque), palettes are expanded, CMYK JPEGs are converted. 8- and
 16-bit files keep their depth in ``read_image_native`` and become float32 in
 [0, 1] in ``read_image``. A file that cannot be decoded (truncated, corrupt,
-not an image) raises ``ImageReadError`` naming it.
+not an image) raises ``ImageReadError`` naming it. The EXIF orientation is
+applied (phone photos are stored sideways with a tag that says so), and an
+image larger than ``max_pixels()`` is refused from its header, before it is
+decoded: a small, highly compressible file can otherwise decode to gigabytes.
 """
 
 from __future__ import annotations
 
+import io
+import os
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from common.errors import ImageReadError, UserError
 from common.files import atomic_write_bytes
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+DEFAULT_MAX_PIXELS = 200_000_000  # e.g. 14000 x 14000: 2.4 GB as float32 RGB
+MAX_PIXELS_VARIABLE = "UNPAIRED_SR_MAX_PIXELS"
+EXIF_ORIENTATION = 0x0112
+
+
+def max_pixels() -> int:
+    """The largest image (width x height) a reader decodes: ``$UNPAIRED_SR_MAX_PIXELS`` or 200 M."""
+    text = os.environ.get(MAX_PIXELS_VARIABLE, "")
+    try:
+        return int(float(text)) if text else DEFAULT_MAX_PIXELS
+    except ValueError as error:
+        raise UserError(f"{MAX_PIXELS_VARIABLE}={text!r} is not a number of pixels") from error
+
+
+def set_max_pixels(limit: int) -> None:
+    """What a command's ``--max-pixels`` does: raise or lower the decode limit for this process and its workers."""
+    os.environ[MAX_PIXELS_VARIABLE] = str(int(limit))
+
+
+def _header(data: np.ndarray) -> tuple[tuple[int, int] | None, int]:
+    """``((width, height), EXIF orientation)`` from the file's header, without decoding its pixels.
+
+    ``(None, 1)`` where Pillow cannot read the header (cv2 may still decode the file).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's own size warning: the limit here is ours
+            with Image.open(io.BytesIO(data.tobytes())) as image:
+                size = image.size
+                try:
+                    orientation = int(image.getexif().get(EXIF_ORIENTATION, 1))
+                except Exception:  # a damaged EXIF block: the pixels may still be fine
+                    orientation = 1
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return None, 1
+    return size, orientation if 1 <= orientation <= 8 else 1
+
+
+def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn an image stored with EXIF ``orientation`` (1-8) the way it is meant to be seen."""
+    if orientation in (5, 6, 7, 8):
+        image = image.transpose(1, 0, 2)  # 5: transposed as stored
+        image = {5: image, 6: image[:, ::-1], 7: image[::-1, ::-1], 8: image[::-1]}[orientation]
+    else:
+        image = {1: image, 2: image[:, ::-1], 3: image[::-1, ::-1], 4: image[::-1]}[orientation]
+    return image
 
 
 def is_image_file(path: str | Path) -> bool:
@@ -60,6 +113,13 @@ def read_image_native(path: str | Path) -> np.ndarray:
         raise ImageReadError(f"cannot read image {path}: {error.strerror or error}") from error
     if data.size == 0:
         raise ImageReadError(f"cannot read image {path}: the file is empty")
+    size, orientation = _header(data)
+    limit = max_pixels()
+    if size is not None and size[0] * size[1] > limit:
+        raise ImageReadError(
+            f"image {path} is {size[0]}x{size[1]} ({size[0] * size[1]:,} px), above the limit of "
+            f"{limit:,} px; raise it with --max-pixels or {MAX_PIXELS_VARIABLE} if this is intended"
+        )
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ImageReadError(f"cannot decode image {path}: truncated, corrupt or not an image")
@@ -81,7 +141,7 @@ def read_image_native(path: str | Path) -> np.ndarray:
         if not np.isfinite(image).all():
             raise ImageReadError(f"image {path} holds NaN or infinite values")
         image = np.clip(image, 0.0, 1.0)
-    return np.ascontiguousarray(image)
+    return np.ascontiguousarray(apply_orientation(image, orientation))
 
 
 def to_float32(image: np.ndarray) -> np.ndarray:

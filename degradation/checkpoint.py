@@ -26,6 +26,7 @@ def build_flow(model: FlowModelConfig, seed: int = 0) -> DegradationFlow:
         conditional_shift=model.conditional_shift,
         cond_noise=model.cond_noise,
         keep_low_pass_sigma=model.keep_low_pass_sigma,
+        sees_image=model.sees_image,
         seed=seed,
     )
 

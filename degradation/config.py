@@ -49,6 +49,7 @@ class FlowModelConfig:
     conditional_shift: bool = False  # let the shift depend on local content (an ablation: see README)
     cond_noise: float = 0.0  # std of noise on the conditioning image in training (DeFlow: 0.03)
     keep_low_pass_sigma: float = 0.0  # samples keep the clean image's content below this scale (LR px; 0: off)
+    sees_image: bool = True  # couplings see the image (Glow); false: the condition only (affine given it)
 
 
 @dataclass

@@ -58,6 +58,12 @@ class DegradationFlow(nn.Module):
             sigma in LR pixels; 0: off). Noise, blur and compression leave a scene's colours and
             brightness alone, but a latent mean shift also learns how two *unpaired* photo sets
             differ in content (one bluer, one darker) and would paint that onto every sample.
+        sees_image: the couplings and split priors see the image's own (other-half) channels, as
+            in Glow. False: they see the condition only, so that given its low-pass content the
+            flow is affine in the image and both domains are Gaussians whose difference the
+            domain shift must carry: a flow that sees the image learns to normalise the real
+            noise itself (it can tell noise from the image it sits on), and what the shift then
+            adds is squashed wherever clean images are smooth.
         in_channels: image channels (3).
         seed: seeds the random parts of the initialisation (1x1 rotations, M).
     """
@@ -74,6 +80,7 @@ class DegradationFlow(nn.Module):
         conditional_shift: bool = False,
         cond_noise: float = 0.0,
         keep_low_pass_sigma: float = 0.0,
+        sees_image: bool = True,
         seed: int = 0,
     ):
         super().__init__()
@@ -93,10 +100,10 @@ class DegradationFlow(nn.Module):
                 layers += [
                     ActNorm(channels),
                     InvertibleConv1x1(channels, generator),
-                    ConditionalAffineCoupling(channels, cond_channels, hidden_channels, scale_bound),
+                    ConditionalAffineCoupling(channels, cond_channels, hidden_channels, scale_bound, sees_image),
                 ]
             kept = 0 if level == num_levels - 1 else channels // 2
-            layers.append(ConditionalGaussianize(channels, kept, cond_channels, hidden_channels))
+            layers.append(ConditionalGaussianize(channels, kept, cond_channels, hidden_channels, sees_image))
             self.levels.append(nn.ModuleList(layers))
             level_channels.append(channels - kept)
             channels = kept

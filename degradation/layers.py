@@ -148,15 +148,27 @@ class ConditionalAffineCoupling(FlowLayer):
 
     ``y_b = (x_b + shift) * exp(log_scale)`` with ``log_scale`` soft-clamped to
     ``(-scale_bound, scale_bound)``. The subnet's last convolution starts at
-    zero, so a new coupling is the identity.
+    zero, so a new coupling is the identity. With ``sees_image=False`` the
+    subnet sees the condition only, and the layer is affine in ``x`` given it.
     """
 
-    def __init__(self, channels: int, cond_channels: int, hidden_channels: int, scale_bound: float = 1.0):
+    def __init__(
+        self,
+        channels: int,
+        cond_channels: int,
+        hidden_channels: int,
+        scale_bound: float = 1.0,
+        sees_image: bool = True,
+    ):
         super().__init__()
+        if not sees_image and not cond_channels:
+            raise ValueError("a coupling that does not see the image needs a condition")
         self.channels, self.cond_channels, self.scale_bound = channels, cond_channels, scale_bound
+        self.sees_image = sees_image
         self.num_passive = channels // 2
         self.num_active = channels - self.num_passive
-        self.subnet = coupling_subnet(self.num_passive + cond_channels, hidden_channels, 2 * self.num_active)
+        subnet_in = (self.num_passive if sees_image else 0) + cond_channels
+        self.subnet = coupling_subnet(subnet_in, hidden_channels, 2 * self.num_active)
 
     def _shift_and_log_scale(self, passive: torch.Tensor, cond: torch.Tensor | None):
         if self.cond_channels:
@@ -166,9 +178,11 @@ class ConditionalAffineCoupling(FlowLayer):
                     f"coupling expects a condition (B, {self.cond_channels}, {passive.shape[2]}, "
                     f"{passive.shape[3]}), got {shape}"
                 )
-            passive = torch.cat([passive, cond], dim=1)
+        inputs = [passive] if self.sees_image else []
+        if self.cond_channels:
+            inputs.append(cond)
         # The subnet may run in bf16 under autocast; the scale and logdet are float32.
-        shift, raw_scale = at_least_float32(self.subnet(passive)).chunk(2, dim=1)
+        shift, raw_scale = at_least_float32(self.subnet(torch.cat(inputs, dim=1))).chunk(2, dim=1)
         return shift, bounded_log_scale(raw_scale, self.scale_bound)
 
     def forward(self, x, cond=None):
@@ -211,21 +225,24 @@ class ConditionalGaussianize(FlowLayer):
 
     so that the output ``cat(kept, eps)`` has ``eps ~ N(0, I)`` for clean images.
     The container cuts ``eps`` off as this level's latent. With ``num_kept = 0``
-    it is the prior of the last level, predicted from the condition alone.
+    it is the prior of the last level, predicted from the condition alone; with
+    ``sees_image=False`` every split's prior is.
     """
 
-    def __init__(self, channels: int, num_kept: int, cond_channels: int, hidden_channels: int):
+    def __init__(self, channels: int, num_kept: int, cond_channels: int, hidden_channels: int, sees_image: bool = True):
         super().__init__()
         if not 0 <= num_kept < channels:
             raise ValueError(f"num_kept must be in [0, {channels}), got {num_kept}")
-        if num_kept + cond_channels == 0:
-            raise ValueError("the prior of the last level needs a condition")
+        self.sees_image = sees_image and num_kept > 0
+        if not self.sees_image and cond_channels == 0:
+            raise ValueError("a prior that does not see the kept channels needs a condition")
         self.channels, self.num_kept, self.cond_channels = channels, num_kept, cond_channels
         self.num_out = channels - num_kept
-        self.subnet = coupling_subnet(num_kept + cond_channels, hidden_channels, 2 * self.num_out)
+        subnet_in = (num_kept if self.sees_image else 0) + cond_channels
+        self.subnet = coupling_subnet(subnet_in, hidden_channels, 2 * self.num_out)
 
     def _mean_and_log_sigma(self, kept: torch.Tensor, cond: torch.Tensor | None):
-        inputs = [kept] if self.num_kept else []
+        inputs = [kept] if self.sees_image else []
         if self.cond_channels:
             if cond is None or cond.shape[1] != self.cond_channels:
                 raise ValueError(f"the split prior expects a condition with {self.cond_channels} channels")

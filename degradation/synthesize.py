@@ -31,7 +31,7 @@ from common.errors import UserError
 from common.files import staged_output_dir
 from common.tiling import balanced_tile
 from common.training import select_device
-from data_tools.image_io import image_to_tensor, list_images, read_image, tensor_to_image, write_image
+from data_tools.image_io import image_to_tensor, list_images, read_image, set_max_pixels, tensor_to_image, write_image
 from data_tools.matlab_resize import clean_lr_from_hr, mod_crop
 from degradation.checkpoint import load_flow
 from degradation.flow import DegradationFlow
@@ -189,7 +189,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--overlap", type=at_least(0), default=16, help="LR overlap between tiles")
     parser.add_argument("--batch-size", type=at_least(1), default=8, help="tiles per forward pass")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    parser.add_argument("--max-pixels", type=at_least(1), help="refuse larger images, in pixels (default 200000000)")
     args = parser.parse_args(argv)
+    if args.max_pixels:
+        set_max_pixels(args.max_pixels)
     count = synthesize_folder(
         args.ckpt,
         args.input,

@@ -31,6 +31,7 @@ from common.training import (
     RunFolder,
     StopSignals,
     autocast,
+    ignore_stop_signals,
     lr_factor,
     prepare_out_dir,
     restore_optimizer,
@@ -180,6 +181,7 @@ def train(
         batch_size=config.train.batch_size,
         sampler=StepSampler(config.train.batch_size, start_step, world.rank, world.world_size),
         num_workers=config.data.num_workers,
+        worker_init_fn=ignore_stop_signals,
         pin_memory=device.type == "cuda",
         persistent_workers=config.data.num_workers > 0,
         # Its own generator: creating an iterator would otherwise draw from the global RNG
@@ -225,7 +227,7 @@ def train(
         with StopSignals(world) as stop:
             batches = iter(loader)
             for step in progress:
-                batch = next(batches)
+                batch = stop.next_batch(batches, step, checkpoint, out, skipping=guard.in_a_row)
                 if objective is None:  # first step of this call: finish setting up the model
                     if start_step == 0:
                         initialize_actnorm(flow, batch, scale, config.model.dequant_bins, world, device)

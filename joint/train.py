@@ -29,6 +29,7 @@ from common.training import (
     RunFolder,
     StopSignals,
     autocast,
+    ignore_stop_signals,
     lr_factor,
     prepare_out_dir,
     restore_optimizer,
@@ -162,6 +163,7 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
         dataset, batch_size=train.batch_size, sampler=StepSampler(train.batch_size, start_step, world.rank,
                                                                   world.world_size),
         num_workers=data.num_workers, pin_memory=device.type == "cuda", persistent_workers=data.num_workers > 0,
+        worker_init_fn=ignore_stop_signals,
         generator=torch.Generator().manual_seed(data.seed),
     )  # fmt: skip
     validation = None
@@ -191,7 +193,7 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
         with StopSignals(world) as stop:
             batches = iter(loader)
             for step in progress:
-                batch = next(batches)
+                batch = stop.next_batch(batches, step, checkpoint, out, skipping=guard.in_a_row)
                 hr = batch["hr"].to(device, non_blocking=True)
                 real_lr = batch["real_lr"].to(device, non_blocking=True)
                 dequant_noise = dequant_noise_batch(batch["dequant_noise"].to(device, non_blocking=True))

@@ -23,7 +23,7 @@ from common.errors import UserError
 from common.files import staged_output_dir
 from common.tiling import balanced_tile
 from common.training import select_device
-from data_tools.image_io import image_to_tensor, list_images, read_image, tensor_to_image, write_image
+from data_tools.image_io import image_to_tensor, list_images, read_image, set_max_pixels, tensor_to_image, write_image
 from sr.checkpoint import load_sr
 from sr.model import VDSR
 
@@ -133,7 +133,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=at_least(1), default=8, help="tiles per forward pass")
     parser.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    parser.add_argument("--max-pixels", type=at_least(1), help="refuse larger images, in pixels (default 200000000)")
     args = parser.parse_args(argv)
+    if args.max_pixels:
+        set_max_pixels(args.max_pixels)
     stats = infer_folder(args.ckpt, args.input, args.output, args.device, args.tile_size, args.batch_size,
                          args.self_ensemble, args.overwrite)  # fmt: skip
     print(f"wrote {stats['images']} images to {args.output} ({stats['seconds_per_image']:.3f} s/image, "

@@ -13,6 +13,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+SSIM_MIN_SIZE = 11  # the Gaussian window (sigma 1.5) needs this many pixels each way
+
 
 def _as_255(image: np.ndarray) -> np.ndarray:
     if image.dtype == np.uint8:
@@ -66,6 +68,8 @@ def ssim(sr: np.ndarray, hr: np.ndarray, crop_border: int = 0, y_channel: bool =
     """Structural similarity (1 for identical images), averaged over channels."""
     _check_pair(sr, hr)
     a, b = prepare(sr, crop_border, y_channel), prepare(hr, crop_border, y_channel)
-    if min(a.shape[:2]) < 11:
-        raise ValueError(f"SSIM needs at least 11x11 pixels after cropping, got {a.shape[1]}x{a.shape[0]}")
+    if min(a.shape[:2]) < SSIM_MIN_SIZE:
+        raise ValueError(
+            f"SSIM needs at least {SSIM_MIN_SIZE}x{SSIM_MIN_SIZE} pixels after cropping, got {a.shape[1]}x{a.shape[0]}"
+        )
     return float(np.mean([_ssim_channel(a[:, :, c], b[:, :, c]) for c in range(a.shape[2])]))

@@ -40,6 +40,7 @@ from common.training import (
     RunFolder,
     StopSignals,
     autocast,
+    ignore_stop_signals,
     lr_factor,
     prepare_out_dir,
     restore_optimizer,
@@ -202,7 +203,7 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
     batch_size = config.train.batch_size
     loader = DataLoader(
         dataset, batch_size=batch_size, sampler=StepSampler(batch_size, start_step, world.rank, world.world_size),
-        num_workers=config.data.num_workers, pin_memory=device.type == "cuda",
+        num_workers=config.data.num_workers, pin_memory=device.type == "cuda", worker_init_fn=ignore_stop_signals,
         persistent_workers=config.data.num_workers > 0, generator=torch.Generator().manual_seed(config.data.seed),
     )  # fmt: skip
     end_step = config.train.n_iter if max_steps is None else min(config.train.n_iter, start_step + max_steps)
@@ -230,7 +231,7 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
         with StopSignals(world) as stop:
             batches = iter(loader)
             for step in progress:
-                batch = next(batches)
+                batch = stop.next_batch(batches, step, checkpoint, out, skipping=guard.in_a_row)
                 hr = batch["hr"].to(device, non_blocking=True)
                 if flow is not None:
                     first = (step * world.world_size + world.rank) * batch_size  # this rank's first global sample

@@ -171,6 +171,25 @@ def test_bad_input(tmp_path, test_set):
         assert not (tmp_path / name).exists()  # nothing half-written
 
 
+def test_tiny_and_mixed_size_images(tmp_path, test_set):
+    lr, hr = tmp_path / "lr", tmp_path / "hr"
+    lr.mkdir(), hr.mkdir()
+    for name, size in (("astronaut", 5), ("coffee", 24)):  # 5x5 LR: 20x20 HR, 12x12 after the 4-px border
+        photo = real_photo(name, size * 4)
+        write_image(hr / f"{name}.png", photo)
+        write_image(lr / f"{name}.png", downscale(photo, 4))
+    base = ["--lr", str(lr), "--hr", str(hr), "--scale", "4", "--no-lpips", "--device", "cpu"]
+    result = run_evaluate(*base, "--out", str(tmp_path / "ok"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert read_image(tmp_path / "ok" / "comparison.png").shape[0] > 20
+    message = "astronaut.png is 20x20: after --crop-border 5, 10x10 px are left and SSIM needs 11x11"
+    assert_one_line_error(run_evaluate(*base, "--crop-border", "5", "--out", str(tmp_path / "a")), message)
+    assert_one_line_error(run_evaluate(*base, "--crop-border", "400", "--out", str(tmp_path / "b")), "0x0 px are left")
+    (tmp_path / "a_file").write_text("x")
+    assert_one_line_error(run_evaluate(*base, "--out", str(tmp_path / "a_file" / "out")), "cannot write into")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 @pytest.mark.skipif(not default_params_path().is_file(), reason="NIQE model not fetched (make lpips-weights)")
 def test_niqe_column_without_ground_truth(tmp_path):
     lr_dir = tmp_path / "lr"

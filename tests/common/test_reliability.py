@@ -100,6 +100,26 @@ def test_sigterm_writes_a_checkpoint_after_the_current_step(tmp_path):
     assert load_checkpoint(out / "checkpoints" / "last.pt", "degradation_flow")["step"] == step + 2
 
 
+@pytest.mark.slow
+def test_sigterm_to_the_process_group_with_loader_workers_writes_a_checkpoint(tmp_path):
+    # Schedulers signal the whole group: the DataLoader workers get SIGTERM as well.
+    config = tiny_config(tmp_path, n_iter=100000, save_every=100000, log_every=1)
+    config.data.num_workers = 2
+    save_config(config, tmp_path / "config.yaml")
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "degradation.train", "--config", str(tmp_path / "config.yaml"), "--out", str(out)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)  # fmt: skip
+    log = out / "train.log"
+    wait_for(lambda: log.exists() and log.read_text().count("nll_clean=") >= 3, process)
+    os.killpg(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "stopped by SIGTERM after step" in stderr and "Traceback" not in stderr
+    step = load_checkpoint(out / "checkpoints" / "last.pt", "degradation_flow")["step"]
+    assert step >= 3 and f"stopped after step {step}" in log.read_text()
+
+
 def test_disk_full_keeps_the_earlier_checkpoints(tmp_path, monkeypatch):
     config = tiny_config(tmp_path, n_iter=9, save_every=3)
     train_flow(config, tmp_path / "run", max_steps=3)
@@ -171,9 +191,45 @@ def test_pickled_code_in_a_checkpoint_is_refused(tmp_path):
             return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
 
     torch.save({"kind": "sr", "model": Payload()}, tmp_path / "evil.pt")
-    with pytest.raises(UserError, match="not a readable checkpoint"):
+    with pytest.raises(UserError, match=r"evil.pt was refused: it contains a pickled Python object \(\S*system\)"
+                                        ", and unpickling it could run arbitrary code"):  # fmt: skip
         load_checkpoint(tmp_path / "evil.pt", "sr")
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_bytes_as_a_checkpoint_are_one_clear_error(tmp_path, seed):
+    rng = np.random.default_rng(seed)
+    path = tmp_path / "noise.pt"
+    path.write_bytes(rng.integers(0, 256, int(rng.integers(1, 5000)), dtype=np.uint8).tobytes())
+    with pytest.raises(UserError, match="noise.pt is not a readable checkpoint"):
+        load_checkpoint(path, "sr")
+
+
+def test_hand_made_checkpoints_missing_parts_are_one_clear_error(tmp_path, flow_ckpt):  # noqa: F811
+    save_checkpoint(tmp_path / "bare.pt", {"kind": "sr"})
+    with pytest.raises(UserError, match=r"bare.pt is damaged or hand-made: no config, model"):
+        load_sr(tmp_path / "bare.pt")
+    save_checkpoint(tmp_path / "odd.pt", {"kind": "sr", "config": [1, 2], "model": {}})
+    with pytest.raises(UserError, match="a config that is not a mapping"):
+        load_sr(tmp_path / "odd.pt")
+    state = load_checkpoint(flow_ckpt, "degradation_flow")
+    del state["rng"]
+    save_checkpoint(tmp_path / "no_rng.pt", state)
+    load_flow(tmp_path / "no_rng.pt")  # enough to use it
+    with pytest.raises(UserError, match="no rng"):
+        load_checkpoint(tmp_path / "no_rng.pt", "degradation_flow", resume=True)  # not enough to resume it
+
+
+def test_stale_temporaries_are_swept_when_a_run_starts_or_resumes(tmp_path):
+    config = tiny_config(tmp_path, n_iter=6, save_every=3)
+    train_flow(config, tmp_path / "run", max_steps=3)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    stale = checkpoints / ".last.pt.k1ll3d.tmp"  # what a kill during a checkpoint write leaves
+    stale.write_bytes(b"x" * 10000)
+    train_flow(config, tmp_path / "run", resume=checkpoints / "last.pt")
+    assert not stale.exists()
+    assert load_checkpoint(checkpoints / "last.pt", "degradation_flow")["step"] == 6
 
 
 def encoded(image: np.ndarray, fmt: str) -> bytes:

@@ -6,10 +6,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from PIL import Image
+from PIL import Image, ImageOps
 
 from common.errors import ImageReadError, UserError
-from data_tools.image_io import list_images, read_image, read_image_native, write_image
+from data_tools.image_io import (
+    MAX_PIXELS_VARIABLE,
+    list_images,
+    read_image,
+    read_image_native,
+    set_max_pixels,
+    write_image,
+)
 from tests.conftest import real_photo
 
 PHOTO = (real_photo("astronaut", 64) * 255).round().astype(np.uint8)
@@ -117,3 +124,34 @@ def test_lossless_round_trip_property(tmp_path_factory, image, ext):
     write_image(path, small)
     np.testing.assert_array_equal(read_image_native(path), small)
     assert read_image(path).dtype == np.float32
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_as_pillow_applies_it(tmp_path, orientation):
+    stored = np.zeros((24, 40, 3), np.uint8)
+    stored[:8, :8] = (255, 0, 0)  # a red corner and a green bar: every turn and flip looks different
+    stored[16:, 10:30] = (0, 255, 0)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "phone.jpg"
+    Image.fromarray(stored).save(path, quality=100, exif=exif)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"), np.float32) / 255
+    image = read_image(path)
+    assert image.shape == expected.shape == ((40, 24, 3) if orientation >= 5 else (24, 40, 3))
+    assert np.abs(image - expected).max() < 0.05  # two JPEG decoders
+
+
+def test_images_above_the_pixel_limit_are_refused_before_decoding(tmp_path, monkeypatch):
+    path = tmp_path / "bomb.png"
+    Image.fromarray(np.zeros((300, 400, 3), np.uint8)).save(path)  # a few hundred bytes
+    assert path.stat().st_size < 2000
+    monkeypatch.setenv(MAX_PIXELS_VARIABLE, "100000")
+    with pytest.raises(
+        ImageReadError, match=r"bomb.png is 400x300 \(120,000 px\), above the limit of 100,000 px; raise it"
+    ):
+        read_image(path)
+    set_max_pixels(120000)
+    assert read_image(path).shape == (300, 400, 3)
+    monkeypatch.setenv(MAX_PIXELS_VARIABLE, "lots")
+    with pytest.raises(UserError, match="is not a number of pixels"):
+        read_image(path)

@@ -35,6 +35,8 @@ def layers():
         "coupling_odd": ConditionalAffineCoupling(5, COND_CHANNELS, hidden_channels=8),
         "split_prior": ConditionalGaussianize(4, 2, COND_CHANNELS, hidden_channels=8),
         "final_prior": ConditionalGaussianize(4, 0, COND_CHANNELS, hidden_channels=8),
+        "coupling_blind": ConditionalAffineCoupling(4, COND_CHANNELS, hidden_channels=8, sees_image=False),
+        "split_prior_blind": ConditionalGaussianize(4, 2, COND_CHANNELS, hidden_channels=8, sees_image=False),
         "squeeze": Squeeze(),
     }
 
@@ -85,6 +87,24 @@ def test_whole_flow_logdet_matches_autograd_jacobian():
     assert jacobian.shape == (192, 192)
     _, expected = torch.linalg.slogdet(jacobian)
     torch.testing.assert_close(flow.encode(image, cond)[1][0], expected, rtol=1e-9, atol=1e-8)
+
+
+def test_a_flow_that_does_not_see_the_image_is_affine_in_it_given_the_condition():
+    kwargs = dict(num_levels=2, num_steps=2, hidden_channels=8, cond_channels=4, cond_blocks=1)
+    image = torch.rand(1, 3, 8, 8, dtype=torch.float64)
+    other = torch.rand(1, 3, 8, 8, dtype=torch.float64)
+    for sees_image in (True, False):
+        flow = randomize(DegradationFlow(**kwargs, sees_image=sees_image)).double().eval()
+        cond = [c.detach() for c in flow.condition(image)]
+
+        def flat_encode(flat: torch.Tensor, flow=flow, cond=cond) -> torch.Tensor:
+            latents, _ = flow.encode(flat.reshape(image.shape), cond)
+            return torch.cat([z.reshape(-1) for z in latents])
+
+        at_image = torch.autograd.functional.jacobian(flat_encode, image.reshape(-1))
+        at_other = torch.autograd.functional.jacobian(flat_encode, other.reshape(-1))
+        # Glow-style couplings make the Jacobian depend on the image; blind ones do not.
+        assert torch.allclose(at_image, at_other, atol=1e-12) == (not sees_image)
 
 
 def test_actnorm_initializes_from_data_once_and_survives_state_dict():

@@ -108,3 +108,17 @@ def test_pipeline_command_end_to_end_with_resume(tmp_path, data_dirs):
     assert finished.returncode == 0 and finished.stdout.count("finished earlier") == 3
     bad = run_command("--config", "configs/joint.yaml", *base, "--out", str(tmp_path / "x"), "--stages", "sr")
     assert bad.returncode == 2 and "needs a flow" in bad.stderr
+
+
+def test_a_wrong_data_folder_leaves_no_run_behind(tmp_path, data_dirs):
+    base = ["--data.real_dir", data_dirs["real"], *TINY, "--device", "cpu", "--out", str(tmp_path / "run")]
+    typo = run_command("--config", "configs/joint.yaml", "--data.clean_dir", str(tmp_path / "hr_typo"), *base)
+    assert (
+        typo.returncode == 2 and "clean HR folder (--data.clean_dir)" in typo.stderr and "does not exist" in typo.stderr
+    )
+    assert not (tmp_path / "run").exists()  # so the corrected command starts afresh
+    (tmp_path / "a_file").write_text("x")
+    under_a_file = run_command("--config", "configs/joint.yaml", "--data.clean_dir", data_dirs["clean"], *base[:-1],
+                               str(tmp_path / "a_file" / "run"))  # fmt: skip
+    assert under_a_file.returncode == 2 and "Traceback" not in under_a_file.stderr
+    assert "cannot create run folder" in under_a_file.stderr
