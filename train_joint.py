@@ -21,7 +21,7 @@ from common.checkpoint import load_checkpoint
 from common.cli import run_cli
 from common.config import describe_fields, load_config, save_config
 from common.distributed import launched_rank
-from common.errors import UserError
+from common.errors import TrainingStopped, UserError
 from common.files import atomic_write_bytes
 from data_tools.image_io import list_images
 from degradation.train import train as train_flow
@@ -127,7 +127,11 @@ def main(argv: list[str] | None = None) -> None:
             device_words += [f"--{section}.device", args.device]
     config = load_config(PipelineConfig, source, overrides + device_words)
     stages = tuple(stage.strip() for stage in args.stages.split(",") if stage.strip())
-    summary = run_pipeline(config, out, stages, args.flow_ckpt, args.sr_ckpt, args.max_steps)
+    try:
+        summary = run_pipeline(config, out, stages, args.flow_ckpt, args.sr_ckpt, args.max_steps)
+    except TrainingStopped as stopped:  # a stage's own hint names its checkpoint; the pipeline resumes its folder
+        stage_words = "" if args.stages == ",".join(STAGES) else f" --stages {args.stages}"
+        raise stopped.resumed_by(f"python train_joint.py --resume {out}{stage_words}") from None
     if launched_rank() == 0:
         print(json.dumps(summary, indent=2))
         print(f"run folder: {out} (summary.json, config.yaml, {', '.join(stages)}/)")

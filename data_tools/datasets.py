@@ -12,6 +12,7 @@ shuffling.
 from __future__ import annotations
 
 import itertools
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,12 +86,52 @@ def dihedral(image: np.ndarray, transform: int) -> np.ndarray:
     return image
 
 
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
+CONTENT_GRID = 8  # the content descriptor averages a crop to 8 x 8 cells: noise barely moves them
+
+
+def content_descriptor(crop: np.ndarray) -> np.ndarray:
+    """``(mean luma, log coarse texture)`` of an (H, W, 3) crop of any depth, whatever its size.
+
+    Coarse texture is the mean absolute difference between neighbouring cells
+    of the crop's luma averaged to an 8 x 8 grid: at that scale an LR crop and
+    its HR original look alike, and noise or blur hardly change it.
+    """
+    luma = to_unit_float(crop) @ LUMA_WEIGHTS
+    cell_h, cell_w = luma.shape[0] // CONTENT_GRID, luma.shape[1] // CONTENT_GRID
+    if cell_h == 0 or cell_w == 0:
+        raise ValueError(f"a crop of {luma.shape[1]}x{luma.shape[0]} is too small for the content descriptor")
+    cells = luma[: cell_h * CONTENT_GRID, : cell_w * CONTENT_GRID]
+    cells = cells.reshape(CONTENT_GRID, cell_h, CONTENT_GRID, cell_w).mean(axis=(1, 3))
+    texture = np.abs(np.diff(cells, axis=0)).mean() + np.abs(np.diff(cells, axis=1)).mean()
+    return np.array([cells.mean(), np.log(texture + 0.005)], np.float32)
+
+
+def to_unit_float(image: np.ndarray) -> np.ndarray:
+    if image.dtype == np.uint8:
+        return image.astype(np.float32) / 255
+    if image.dtype == np.uint16:
+        return image.astype(np.float32) / 65535
+    return image.astype(np.float32, copy=False)
+
+
+# How far apart two descriptors are: 0.1 in mean luma counts as much as a factor e in texture.
+CONTENT_DISTANCE_SCALE = np.array([0.1, 1.0], np.float32)
+
+
 class UnpairedCrops(Dataset):
     """Unpaired samples ``{"hr": (3, S*scale, S*scale), "real_lr": (3, S, S), "dequant_noise": (2, 3, S, S)}``.
 
     The HR crop becomes the clean LR on the training device (MATLAB bicubic,
     ``data_tools.matlab_resize.downscale_torch``); the real LR crop comes from
     another image altogether. Each is augmented independently.
+
+    ``content_candidates`` > 1 compares like with like: of that many random
+    clean crops the one closest to the real crop in brightness and coarse
+    texture (``content_descriptor``) is used. Two unpaired photo sets differ in
+    their scenes (one has more brick and gravel, the other more sky), and a
+    model that compares the two domains would otherwise learn that difference
+    as part of the degradation.
     """
 
     def __init__(
@@ -101,9 +142,13 @@ class UnpairedCrops(Dataset):
         scale: int,
         seed: int = 0,
         augment: bool = True,
+        content_candidates: int = 1,
     ):
+        if content_candidates < 1:
+            raise ValueError(f"content_candidates must be at least 1, got {content_candidates}")
         self.clean_hr, self.real_lr = clean_hr, real_lr
         self.lr_crop_size, self.scale, self.seed, self.augment = lr_crop_size, scale, seed, augment
+        self.content_candidates = content_candidates
 
     def __len__(self) -> int:
         return 2**62  # an endless stream; the sampler decides where it starts
@@ -111,9 +156,19 @@ class UnpairedCrops(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, index])
         size = self.lr_crop_size
+        hr = random_crop(self.clean_hr, size * self.scale, rng, self.augment)
+        real_lr = random_crop(self.real_lr, size, rng, self.augment)
+        if self.content_candidates > 1:
+            candidates = [hr] + [
+                random_crop(self.clean_hr, size * self.scale, rng, self.augment)
+                for _ in range(self.content_candidates - 1)
+            ]
+            target = content_descriptor(real_lr)
+            distances = [np.abs((content_descriptor(c) - target) / CONTENT_DISTANCE_SCALE).sum() for c in candidates]
+            hr = candidates[int(np.argmin(distances))]
         return {
-            "hr": image_to_tensor(random_crop(self.clean_hr, size * self.scale, rng, self.augment)),
-            "real_lr": image_to_tensor(random_crop(self.real_lr, size, rng, self.augment)),
+            "hr": image_to_tensor(hr),
+            "real_lr": image_to_tensor(real_lr),
             # U(-0.5, 0.5) dequantization noise for the clean and the real LR crop, drawn
             # here so that a sample is the same however batches are split across processes.
             "dequant_noise": torch.from_numpy(rng.random((2, 3, size, size), dtype=np.float32) - 0.5),
@@ -142,21 +197,33 @@ class HRCrops(Dataset):
         return {"hr": image_to_tensor(random_crop(self.hr, self.hr_crop_size, rng, self.augment))}
 
 
+SAMPLE_NAME = re.compile(r"(.+)_s\d+")
+
+
 def check_pairs(lq: ImageFolderCache, hr: ImageFolderCache, scale: int) -> list[tuple[int, int]]:
     """Match LQ and HR images by name and check ``HR size == LQ size * scale``.
 
     HR may exceed it by less than ``scale`` pixels (it is then cropped at the
-    bottom/right, the SR convention). Returns index pairs ``(lq_i, hr_i)``.
+    bottom/right, the SR convention). ``NAME_sK`` (the K-th sample that
+    ``degradation.synthesize --n-samples`` writes) pairs with ``NAME``.
+    Returns index pairs ``(lq_i, hr_i)``.
     """
     hr_index = {name: i for i, name in enumerate(hr.names)}
-    missing = [name for name in lq.names if name not in hr_index]
+
+    def partner(name: str) -> str | None:
+        if name in hr_index:
+            return name
+        sample = SAMPLE_NAME.fullmatch(name)
+        return sample.group(1) if sample and sample.group(1) in hr_index else None
+
+    missing = [name for name in lq.names if partner(name) is None]
     if missing:
         raise UserError(
             f"{len(missing)} LQ image(s) in {lq.folder} have no HR partner in {hr.folder}, e.g. {missing[0]}"
         )
     pairs = []
     for i, name in enumerate(lq.names):
-        j = hr_index[name]
+        j = hr_index[partner(name)]
         (lh, lw), (hh, hw) = lq.images[i].shape[:2], hr.images[j].shape[:2]
         if not (0 <= hh - lh * scale < scale and 0 <= hw - lw * scale < scale):
             raise UserError(

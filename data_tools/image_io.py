@@ -104,6 +104,16 @@ def list_images(folder: str | Path, what: str = "image folder") -> list[Path]:
     return paths
 
 
+def list_inputs(path: str | Path, what: str = "input") -> list[Path]:
+    """``[path]`` for one image file, else the images of the folder ``path`` (``list_images``)."""
+    path = Path(path)
+    if path.is_file():
+        if not is_image_file(path):
+            raise UserError(f"{what} {path} is not an image file (readable: {', '.join(IMAGE_EXTENSIONS)})")
+        return [path]
+    return list_images(path, f"{what} folder")
+
+
 def read_image_native(path: str | Path) -> np.ndarray:
     """Decode ``path`` to an RGB array (H, W, 3) of its own depth: uint8, uint16 or float32."""
     path = Path(path)

@@ -27,6 +27,7 @@ def build_flow(model: FlowModelConfig, seed: int = 0) -> DegradationFlow:
         cond_noise=model.cond_noise,
         keep_low_pass_sigma=model.keep_low_pass_sigma,
         sees_image=model.sees_image,
+        clean_only_flow=model.clean_only_flow,
         seed=seed,
     )
 

@@ -15,6 +15,7 @@ class FlowDataConfig:
         "crop_size": ">= 4",
         "num_workers": ">= 0",
         "seed": ">= 0",
+        "content_candidates": ">= 1",
     }
 
     clean_dir: str = ""  # clean HR photos; bicubic-downscaled on the fly to clean LR
@@ -23,6 +24,8 @@ class FlowDataConfig:
     crop_size: int = 32  # LR crop size; the HR crop is crop_size * scale
     num_workers: int = 2
     seed: int = 0
+    # >1: of this many clean crops, the one closest to the real crop in brightness and coarse texture is used
+    content_candidates: int = 1
 
 
 @dataclass
@@ -50,6 +53,7 @@ class FlowModelConfig:
     cond_noise: float = 0.0  # std of noise on the conditioning image in training (DeFlow: 0.03)
     keep_low_pass_sigma: float = 0.0  # samples keep the clean image's content below this scale (LR px; 0: off)
     sees_image: bool = True  # couplings see the image (Glow); false: the condition only (affine given it)
+    clean_only_flow: bool = False  # the flow learns from clean images only; real ones train the domain shift
 
 
 @dataclass

@@ -64,6 +64,10 @@ class DegradationFlow(nn.Module):
             domain shift must carry: a flow that sees the image learns to normalise the real
             noise itself (it can tell noise from the image it sits on), and what the shift then
             adds is squashed wherever clean images are smooth.
+        clean_only_flow: the flow and its condition learn from clean images only; real images
+            train the domain shift alone. Trained on both, the flow can learn to map real images to
+            near-standard latents itself (from their noise, or from a condition that reveals the
+            domain), and the shift is left with little to carry.
         in_channels: image channels (3).
         seed: seeds the random parts of the initialisation (1x1 rotations, M).
     """
@@ -81,6 +85,7 @@ class DegradationFlow(nn.Module):
         cond_noise: float = 0.0,
         keep_low_pass_sigma: float = 0.0,
         sees_image: bool = True,
+        clean_only_flow: bool = False,
         seed: int = 0,
     ):
         super().__init__()
@@ -88,7 +93,7 @@ class DegradationFlow(nn.Module):
             raise ValueError(f"need at least one level and one step, got L={num_levels}, K={num_steps}")
         generator = torch.Generator().manual_seed(seed)
         self.num_levels, self.in_channels = num_levels, in_channels
-        self.keep_low_pass_sigma = keep_low_pass_sigma
+        self.keep_low_pass_sigma, self.clean_only_flow = keep_low_pass_sigma, clean_only_flow
         self.encoder = ConditionEncoder(num_levels, cond_channels, cond_blocks, in_channels, noise_std=cond_noise)
         self.levels = nn.ModuleList()
         level_channels = []
@@ -227,8 +232,11 @@ def domain_bits_per_dim(
     latents, logdet = flow.encode(images, cond)
     n = clean_lr.shape[0]
     log_p_clean = flow.shift.log_prob([z[:n] for z in latents], real=False) + logdet[:n]
-    real_cond = [c[n:] for c in cond]
-    log_p_real = flow.shift.log_prob([z[n:] for z in latents], real=True, cond=real_cond) + logdet[n:]
+    real_latents, real_cond, real_logdet = [z[n:] for z in latents], [c[n:] for c in cond], logdet[n:]
+    if flow.clean_only_flow:  # real images train the domain shift alone
+        real_latents = [z.detach() for z in real_latents]
+        real_cond, real_logdet = [c.detach() for c in real_cond], real_logdet.detach()
+    log_p_real = flow.shift.log_prob(real_latents, real=True, cond=real_cond) + real_logdet
     num_dims = clean_lr[0].numel()
     return bits_per_dim(log_p_clean, num_dims, num_bins).mean(), bits_per_dim(log_p_real, num_dims, num_bins).mean()
 

@@ -31,7 +31,7 @@ from common.errors import UserError
 from common.files import staged_output_dir
 from common.tiling import balanced_tile
 from common.training import select_device
-from data_tools.image_io import image_to_tensor, list_images, read_image, set_max_pixels, tensor_to_image, write_image
+from data_tools.image_io import image_to_tensor, list_inputs, read_image, set_max_pixels, tensor_to_image, write_image
 from data_tools.matlab_resize import clean_lr_from_hr, mod_crop
 from degradation.checkpoint import load_flow
 from degradation.flow import DegradationFlow
@@ -148,8 +148,13 @@ def synthesize_folder(
     if temperature < 0:
         raise UserError(f"--temperature must be >= 0, got {temperature}")
     flow, config = load_flow(ckpt, select_device(device))
+    if scale is not None and scale != config.data.scale and not input_is_lr:
+        raise UserError(
+            f"--scale {scale} does not match the flow's x{config.data.scale}: it learned the real images at "
+            f"that scale (train one at x{scale}, or leave --scale out)"
+        )
     scale = scale or config.data.scale
-    paths = list_images(input_dir, "input folder")
+    paths = list_inputs(input_dir, "input")
     written = 0
     with staged_output_dir(output_dir, overwrite) as staging:
         for path in tqdm(paths, desc="synthesize", unit="img", leave=False):
@@ -177,7 +182,7 @@ def synthesize_folder(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m degradation.synthesize", description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt", required=True, help="degradation-flow (or joint) checkpoint")
-    parser.add_argument("--input", required=True, help="folder of HR images (or LR with --input-is-lr)")
+    parser.add_argument("--input", required=True, help="an HR image or a folder of them (LR with --input-is-lr)")
     parser.add_argument("--output", required=True, help="folder for the LQ PNGs (created)")
     parser.add_argument("--scale", type=int, choices=(2, 3, 4), help="HR -> LR factor (default: the flow's)")
     parser.add_argument("--temperature", type=at_least(0.0, float), default=0.8, help="scales the noise (0: none)")

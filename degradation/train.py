@@ -175,6 +175,7 @@ def train(
         lr_crop_size=crop,
         scale=scale,
         seed=config.data.seed,
+        content_candidates=config.data.content_candidates,
     )
     loader = DataLoader(
         dataset,

@@ -23,7 +23,7 @@ from common.errors import UserError
 from common.files import staged_output_dir
 from common.tiling import balanced_tile
 from common.training import select_device
-from data_tools.image_io import image_to_tensor, list_images, read_image, set_max_pixels, tensor_to_image, write_image
+from data_tools.image_io import image_to_tensor, list_inputs, read_image, set_max_pixels, tensor_to_image, write_image
 from sr.checkpoint import load_sr
 from sr.model import VDSR
 
@@ -109,7 +109,7 @@ def infer_folder(ckpt: str | Path, input_dir: str | Path, output_dir: str | Path
                  overwrite: bool = False) -> dict[str, float]:  # fmt: skip
     """Super-resolve every image of ``input_dir``; returns ``{"images", "seconds_per_image", "megapixels_per_s"}``."""
     model, _ = load_sr(ckpt, select_device(device))
-    paths = list_images(input_dir, "LR folder")
+    paths = list_inputs(input_dir, "LR")
     seconds, megapixels = 0.0, 0.0
     with staged_output_dir(output_dir, overwrite) as staging:
         for path in tqdm(paths, desc="super-resolve", unit="img", leave=False):
@@ -126,7 +126,7 @@ def infer_folder(ckpt: str | Path, input_dir: str | Path, output_dir: str | Path
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m sr.infer", description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt", required=True, help="SR (or joint) checkpoint")
-    parser.add_argument("--input", required=True, help="folder of LR images")
+    parser.add_argument("--input", required=True, help="an LR image or a folder of them")
     parser.add_argument("--output", required=True, help="folder for the SR PNGs (created)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--tile-size", type=at_least(8), help="LR tile (default 256 post-upsample, 128 pre-upsample)")

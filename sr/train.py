@@ -263,7 +263,9 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
                     monitor.update(mean_across({"l1": loss_sum / window_steps}, world))
                     monitor.update(lr=scheduler.get_last_lr()[0], steps_per_s=window_steps / elapsed,
                                    skipped_steps=guard.total)  # fmt: skip
-                    out.scalars({f"sr/{k}": v for k, v in monitor.items() if k != "best_psnr"}, done)
+                    # Validation scores are logged once, at their own step, not repeated at every log point.
+                    logged = {k: v for k, v in monitor.items() if k not in ("best_psnr", "val_psnr", "val_lpips")}
+                    out.scalars({f"sr/{k}": v for k, v in logged.items()}, done)
                     out.log(f"[{done:>7}/{config.train.n_iter}] loss={monitor['l1']:.5f} lr={monitor['lr']:.2e} "
                             f"{monitor['steps_per_s']:.2f} steps/s skipped={guard.total}")  # fmt: skip
                     progress.set_postfix(loss=f"{monitor['l1']:.4f}")

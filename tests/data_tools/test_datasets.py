@@ -8,7 +8,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from common.errors import UserError
-from data_tools.datasets import HRCrops, ImageFolderCache, PairedCrops, StepSampler, UnpairedCrops, dihedral
+from data_tools.datasets import (
+    HRCrops,
+    ImageFolderCache,
+    PairedCrops,
+    StepSampler,
+    UnpairedCrops,
+    content_descriptor,
+    dihedral,
+)
 from data_tools.image_io import write_image
 from tests.conftest import real_photo
 
@@ -103,3 +111,34 @@ def test_dihedral_gives_eight_distinct_transforms():
     image = np.arange(12).reshape(2, 2, 3)
     seen = {dihedral(image, t).tobytes() for t in range(8)}
     assert len(seen) == 8
+
+
+def test_content_matching_draws_clean_crops_like_the_real_ones(tmp_path):
+    # Clean photos: half sky-like gradients, half a busy photo; the real set is all busy (and noisy).
+    clean, real = tmp_path / "clean", tmp_path / "real"
+    clean.mkdir(), real.mkdir()
+    ramp = np.linspace(0.2, 0.8, 128, dtype=np.float32)
+    for i in range(3):
+        write_image(clean / f"sky{i}.png", np.stack([np.add.outer(ramp, ramp) / 2] * 3, axis=2))
+        write_image(clean / f"busy{i}.png", real_photo("astronaut", 128))
+    noisy = real_photo("chelsea", 64) + np.random.default_rng(0).normal(0, 0.05, (64, 64, 3))
+    write_image(real / "busy.png", np.clip(noisy, 0, 1).astype(np.float32))
+    clean_cache = ImageFolderCache(clean, "clean", min_size=64)
+    real_cache = ImageFolderCache(real, "real", min_size=16)
+
+    def mean_texture(candidates: int) -> tuple[float, float]:
+        crops = UnpairedCrops(clean_cache, real_cache, lr_crop_size=16, scale=4, content_candidates=candidates)
+        samples = [crops[index] for index in range(200)]
+        clean_texture = [content_descriptor(s["hr"].permute(1, 2, 0).numpy())[1] for s in samples]
+        real_texture = [content_descriptor(s["real_lr"].permute(1, 2, 0).numpy())[1] for s in samples]
+        return float(np.mean(clean_texture)), float(np.mean(real_texture))
+
+    unmatched_clean, real_texture = mean_texture(1)
+    matched_clean, _ = mean_texture(8)
+    assert abs(matched_clean - real_texture) < 0.5 * abs(unmatched_clean - real_texture)
+    # The descriptor sees content, not noise: a noisy copy of a crop describes like the crop.
+    photo = real_photo("coffee", 64)
+    noisy_photo = np.clip(photo + np.random.default_rng(1).normal(0, 0.06, photo.shape), 0, 1).astype(np.float32)
+    assert np.abs(content_descriptor(noisy_photo) - content_descriptor(photo)).max() < 0.15
+    with pytest.raises(ValueError, match="content_candidates"):
+        UnpairedCrops(clean_cache, real_cache, lr_crop_size=16, scale=4, content_candidates=0)

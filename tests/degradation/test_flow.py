@@ -94,6 +94,31 @@ def test_every_parameter_gets_a_gradient(conditional_shift):
     assert not missing
 
 
+@pytest.mark.parametrize("clean_only_flow", [False, True])
+def test_with_a_clean_only_flow_real_images_train_the_shift_alone(clean_only_flow):
+    kwargs = dict(num_levels=2, num_steps=2, hidden_channels=16, cond_channels=8, cond_blocks=1)
+    flow = DegradationFlow(**kwargs, conditional_shift=True, clean_only_flow=clean_only_flow).train()
+    images = photo_batch(16)
+    flow.encode(images)
+    with torch.no_grad():
+        for parameter in flow.parameters():
+            parameter.add_(0.01 * torch.randn_like(parameter))
+    nll_clean, nll_real = domain_bits_per_dim(flow, images, images.flip(3), num_bins=64)
+    nll_real.backward()  # the real domain's loss alone
+    touched = {
+        name.split(".")[0] for name, p in flow.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0
+    }
+    assert touched == ({"shift"} if clean_only_flow else {"shift", "levels", "encoder"})
+    # Its value does not change: only where its gradient goes.
+    twin = DegradationFlow(**kwargs, conditional_shift=True, clean_only_flow=not clean_only_flow).train()
+    twin.load_state_dict(flow.state_dict())
+    noise = torch.rand(2 * images.shape[0], *images.shape[1:]) - 0.5
+    torch.testing.assert_close(
+        domain_bits_per_dim(flow, images, images.flip(3), 64, noise),
+        domain_bits_per_dim(twin, images, images.flip(3), 64, noise),
+    )
+
+
 def test_degrade_is_differentiable_and_seeded():
     flow = DegradationFlow(num_levels=2, num_steps=1, hidden_channels=8, cond_channels=4, cond_blocks=1).eval()
     images = photo_batch(16)

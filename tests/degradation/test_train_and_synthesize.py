@@ -13,6 +13,7 @@ import torch
 from common.checkpoint import load_checkpoint, save_checkpoint
 from common.config import load_config
 from common.errors import UserError
+from data_tools.datasets import ImageFolderCache, check_pairs
 from data_tools.image_io import image_to_tensor, read_image, write_image
 from degradation.checkpoint import load_flow
 from degradation.config import FlowConfig
@@ -139,6 +140,18 @@ def test_synthesize_is_seeded_and_names_samples(tmp_path, trained_flow, photo_fo
     assert first.shape == (16, 16, 3)
     np.testing.assert_array_equal(first, read_image(tmp_path / "b" / "coffee_s1.png"))
     assert not np.array_equal(first, read_image(tmp_path / "a" / "coffee_s2.png"))
+    # The samples pair with their HR originals for --data.degradation pairs.
+    lq, hr = ImageFolderCache(tmp_path / "a", "LQ"), ImageFolderCache(photos, "HR")
+    pairs = check_pairs(lq, hr, scale=4)
+    assert [(lq.names[i], hr.names[j]) for i, j in pairs][:2] == [
+        ("astronaut_s1", "astronaut"),
+        ("astronaut_s2", "astronaut"),
+    ]
+    # One file works as --input too; a scale the flow was not trained at does not.
+    synthesize_folder(trained_flow, photos / "coffee.png", tmp_path / "one", device="cpu")
+    assert [p.name for p in (tmp_path / "one").iterdir()] == ["coffee.png"]
+    with pytest.raises(UserError, match="--scale 2 does not match the flow's x4"):
+        synthesize_folder(trained_flow, photos, tmp_path / "x2", scale=2, device="cpu")
 
 
 def test_tiles_show_no_seams(trained_flow):

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -122,3 +126,27 @@ def test_a_wrong_data_folder_leaves_no_run_behind(tmp_path, data_dirs):
                                str(tmp_path / "a_file" / "run"))  # fmt: skip
     assert under_a_file.returncode == 2 and "Traceback" not in under_a_file.stderr
     assert "cannot create run folder" in under_a_file.stderr
+
+
+@pytest.mark.slow
+def test_the_pipeline_stop_hint_is_a_command_that_resumes_it(tmp_path, data_dirs):
+    out = tmp_path / "run"
+    command = [sys.executable, "train_joint.py", "--config", "configs/joint.yaml", "--data.clean_dir",
+               data_dirs["clean"], "--data.real_dir", data_dirs["real"], *TINY, "--flow_train.n_iter", "100000",
+               "--flow_train.log_every", "1", "--device", "cpu", "--out", str(out)]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = out / "flow" / "train.log"
+    deadline = time.monotonic() + 120
+    while not (log.exists() and log.read_text().count("nll_clean=") >= 2):
+        assert process.poll() is None and time.monotonic() < deadline, "the flow stage did not start"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    hint = re.search(r"continue with (.+)\)$", stderr.strip().splitlines()[-1]).group(1)
+    assert hint == f"python train_joint.py --resume {out}"
+    words = shlex.split(hint)
+    resumed = subprocess.run([sys.executable, *words[1:], "--max-steps", "1"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed at step" in log.read_text()
