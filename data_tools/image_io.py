@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import io
 import os
+import struct
+import tempfile
 import warnings
+import zlib
 from pathlib import Path
 
 import cv2
@@ -200,6 +203,85 @@ def write_image(path: str | Path, image: np.ndarray, jpeg_quality: int = 95) -> 
         atomic_write_bytes(path, encoded.tobytes())
     except OSError as error:
         raise UserError(f"cannot write {path}: {error.strerror or error}") from error
+
+
+class PngStripWriter:
+    """Write an 8-bit RGB PNG strip by strip, so that the whole image never has to be in memory.
+
+        with PngStripWriter(path, width, height) as png:
+            for rows in strips:          # uint8 (h, width, 3), top to bottom
+                png.write_rows(rows)
+
+    Each row is filtered with PNG's "Sub" filter (the difference to the pixel
+    on its left, which photos compress well with) and fed to one zlib stream;
+    the file appears at ``path`` only when every row was written (temporary
+    file, fsync, rename). cv2 and Pillow need the whole image to encode one.
+    """
+
+    SIGNATURE = b"\x89PNG\r\n\x1a\n"
+    CHUNK_BYTES = 1 << 16
+
+    def __init__(self, path: str | Path, width: int, height: int):
+        self.path, self.width, self.height = Path(path), width, height
+        self.rows_written = 0
+        self._compressor = zlib.compressobj(6)
+        self._pending = bytearray()
+        fd, self._tmp_name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        self._file = os.fdopen(fd, "wb")
+        self._file.write(self.SIGNATURE)
+        self._chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))  # 8-bit RGB, no interlace
+
+    def _chunk(self, kind: bytes, data: bytes) -> None:
+        self._file.write(struct.pack(">I", len(data)) + kind + data)
+        self._file.write(struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    def write_rows(self, rows: np.ndarray) -> None:
+        """Append uint8 rows ``(h, width, 3)``."""
+        if rows.dtype != np.uint8 or rows.ndim != 3 or rows.shape[1:] != (self.width, 3):
+            raise ValueError(f"expected uint8 rows (h, {self.width}, 3), got {rows.dtype} {rows.shape}")
+        if self.rows_written + len(rows) > self.height:
+            raise ValueError(f"more than the {self.height} rows the header announced")
+        flat = rows.reshape(len(rows), -1)
+        filtered = np.empty((len(rows), flat.shape[1] + 1), np.uint8)
+        filtered[:, 0] = 1  # the Sub filter
+        filtered[:, 1:4] = flat[:, :3]
+        np.subtract(flat[:, 3:], flat[:, :-3], out=filtered[:, 4:])  # wraps modulo 256, as PNG wants
+        self._pending += self._compressor.compress(filtered.tobytes())
+        self._flush(self.CHUNK_BYTES)
+        self.rows_written += len(rows)
+
+    def _flush(self, at_least: int) -> None:
+        while len(self._pending) >= max(at_least, 1):
+            self._chunk(b"IDAT", bytes(self._pending[: self.CHUNK_BYTES]))
+            del self._pending[: self.CHUNK_BYTES]
+
+    def close(self) -> None:
+        if self.rows_written != self.height:
+            raise ValueError(f"{self.rows_written} of {self.height} rows written")
+        self._pending += self._compressor.flush()
+        self._flush(1)
+        self._chunk(b"IEND", b"")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.chmod(self._tmp_name, 0o666 & ~_current_umask())
+        os.replace(self._tmp_name, self.path)
+
+    def __enter__(self) -> PngStripWriter:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self._file.close()
+            Path(self._tmp_name).unlink(missing_ok=True)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:

@@ -5,16 +5,21 @@
 Any image size goes through in batched tiles. Each output pixel is taken from
 the tile in which it lies deepest, at least the network's receptive field
 (plus bicubic's support) away from the tile's edge, so tiled output equals
-whole-image output up to float rounding: no seams. ``--self-ensemble``
+whole-image output up to float rounding: no seams. Images are super-resolved
+in strips of LR rows, and outputs above 16 megapixels are written to the PNG
+strip by strip, so memory grows with the image's width, not its area. ``--self-ensemble``
 averages the 8 flips/rotations (x8 the time). Outputs are PNGs named like the inputs.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -23,7 +28,16 @@ from common.errors import UserError
 from common.files import staged_output_dir
 from common.tiling import balanced_tile
 from common.training import select_device
-from data_tools.image_io import image_to_tensor, list_inputs, read_image, set_max_pixels, tensor_to_image, write_image
+from data_tools.image_io import (
+    PngStripWriter,
+    image_to_tensor,
+    list_inputs,
+    read_image_native,
+    set_max_pixels,
+    tensor_to_image,
+    to_uint8,
+    write_image,
+)
 from sr.checkpoint import load_sr
 from sr.model import VDSR
 
@@ -104,22 +118,50 @@ def _upscale_tiled(model: VDSR, lr: torch.Tensor, tile_size: int, batch_size: in
     return output
 
 
+STRIP_ROWS = 128  # LR rows super-resolved at a time
+STREAM_PIXELS = 16_000_000  # outputs larger are written to the PNG strip by strip ($UNPAIRED_SR_STREAM_PIXELS)
+
+
+def upscale_strips(model: VDSR, lr: np.ndarray, tile_size: int | None = None, batch_size: int = 8,
+                   self_ensemble: bool = False, strip_rows: int = STRIP_ROWS) -> Iterator[np.ndarray]:  # fmt: skip
+    """SR of an LR image (H, W, 3), any depth, as uint8 rows: ``strip_rows`` LR rows at a time, top to bottom.
+
+    Each strip is computed with the network's receptive margin of LR context
+    above and below it, so the rows equal those of ``upscale_image`` on the
+    whole image up to float rounding; only one strip is ever in float.
+    """
+    height, scale, margin = lr.shape[0], model.scale, model.receptive_radius
+    for top in range(0, height, strip_rows):
+        bottom = min(height, top + strip_rows)
+        start, end = max(0, top - margin), min(height, bottom + margin)
+        band = upscale_image(model, image_to_tensor(lr[start:end]), tile_size, batch_size, self_ensemble)
+        yield to_uint8(tensor_to_image(band[:, (top - start) * scale : (bottom - start) * scale]))
+
+
 def infer_folder(ckpt: str | Path, input_dir: str | Path, output_dir: str | Path, device: str = "auto",
                  tile_size: int | None = None, batch_size: int = 8, self_ensemble: bool = False,
                  overwrite: bool = False) -> dict[str, float]:  # fmt: skip
     """Super-resolve every image of ``input_dir``; returns ``{"images", "seconds_per_image", "megapixels_per_s"}``."""
     model, _ = load_sr(ckpt, select_device(device))
     paths = list_inputs(input_dir, "LR")
+    stream_pixels = int(os.environ.get("UNPAIRED_SR_STREAM_PIXELS", STREAM_PIXELS))
     seconds, megapixels = 0.0, 0.0
     with staged_output_dir(output_dir, overwrite) as staging:
         for path in tqdm(paths, desc="super-resolve", unit="img", leave=False):
-            lr = image_to_tensor(read_image(path))
+            lr = read_image_native(path)  # kept at its own depth: float copies are made strip by strip
+            height, width = lr.shape[0] * model.scale, lr.shape[1] * model.scale
             start = time.perf_counter()
-            sr = upscale_image(model, lr, tile_size, batch_size, self_ensemble)
-            image = tensor_to_image(sr)  # a host copy: the timing includes finishing the GPU work
-            seconds += time.perf_counter() - start
-            megapixels += sr.shape[1] * sr.shape[2] / 1e6
-            write_image(staging / f"{path.stem}.png", image)
+            strips = upscale_strips(model, lr, tile_size, batch_size, self_ensemble)
+            if height * width > stream_pixels:
+                with PngStripWriter(staging / f"{path.stem}.png", width, height) as png:
+                    for rows in strips:
+                        png.write_rows(rows)
+                seconds += time.perf_counter() - start  # includes the PNG encoding
+            else:
+                image = np.concatenate(list(strips))  # a host copy: the timing includes finishing the GPU work
+                seconds += time.perf_counter() - start
+                write_image(staging / f"{path.stem}.png", image)
+            megapixels += height * width / 1e6
     return {"images": len(paths), "seconds_per_image": seconds / len(paths), "megapixels_per_s": megapixels / seconds}
 
 

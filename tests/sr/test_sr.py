@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,14 +15,23 @@ from common.checkpoint import load_checkpoint, save_checkpoint
 from common.config import load_config
 from common.curves import plot_curves
 from common.errors import UserError
-from data_tools.image_io import image_to_tensor, list_images, read_image, write_image
+from data_tools.image_io import (
+    PngStripWriter,
+    image_to_tensor,
+    list_images,
+    read_image,
+    read_image_native,
+    tensor_to_image,
+    to_uint8,
+    write_image,
+)
 from data_tools.matlab_resize import clean_lr_from_hr, downscale, imresize_torch
 from degradation.checkpoint import load_flow
 from degradation.synthesize import degrade_image
 from sr.checkpoint import load_sr
 from sr.config import SRConfig
 from sr.data import flow_degrade
-from sr.infer import upscale_image
+from sr.infer import upscale_image, upscale_strips
 from sr.lpips_metric import LPIPSUnavailable, load_lpips
 from sr.metrics import psnr
 from sr.model import VDSR, relu_activity
@@ -52,6 +62,26 @@ def test_tiled_inference_equals_whole_image(form):
     assert (whole - tiled).abs().max() < 1e-5
     ensemble = upscale_image(model, lr, tile_size=40, self_ensemble=True)
     assert ensemble.shape == whole.shape and not torch.equal(ensemble, whole)
+    # Strips of LR rows (what sr.infer does) give the same pixels, as 8-bit rows.
+    lr_uint8 = (real_photo("chelsea")[:70, :93] * 255).round().astype(np.uint8)
+    whole = upscale_image(model, image_to_tensor(lr_uint8), tile_size=512)
+    strips = list(upscale_strips(model, lr_uint8, tile_size=40, batch_size=3, strip_rows=16))
+    assert [len(rows) for rows in strips] == [64, 64, 64, 64, 24]
+    difference = np.abs(np.concatenate(strips).astype(int) - to_uint8(tensor_to_image(whole)).astype(int))
+    assert difference.max() <= 1  # float rounding may tip a value across a level
+
+
+def test_png_strip_writer_writes_what_cv2_reads(tmp_path):
+    image = (real_photo("astronaut", 120)[:, :77] * 255).round().astype(np.uint8)
+    with PngStripWriter(tmp_path / "strips.png", 77, 120) as png:
+        for top in range(0, 120, 50):
+            png.write_rows(image[top : top + 50])
+    np.testing.assert_array_equal(read_image_native(tmp_path / "strips.png"), image)
+    with pytest.raises(ValueError, match="100 of 120 rows written"):
+        with PngStripWriter(tmp_path / "short.png", 77, 120) as png:
+            png.write_rows(image[:100])
+            png.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["strips.png"]  # no partial file, no temporary
 
 
 @pytest.mark.parametrize("form", ["pre_upsample", "post_upsample"])
@@ -231,6 +261,12 @@ def test_infer_command(tmp_path, photos):
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert read_image(tmp_path / "sr" / "rocket.png").shape == (64, 64, 3)
+    streamed = subprocess.run(command[:-6] + ["--output", str(tmp_path / "streamed"), "--device", "cpu"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "UNPAIRED_SR_STREAM_PIXELS": "1000"})  # fmt: skip
+    assert streamed.returncode == 0, streamed.stderr
+    np.testing.assert_array_equal(read_image(tmp_path / "streamed" / "rocket.png"),
+                                  read_image(tmp_path / "sr" / "rocket.png"))  # fmt: skip
     save_checkpoint(tmp_path / "flow.pt", {"kind": "degradation_flow", "step": 0})
     command[command.index(str(ckpt))] = str(tmp_path / "flow.pt")
     result = subprocess.run(command[:-4] + ["--output", str(tmp_path / "sr2")], cwd=ROOT, capture_output=True,
