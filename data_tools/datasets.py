@@ -1,4 +1,4 @@
-"""Training data: random crops from folders decoded once into memory.
+"""Training data: random crops from folders decoded once, into memory or into a memory-mapped store.
 
 Every sample is a pure function of ``(seed, index)``: which image, where the
 crop is, which of the 8 flips/rotations. A training loop reads indices
@@ -7,12 +7,21 @@ means starting the sampler at ``s``: no epoch or shuffle state to save, and
 the result does not depend on the number of DataLoader workers. Images are
 drawn with replacement, which on the long runs of SR training is the same as
 shuffling.
+
+Folders whose decoded images would take more than 2 GB (``STORE_ABOVE_BYTES``)
+are decoded once into uncompressed ``.npy`` files under
+``~/.cache/unpaired-sr/decoded`` and memory-mapped: a crop reads only its own
+pages, the operating system keeps what is used often in its page cache, and
+DataLoader workers and DDP ranks share it instead of each holding a copy.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import os
 import re
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,26 +32,89 @@ from torch.utils.data import Dataset, Sampler
 from tqdm import tqdm
 
 from common.errors import ImageReadError, UserError
-from data_tools.image_io import image_to_tensor, list_images, read_image_native
+from data_tools.image_io import image_size, image_to_tensor, list_images, read_image_native
+
+STORE_ABOVE_BYTES = 2 * 1024**3  # decoded size above which a folder is memory-mapped ($UNPAIRED_SR_STORE_ABOVE)
+STORAGE_MODES = ("auto", "memory", "memmap")
+
+
+def store_dir() -> Path:
+    """Where decoded images are kept for memory mapping (delete it to reclaim the space)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "unpaired-sr" / "decoded"
+
+
+def decoded_bytes(paths: list[Path]) -> int:
+    """What decoding ``paths`` into RGB uint8 would take, from their headers (16-bit files count 8 bits)."""
+    total = 0
+    for path in paths:
+        size = image_size(path)
+        total += 3 * size[0] * size[1] if size else 0
+    return total
+
+
+def stored_image(path: Path) -> np.ndarray:
+    """``read_image_native(path)`` as a read-only memory map of a ``.npy`` copy, decoded on first use.
+
+    The copy is named after the file's path, size and modification time, so an
+    edited image is decoded again.
+    """
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:32]
+    folder = store_dir()
+    store = folder / f"{key}.npy"
+    if not store.exists():
+        image = read_image_native(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.save(handle, image)
+            os.replace(tmp_name, store)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+    try:
+        return np.load(store, mmap_mode="r")
+    except (ValueError, OSError):  # a damaged copy (a full disk, say): decode again
+        store.unlink(missing_ok=True)
+        return read_image_native(path)
 
 
 class ImageFolderCache:
-    """The decoded images (native depth, RGB) of one folder, held in memory.
+    """The decoded images (native depth, RGB) of one folder, in memory or memory-mapped.
 
-    Unreadable files are skipped with one warning that counts them; if more
-    than ``max_bad_fraction`` of the files are unreadable, loading stops with
-    an error naming the first bad file (a wrong folder is likelier than bad luck).
+    ``storage``: ``memory`` decodes every image into RAM; ``memmap`` reads them
+    through ``stored_image``; ``auto`` (the default) memory-maps a folder whose
+    decoded size is above ``STORE_ABOVE_BYTES``. Unreadable files are skipped
+    with one warning that counts them; if more than ``max_bad_fraction`` of the
+    files are unreadable, loading stops with an error naming the first bad
+    file (a wrong folder is likelier than bad luck).
     """
 
-    def __init__(self, folder: str | Path, what: str, min_size: int = 1, max_bad_fraction: float = 0.1):
+    def __init__(
+        self,
+        folder: str | Path,
+        what: str,
+        min_size: int = 1,
+        max_bad_fraction: float = 0.1,
+        storage: str = "auto",
+    ):
+        if storage not in STORAGE_MODES:
+            raise UserError(f"data storage must be one of {', '.join(STORAGE_MODES)}, got {storage!r}")
         self.folder = Path(folder)
         paths = list_images(folder, what)
+        if storage == "auto":
+            above = int(float(os.environ.get("UNPAIRED_SR_STORE_ABOVE", STORE_ABOVE_BYTES)))
+            storage = "memmap" if decoded_bytes(paths) > above else "memory"
+        self.storage = storage
+        read = stored_image if storage == "memmap" else read_image_native
         self.names: list[str] = []
         self.images: list[np.ndarray] = []
         bad: list[str] = []
         for path in tqdm(paths, desc=f"load {what}", unit="img", leave=False, disable=len(paths) < 50):
             try:
-                image = read_image_native(path)
+                image = read(path)
             except ImageReadError as error:
                 bad.append(str(error))
                 continue

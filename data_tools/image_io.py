@@ -49,6 +49,18 @@ def set_max_pixels(limit: int) -> None:
     os.environ[MAX_PIXELS_VARIABLE] = str(int(limit))
 
 
+def image_size(path: str | Path) -> tuple[int, int] | None:
+    """``(width, height)`` as displayed (EXIF orientation applied), from the header alone; None if unknown."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8, count=1 << 20)  # headers (and EXIF) sit at the start
+    except OSError:
+        return None
+    size, orientation = _header(data)
+    if size is None:
+        return None
+    return (size[1], size[0]) if orientation >= 5 else size
+
+
 def _header(data: np.ndarray) -> tuple[tuple[int, int] | None, int]:
     """``((width, height), EXIF orientation)`` from the file's header, without decoding its pixels.
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from common.training import TrainLoopConfig
 
@@ -24,6 +24,7 @@ class FlowDataConfig:
     crop_size: int = 32  # LR crop size; the HR crop is crop_size * scale
     num_workers: int = 2
     seed: int = 0
+    storage: Literal["auto", "memory", "memmap"] = "auto"  # memmap: decoded once to ~/.cache, mapped
     # >1: of this many clean crops, the one closest to the real crop in brightness and coarse texture is used
     content_candidates: int = 1
 

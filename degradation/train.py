@@ -170,8 +170,8 @@ def train(
     )
     scale, crop = config.data.scale, config.data.crop_size
     dataset = UnpairedCrops(
-        ImageFolderCache(config.data.clean_dir, "clean HR folder", min_size=crop * scale),
-        ImageFolderCache(config.data.real_dir, "real LR folder", min_size=crop),
+        ImageFolderCache(config.data.clean_dir, "clean HR folder", min_size=crop * scale, storage=config.data.storage),
+        ImageFolderCache(config.data.real_dir, "real LR folder", min_size=crop, storage=config.data.storage),
         lr_crop_size=crop,
         scale=scale,
         seed=config.data.seed,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from common.training import TrainLoopConfig
 from degradation.config import FlowConfig, FlowDataConfig, FlowModelConfig, FlowTrainConfig
@@ -24,6 +24,7 @@ class PipelineDataConfig:
     scale: int = 4
     crop_size: int = 32  # LR crop
     num_workers: int = 2
+    storage: Literal["auto", "memory", "memmap"] = "auto"  # memmap: decoded once to ~/.cache, mapped
     seed: int = 0
     val_lr_dir: str = ""  # optional paired validation set
     val_hr_dir: str = ""
@@ -73,7 +74,15 @@ class PipelineConfig:
 def flow_stage_config(config: PipelineConfig) -> FlowConfig:
     data = config.data
     return FlowConfig(
-        data=FlowDataConfig(data.clean_dir, data.real_dir, data.scale, data.crop_size, data.num_workers, data.seed),
+        data=FlowDataConfig(
+            clean_dir=data.clean_dir,
+            real_dir=data.real_dir,
+            scale=data.scale,
+            crop_size=data.crop_size,
+            num_workers=data.num_workers,
+            seed=data.seed,
+            storage=data.storage,
+        ),
         model=config.flow,
         train=config.flow_train,
     )
@@ -83,7 +92,7 @@ def sr_stage_config(config: PipelineConfig, flow_ckpt: str) -> SRConfig:
     data = config.data
     sr_data = SRDataConfig(
         hr_dir=data.clean_dir, degradation="flow", flow_ckpt=flow_ckpt, temperature=config.train.temperature,
-        scale=data.scale, crop_size=data.crop_size, num_workers=data.num_workers, seed=data.seed,
+        scale=data.scale, crop_size=data.crop_size, num_workers=data.num_workers, seed=data.seed, storage=data.storage,
         val_lr_dir=data.val_lr_dir, val_hr_dir=data.val_hr_dir,
     )  # fmt: skip
     return SRConfig(data=sr_data, model=config.sr, train=config.sr_train)

@@ -155,8 +155,8 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
             f"{world.describe(train.batch_size)}")  # fmt: skip
     data = config.data
     dataset = UnpairedCrops(
-        ImageFolderCache(data.clean_dir, "clean HR folder", min_size=data.crop_size * data.scale),
-        ImageFolderCache(data.real_dir, "real LR folder", min_size=data.crop_size),
+        ImageFolderCache(data.clean_dir, "clean HR folder", min_size=data.crop_size * data.scale, storage=data.storage),
+        ImageFolderCache(data.real_dir, "real LR folder", min_size=data.crop_size, storage=data.storage),
         lr_crop_size=data.crop_size, scale=data.scale, seed=data.seed,
     )  # fmt: skip
     loader = DataLoader(

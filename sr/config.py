@@ -29,6 +29,7 @@ class SRDataConfig:
     scale: int = 4
     crop_size: int = 32  # LR crop; HR crop is crop_size * scale
     num_workers: int = 2
+    storage: Literal["auto", "memory", "memmap"] = "auto"  # memmap: decoded once to ~/.cache, mapped
     seed: int = 0
     val_lr_dir: str = ""  # optional paired validation set
     val_hr_dir: str = ""

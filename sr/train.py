@@ -128,11 +128,11 @@ def build_dataset(config: SRConfig) -> Dataset:
         raise UserError(f"unknown data.degradation {data.degradation!r}; choose one of {', '.join(sources)}")
     if not data.hr_dir:
         raise UserError("set --data.hr_dir (HR photos)")
-    hr = ImageFolderCache(data.hr_dir, "HR folder", min_size=data.crop_size * data.scale)
+    hr = ImageFolderCache(data.hr_dir, "HR folder", min_size=data.crop_size * data.scale, storage=data.storage)
     if data.degradation == "pairs":
         if not data.lq_dir:
             raise UserError("data.degradation=pairs needs --data.lq_dir")
-        lq = ImageFolderCache(data.lq_dir, "LQ folder", min_size=data.crop_size)
+        lq = ImageFolderCache(data.lq_dir, "LQ folder", min_size=data.crop_size, storage=data.storage)
         return PairedCrops(lq, hr, data.crop_size, data.scale, seed=data.seed)
     if data.degradation == "flow":
         if not data.flow_ckpt:

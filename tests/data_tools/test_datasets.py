@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -142,3 +143,32 @@ def test_content_matching_draws_clean_crops_like_the_real_ones(tmp_path):
     assert np.abs(content_descriptor(noisy_photo) - content_descriptor(photo)).max() < 0.15
     with pytest.raises(ValueError, match="content_candidates"):
         UnpairedCrops(clean_cache, real_cache, lr_crop_size=16, scale=4, content_candidates=0)
+
+
+def test_memory_mapped_storage_gives_the_same_samples(tmp_path, monkeypatch, photo_folder):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = photo_folder(size=64)
+    in_memory = ImageFolderCache(folder, "photos", storage="memory")
+    mapped = ImageFolderCache(folder, "photos", storage="memmap")
+    assert in_memory.storage == "memory" and mapped.storage == "memmap"
+    assert all(isinstance(image, np.memmap) for image in mapped.images)
+    for a, b in zip(in_memory.images, mapped.images):
+        np.testing.assert_array_equal(a, b)
+    first, second = (UnpairedCrops(cache, cache, lr_crop_size=8, scale=4) for cache in (in_memory, mapped))
+    for index in range(5):
+        for key, value in first[index].items():
+            torch.testing.assert_close(value, second[index][key], rtol=0, atol=0)
+    stored = sorted((tmp_path / "cache" / "unpaired-sr" / "decoded").glob("*.npy"))
+    assert len(stored) == 4
+    # auto: memory-mapped above the threshold; an edited image is decoded again.
+    monkeypatch.setenv("UNPAIRED_SR_STORE_ABOVE", "1000")
+    assert ImageFolderCache(folder, "photos").storage == "memmap"
+    write_image(folder / "coffee.png", real_photo("chelsea", 64))
+    os.utime(folder / "coffee.png", ns=(1, 1))
+    again = ImageFolderCache(folder, "photos")
+    decoded = ImageFolderCache(folder, "photos", storage="memory")
+    index = again.names.index("coffee")
+    np.testing.assert_array_equal(again.images[index], decoded.images[index])
+    assert len(list((tmp_path / "cache" / "unpaired-sr" / "decoded").glob("*.npy"))) == 5
+    with pytest.raises(UserError, match="data storage must be one of auto, memory, memmap"):
+        ImageFolderCache(folder, "photos", storage="disk")
