@@ -21,7 +21,6 @@ the SR images under ``RESULTS_DIR/NAME/``.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.cli import at_least, run_cli
+from common.cli import ArgumentParser, at_least, run_cli
 from common.errors import UserError
 from common.figures import grid, label, upscale_nearest
 from common.files import atomic_write_bytes, staged_output_dir
@@ -331,7 +330,7 @@ def format_table(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python evaluate.py", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python evaluate.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--lr", required=True, help="folder of LR test images")
     parser.add_argument("--hr", help="folder of HR ground truth, matched by name (optional)")
     parser.add_argument("--scale", type=int, default=4)

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from common.checkpoint import load_checkpoint
-from common.cli import run_cli
+from common.cli import ArgumentParser, run_cli
 from common.config import describe_fields, load_config, save_config
 from common.distributed import launched_rank
 from common.errors import TrainingStopped, UserError
@@ -96,7 +96,7 @@ def run_pipeline(config: PipelineConfig, out: str | Path, stages: tuple[str, ...
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python train_joint.py", description=__doc__.split("\n\n")[0],
         epilog="config fields:\n  " + "\n  ".join(describe_fields(PipelineConfig)),
         formatter_class=argparse.RawDescriptionHelpFormatter,

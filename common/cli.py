@@ -7,6 +7,14 @@ from collections.abc import Callable
 from common.errors import TrainingStopped, UserError
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one ``error:`` line (and exit status 2), like every other input error."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def run_cli(main: Callable[[list[str] | None], object], argv: list[str] | None = None) -> None:
     """Run ``main(argv)`` and turn a ``UserError`` into one line on stderr and exit code 2.
 

@@ -10,7 +10,6 @@ folder name. Panels without data are left out.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import matplotlib
@@ -19,7 +18,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
-from common.cli import run_cli  # noqa: E402
+from common.cli import ArgumentParser, run_cli  # noqa: E402
 from common.errors import UserError  # noqa: E402
 
 # (panel title, y label, [(tag, line style suffix)]) in drawing order.
@@ -77,7 +76,7 @@ def plot_curves(folders: list[Path], out: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m common.curves", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m common.curves", description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", type=Path, help="run folders, or folders holding several")
     parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
     args = parser.parse_args(argv)

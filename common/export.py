@@ -12,11 +12,10 @@ training with ``--data.flow_ckpt``) accepts it in place of the ``.pt`` file.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from common.checkpoint import export_weights, load_checkpoint
-from common.cli import run_cli
+from common.cli import ArgumentParser, run_cli
 from common.errors import UserError
 
 # What each part of each kind of checkpoint exports: (kind written, weights key, config key).
@@ -57,7 +56,7 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, part: str | None = None
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m common.export", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m common.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt", required=True, help="a flow, SR or joint checkpoint (.pt)")
     parser.add_argument("--out", required=True, help="the .safetensors file to write")
     parser.add_argument("--part", choices=("flow", "sr"), help="which network of a joint checkpoint")

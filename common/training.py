@@ -20,6 +20,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from common.checkpoint import load_checkpoint
+from common.cli import ArgumentParser
 from common.config import describe_fields, load_config, save_config
 from common.distributed import Distributed, any_across
 from common.errors import TrainingStopped, UserError
@@ -385,7 +386,7 @@ def prepare_out_dir(out_dir: str | Path, resuming: bool) -> Path:
 def training_main(argv: list[str] | None, *, prog: str, doc: str, schema: type, kind: str,
                   train: Callable[..., Any]) -> None:  # fmt: skip
     """The command line every training entry point shares: config, overrides, --out, --resume, --device."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=prog, description=doc.split("\n\n")[0],
         epilog="config fields:\n  " + "\n  ".join(describe_fields(schema)),
         formatter_class=argparse.RawDescriptionHelpFormatter,

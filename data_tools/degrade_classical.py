@@ -41,7 +41,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common.cli import run_cli
+from common.cli import ArgumentParser, run_cli
 from common.errors import UserError
 from data_tools.matlab_resize import downscale, mod_crop
 from data_tools.parallel import map_with_progress
@@ -300,7 +300,7 @@ def degrade_folder(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m data_tools.degrade_classical",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,

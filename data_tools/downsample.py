@@ -9,13 +9,12 @@ Command: ``python -m data_tools.downsample --input HR_DIR --output LR_DIR --scal
 
 from __future__ import annotations
 
-import argparse
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from common.cli import run_cli
+from common.cli import ArgumentParser, run_cli
 from common.errors import UserError
 from common.files import staged_output_dir
 from data_tools.image_io import list_images, read_image_native, to_float32, write_image
@@ -50,7 +49,7 @@ def downsample_folder(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m data_tools.downsample", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m data_tools.downsample", description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", required=True, help="folder of HR images")
     parser.add_argument("--output", required=True, help="folder for the LR PNGs (created)")
     parser.add_argument("--scale", type=int, default=4, choices=(2, 3, 4))

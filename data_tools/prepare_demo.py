@@ -11,7 +11,6 @@ Command: ``python -m data_tools.prepare_demo --out /tmp/demo``
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.cli import run_cli
+from common.cli import ArgumentParser, run_cli
 from data_tools.image_io import write_image
 from data_tools.make_benchmark import make_benchmark
 
@@ -110,7 +109,7 @@ def prepare_demo(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m data_tools.prepare_demo", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m data_tools.prepare_demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="benchmark folder (created)")
     parser.add_argument("--scale", type=int, default=4, choices=(2, 3, 4))
     parser.add_argument("--tile-size", type=int, default=192, help="HR tile size")

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.cli import at_least, run_cli
+from common.cli import ArgumentParser, at_least, run_cli
 from common.errors import UserError
 from common.figures import grid, upscale_nearest
 from common.training import select_device
@@ -111,7 +111,7 @@ def summary_lines(report: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m degradation.fidelity",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,

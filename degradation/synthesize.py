@@ -17,7 +17,6 @@ would). Output is a pure function of (checkpoint, image, name, seed, temperature
 
 from __future__ import annotations
 
-import argparse
 import zlib
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common.cli import at_least, run_cli
+from common.cli import ArgumentParser, at_least, run_cli
 from common.errors import UserError
 from common.files import staged_output_dir
 from common.tiling import balanced_tile
@@ -180,7 +179,7 @@ def synthesize_folder(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m degradation.synthesize", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m degradation.synthesize", description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt", required=True, help="degradation-flow (or joint) checkpoint")
     parser.add_argument("--input", required=True, help="an HR image or a folder of them (LR with --input-is-lr)")
     parser.add_argument("--output", required=True, help="folder for the LQ PNGs (created)")

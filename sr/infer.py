@@ -13,7 +13,6 @@ averages the 8 flips/rotations (x8 the time). Outputs are PNGs named like the in
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.cli import at_least, run_cli
+from common.cli import ArgumentParser, at_least, run_cli
 from common.errors import UserError
 from common.files import staged_output_dir
 from common.tiling import balanced_tile
@@ -166,7 +165,7 @@ def infer_folder(ckpt: str | Path, input_dir: str | Path, output_dir: str | Path
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sr.infer", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m sr.infer", description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt", required=True, help="SR (or joint) checkpoint")
     parser.add_argument("--input", required=True, help="an LR image or a folder of them")
     parser.add_argument("--output", required=True, help="folder for the SR PNGs (created)")
