@@ -19,6 +19,7 @@ import struct
 import tempfile
 import warnings
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -129,8 +130,22 @@ def list_inputs(path: str | Path, what: str = "input") -> list[Path]:
     return list_images(path, f"{what} folder")
 
 
+@dataclass
+class DecodedImage:
+    """What a file holds: RGB (gray repeated), its alpha channel if any, and whether it was gray."""
+
+    rgb: np.ndarray  # (H, W, 3), the file's own depth
+    alpha: np.ndarray | None  # (H, W), same depth
+    gray: bool
+
+
 def read_image_native(path: str | Path) -> np.ndarray:
     """Decode ``path`` to an RGB array (H, W, 3) of its own depth: uint8, uint16 or float32."""
+    return decode_image(path).rgb
+
+
+def decode_image(path: str | Path) -> DecodedImage:
+    """Decode ``path`` keeping what RGB readers drop (alpha, grayness), for tools that write it back."""
     path = Path(path)
     try:
         data = np.fromfile(path, dtype=np.uint8)
@@ -151,22 +166,19 @@ def read_image_native(path: str | Path) -> np.ndarray:
     if image.dtype not in (np.uint8, np.uint16, np.float32):
         raise ImageReadError(f"image {path} has unsupported sample type {image.dtype}")
     if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    elif image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    elif image.shape[2] == 2:  # gray + alpha
-        image = np.repeat(image[:, :, :1], 3, axis=2)
-    elif image.shape[2] == 4:  # BGRA
-        image = image[:, :, [2, 1, 0]]
-    elif image.shape[2] == 3:  # BGR
-        image = image[:, :, ::-1]
-    else:
-        raise ImageReadError(f"image {path} has {image.shape[2]} channels; expected 1 to 4")
+        image = image[:, :, None]
+    channels = image.shape[2]
+    if channels not in (1, 2, 3, 4):
+        raise ImageReadError(f"image {path} has {channels} channels; expected 1 to 4")
     if image.dtype == np.float32:
         if not np.isfinite(image).all():
             raise ImageReadError(f"image {path} holds NaN or infinite values")
         image = np.clip(image, 0.0, 1.0)
-    return np.ascontiguousarray(apply_orientation(image, orientation))
+    image = apply_orientation(image, orientation)
+    gray = channels in (1, 2)
+    rgb = np.repeat(image[:, :, :1], 3, axis=2) if gray else np.ascontiguousarray(image[:, :, 2::-1])  # from BGR
+    alpha = np.ascontiguousarray(image[:, :, -1]) if channels in (2, 4) else None
+    return DecodedImage(rgb, alpha, gray)
 
 
 def to_float32(image: np.ndarray) -> np.ndarray:
@@ -194,6 +206,17 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip(image, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
+def to_uint16(image: np.ndarray) -> np.ndarray:
+    """Float image in [0, 1] -> uint16 with rounding (uint16 passes through, uint8 is widened)."""
+    if image.dtype == np.uint16:
+        return image
+    if image.dtype == np.uint8:
+        return image.astype(np.uint16) * 257
+    if not np.isfinite(image).all():
+        raise UserError("refusing to write an image with NaN or infinite values")
+    return (np.clip(image, 0.0, 1.0) * 65535.0).round().astype(np.uint16)
+
+
 def write_image(path: str | Path, image: np.ndarray, jpeg_quality: int = 95) -> None:
     """Write an RGB (H, W, 3) or gray (H, W) image atomically; format from the extension.
 
@@ -218,12 +241,13 @@ def write_image(path: str | Path, image: np.ndarray, jpeg_quality: int = 95) -> 
 
 
 class PngStripWriter:
-    """Write an 8-bit RGB PNG strip by strip, so that the whole image never has to be in memory.
+    """Write a PNG strip by strip, so that the whole image never has to be in memory.
 
-        with PngStripWriter(path, width, height) as png:
-            for rows in strips:          # uint8 (h, width, 3), top to bottom
+        with PngStripWriter(path, width, height, channels=3, bit_depth=8) as png:
+            for rows in strips:          # uint8 (or uint16) (h, width, channels), top to bottom
                 png.write_rows(rows)
 
+    ``channels``: 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA; ``bit_depth`` 8 or 16.
     Each row is filtered with PNG's "Sub" filter (the difference to the pixel
     on its left, which photos compress well with) and fed to one zlib stream;
     the file appears at ``path`` only when every row was written (temporary
@@ -232,32 +256,43 @@ class PngStripWriter:
 
     SIGNATURE = b"\x89PNG\r\n\x1a\n"
     CHUNK_BYTES = 1 << 16
+    COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type
 
-    def __init__(self, path: str | Path, width: int, height: int):
+    def __init__(self, path: str | Path, width: int, height: int, channels: int = 3, bit_depth: int = 8):
+        if channels not in self.COLOUR_TYPES or bit_depth not in (8, 16):
+            raise ValueError(f"PNG strips need 1-4 channels and 8 or 16 bits, got {channels} and {bit_depth}")
         self.path, self.width, self.height = Path(path), width, height
+        self.channels, self.bit_depth = channels, bit_depth
+        self.dtype = np.dtype(np.uint8) if bit_depth == 8 else np.dtype(np.uint16)
         self.rows_written = 0
         self._compressor = zlib.compressobj(6)
         self._pending = bytearray()
         fd, self._tmp_name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
         self._file = os.fdopen(fd, "wb")
         self._file.write(self.SIGNATURE)
-        self._chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))  # 8-bit RGB, no interlace
+        header = struct.pack(">IIBBBBB", width, height, bit_depth, self.COLOUR_TYPES[channels], 0, 0, 0)
+        self._chunk(b"IHDR", header)  # no interlace
 
     def _chunk(self, kind: bytes, data: bytes) -> None:
         self._file.write(struct.pack(">I", len(data)) + kind + data)
         self._file.write(struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
 
     def write_rows(self, rows: np.ndarray) -> None:
-        """Append uint8 rows ``(h, width, 3)``."""
-        if rows.dtype != np.uint8 or rows.ndim != 3 or rows.shape[1:] != (self.width, 3):
-            raise ValueError(f"expected uint8 rows (h, {self.width}, 3), got {rows.dtype} {rows.shape}")
+        """Append rows ``(h, width, channels)`` of the writer's depth."""
+        if rows.dtype != self.dtype or rows.ndim != 3 or rows.shape[1:] != (self.width, self.channels):
+            raise ValueError(
+                f"expected {self.dtype} rows (h, {self.width}, {self.channels}), got {rows.dtype} {rows.shape}"
+            )
         if self.rows_written + len(rows) > self.height:
             raise ValueError(f"more than the {self.height} rows the header announced")
-        flat = rows.reshape(len(rows), -1)
+        rows = np.ascontiguousarray(rows.astype(">u2") if self.bit_depth == 16 else rows)  # PNG is big-endian
+        flat = rows.view(np.uint8)
+        flat = flat.reshape(len(rows), -1)
+        step = self.channels * self.bit_depth // 8  # bytes per pixel: Sub subtracts the pixel to the left
         filtered = np.empty((len(rows), flat.shape[1] + 1), np.uint8)
         filtered[:, 0] = 1  # the Sub filter
-        filtered[:, 1:4] = flat[:, :3]
-        np.subtract(flat[:, 3:], flat[:, :-3], out=filtered[:, 4:])  # wraps modulo 256, as PNG wants
+        filtered[:, 1 : 1 + step] = flat[:, :step]
+        np.subtract(flat[:, step:], flat[:, :-step], out=filtered[:, 1 + step :])  # modulo 256, as PNG wants
         self._pending += self._compressor.compress(filtered.tobytes())
         self._flush(self.CHUNK_BYTES)
         self.rows_written += len(rows)
