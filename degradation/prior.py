@@ -70,7 +70,7 @@ class LevelShift(nn.Module):
         factor = self.noise_factor.double()
         return torch.diag(scale**2) + factor @ factor.T
 
-    def _mean_and_log_gain(self, cond: torch.Tensor | None, like: torch.Tensor):
+    def _mean_and_log_gain(self, cond: torch.Tensor | None):
         mean = self.mean[None, :, None, None]
         if self.local is None:
             return mean, None
@@ -85,7 +85,7 @@ class LevelShift(nn.Module):
         Shapes ``(B*H*W, C, 1)`` (float64) and ``(B*H*W,)``, or ``(1,)`` when the covariance is shared.
         """
         channels = eps.shape[1]
-        mean, log_gain = self._mean_and_log_gain(cond, eps)
+        mean, log_gain = self._mean_and_log_gain(cond)
         centred = (eps - mean).double().permute(0, 2, 3, 1).reshape(-1, channels, 1)  # one vector per position
         if log_gain is None:
             chol = torch.linalg.cholesky(self.covariance())[None]
@@ -121,7 +121,7 @@ class LevelShift(nn.Module):
         self, clean_eps: torch.Tensor, noise: torch.Tensor, temperature: float, cond: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Clean latents -> real ones: ``mu(c) + a * eps + temperature * g(c) * (M noise)`` (differentiable)."""
-        mean, log_gain = self._mean_and_log_gain(cond, clean_eps)
+        mean, log_gain = self._mean_and_log_gain(cond)
         scale = self.content_scale()[None, :, None, None]
         fresh = torch.einsum("ij,bjhw->bihw", self.noise_factor, noise)
         if log_gain is not None:

@@ -50,6 +50,7 @@ from degradation.adversarial import (
 )
 from degradation.checkpoint import FLOW_KIND, build_flow
 from degradation.config import FlowConfig
+from degradation.encoder import LOW_PASS_FACTOR
 from degradation.flow import DegradationFlow, FlowObjective, count_parameters, domain_bits_per_dim
 from degradation.moments import DetailMoments
 
@@ -113,7 +114,7 @@ def train(
     """
     if not config.data.clean_dir or not config.data.real_dir:
         raise UserError("set both --data.clean_dir (HR photos) and --data.real_dir (real LR images)")
-    multiple = max(2**config.model.num_levels, 4)
+    multiple = max(2**config.model.num_levels, LOW_PASS_FACTOR)  # DegradationFlow.size_multiple
     if config.data.crop_size % multiple:
         raise UserError(
             f"data.crop_size must be a multiple of {multiple} for {config.model.num_levels} levels, "

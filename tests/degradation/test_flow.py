@@ -142,7 +142,7 @@ def test_conditional_level_shift_density_and_transfer_agree():
         level.local.weight.normal_(std=0.3)
         level.local.bias.normal_(std=0.3)
     eps, cond = torch.randn(2, 3, 2, 3), torch.randn(2, 2, 2, 3)
-    mean, log_gain = level._mean_and_log_gain(cond, eps)
+    mean, log_gain = level._mean_and_log_gain(cond)
     gain = torch.exp(log_gain)
     scale = level.content_scale()
     factor = level.noise_factor
