@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from common.errors import UserError
 
@@ -18,13 +19,19 @@ def _current_umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder, fsync, then rename."""
+@contextmanager
+def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary file that appears at ``path`` only if the block ends without error.
+
+    It is written to a temporary file in the same folder, fsynced and renamed
+    over ``path``; on an error (or a kill) the temporary is removed (or swept
+    by ``sweep_temporaries``) and ``path`` is untouched.
+    """
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         # mkstemp makes the file private (0600); give it the mode a plain open() would have.
@@ -34,6 +41,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     _fsync_folder(path.parent)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder, fsync, then rename."""
+    with atomic_file(path) as handle:
+        handle.write(data)
 
 
 def sweep_temporaries(folder: str | Path, name: str = "*") -> list[Path]:

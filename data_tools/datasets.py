@@ -21,7 +21,6 @@ import hashlib
 import itertools
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +31,9 @@ from torch.utils.data import Dataset, Sampler
 from tqdm import tqdm
 
 from common.errors import ImageReadError, UserError
-from data_tools.image_io import image_size, image_to_tensor, list_images, read_image_native
+from common.files import atomic_file
+from common.registry import cache_dir
+from data_tools.image_io import image_size, image_to_tensor, list_images, read_image_native, to_float32
 
 STORE_ABOVE_BYTES = 2 * 1024**3  # decoded size above which a folder is memory-mapped ($UNPAIRED_SR_STORE_ABOVE)
 STORAGE_MODES = ("auto", "memory", "memmap")
@@ -40,8 +41,7 @@ STORAGE_MODES = ("auto", "memory", "memmap")
 
 def store_dir() -> Path:
     """Where decoded images are kept for memory mapping (delete it to reclaim the space)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "unpaired-sr" / "decoded"
+    return cache_dir() / "decoded"
 
 
 def decoded_bytes(paths: list[Path]) -> int:
@@ -66,14 +66,8 @@ def stored_image(path: Path) -> np.ndarray:
     if not store.exists():
         image = read_image_native(path)
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.save(handle, image)
-            os.replace(tmp_name, store)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+        with atomic_file(store) as handle:
+            np.save(handle, image)
     try:
         return np.load(store, mmap_mode="r")
     except (ValueError, OSError):  # a damaged copy (a full disk, say): decode again
@@ -169,7 +163,7 @@ def content_descriptor(crop: np.ndarray) -> np.ndarray:
     of the crop's luma averaged to an 8 x 8 grid: at that scale an LR crop and
     its HR original look alike, and noise or blur hardly change it.
     """
-    luma = to_unit_float(crop) @ LUMA_WEIGHTS
+    luma = to_float32(crop) @ LUMA_WEIGHTS
     cell_h, cell_w = luma.shape[0] // CONTENT_GRID, luma.shape[1] // CONTENT_GRID
     if cell_h == 0 or cell_w == 0:
         raise ValueError(f"a crop of {luma.shape[1]}x{luma.shape[0]} is too small for the content descriptor")
@@ -177,14 +171,6 @@ def content_descriptor(crop: np.ndarray) -> np.ndarray:
     cells = cells.reshape(CONTENT_GRID, cell_h, CONTENT_GRID, cell_w).mean(axis=(1, 3))
     texture = np.abs(np.diff(cells, axis=0)).mean() + np.abs(np.diff(cells, axis=1)).mean()
     return np.array([cells.mean(), np.log(texture + 0.005)], np.float32)
-
-
-def to_unit_float(image: np.ndarray) -> np.ndarray:
-    if image.dtype == np.uint8:
-        return image.astype(np.float32) / 255
-    if image.dtype == np.uint16:
-        return image.astype(np.float32) / 65535
-    return image.astype(np.float32, copy=False)
 
 
 # How far apart two descriptors are: 0.1 in mean luma counts as much as a factor e in texture.

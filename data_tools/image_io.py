@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import os
 import struct
-import tempfile
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from common.errors import ImageReadError, UserError
-from common.files import atomic_write_bytes
+from common.files import atomic_file, atomic_write_bytes
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_MAX_PIXELS = 200_000_000  # e.g. 14000 x 14000: 2.4 GB as float32 RGB
@@ -267,8 +266,8 @@ class PngStripWriter:
         self.rows_written = 0
         self._compressor = zlib.compressobj(6)
         self._pending = bytearray()
-        fd, self._tmp_name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        self._file = os.fdopen(fd, "wb")
+        self._writing = atomic_file(self.path)
+        self._file = self._writing.__enter__()
         self._file.write(self.SIGNATURE)
         header = struct.pack(">IIBBBBB", width, height, bit_depth, self.COLOUR_TYPES[channels], 0, 0, 0)
         self._chunk(b"IHDR", header)  # no interlace
@@ -308,11 +307,7 @@ class PngStripWriter:
         self._pending += self._compressor.flush()
         self._flush(1)
         self._chunk(b"IEND", b"")
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.chmod(self._tmp_name, 0o666 & ~_current_umask())
-        os.replace(self._tmp_name, self.path)
+        self._writing.__exit__(None, None, None)
 
     def __enter__(self) -> PngStripWriter:
         return self
@@ -320,15 +315,8 @@ class PngStripWriter:
     def __exit__(self, kind, error, traceback) -> None:
         if kind is None:
             self.close()
-        else:
-            self._file.close()
-            Path(self._tmp_name).unlink(missing_ok=True)
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        else:  # the temporary goes, ``path`` stays as it was
+            self._writing.__exit__(kind, error, traceback)
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
