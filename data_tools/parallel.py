@@ -19,6 +19,12 @@ def worker_count(requested: int, num_items: int) -> int:
     return max(1, min(requested or available, num_items))
 
 
+def _one_thread_per_worker() -> None:
+    # Runs before any task is unpickled, so before the worker imports torch or cv2.
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[variable] = "1"
+
+
 def map_with_progress(
     function: Callable[[Item], Result], items: Sequence[Item], num_workers: int = 0, desc: str = ""
 ) -> list[Result]:
@@ -33,7 +39,12 @@ def map_with_progress(
     if processes == 1:
         with tqdm(items, desc=desc, unit="img", leave=False) as bar:
             return [function(item) for item in bar]
-    with multiprocessing.get_context().Pool(processes) as pool:
+    # Spawned, not forked: a fork of a process whose OpenMP pool is already
+    # running (torch after its first operation, a test runner) can deadlock in
+    # the child's first parallel region. One thread per worker, since the
+    # workers already use every core between them.
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(processes, initializer=_one_thread_per_worker) as pool:
         iterator: Iterable[Result] = pool.imap(function, items, chunksize=1)
         with tqdm(iterator, total=len(items), desc=desc, unit="img", leave=False) as bar:
             return list(bar)

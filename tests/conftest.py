@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,21 @@ import torch
 from data_tools.image_io import write_image
 
 torch.set_num_threads(2)
+
+# No test takes a minute here; one that runs for ten is hung (a deadlocked
+# subprocess, say). pytest prints every thread's stack then (faulthandler_timeout
+# in pyproject.toml) and this ends the run half a minute later, so CI fails with
+# the place of the hang instead of idling to its time limit.
+HUNG_TEST_SECONDS = 630
+
+
+@pytest.fixture(autouse=True)
+def fail_a_hung_test():
+    timer = threading.Timer(HUNG_TEST_SECONDS, os._exit, args=(1,))
+    timer.daemon = True
+    timer.start()
+    yield
+    timer.cancel()
 
 
 def real_photo(name: str = "astronaut", size: int | None = None) -> np.ndarray:

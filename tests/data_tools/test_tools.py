@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+from functools import partial
 
 import numpy as np
 import pytest
+import torch
 
 from common.errors import UserError
 from data_tools.degrade_classical import PRESETS, degrade, degrade_folder, image_rng
@@ -14,6 +17,7 @@ from data_tools.extract_subimages import crop_positions, extract_subimages
 from data_tools.image_io import list_images, read_image, read_image_native, write_image
 from data_tools.make_benchmark import make_benchmark, split_photos
 from data_tools.matlab_resize import downscale
+from data_tools.parallel import map_with_progress
 from data_tools.prepare_demo import prepare_demo
 from tests.conftest import real_photo
 
@@ -25,6 +29,16 @@ def test_crop_positions_follow_div2k_preparation():
     assert crop_positions(960, 480, 240) == [0, 240, 480]  # exact fit: nothing added
     assert crop_positions(1000, 480, 240, thresh_size=40) == [0, 240, 480]  # 40 px left over: ignored
     assert crop_positions(1000, 480, 240, thresh_size=39) == [0, 240, 480, 520]
+
+
+def test_pool_workers_are_spawned_with_one_thread_each():
+    # The caller has run torch's OpenMP pool (as every test process has); forked
+    # workers of such a process can deadlock, spawned ones start clean.
+    torch.ones(256, 256).mm(torch.ones(256, 256))
+    callers_setting = os.environ.get("OMP_NUM_THREADS")
+    thread_setting = partial(os.getenv, "OMP_NUM_THREADS")
+    assert map_with_progress(thread_setting, ["unset"] * 3, num_workers=2) == ["1", "1", "1"]
+    assert os.environ.get("OMP_NUM_THREADS") == callers_setting
 
 
 def test_extract_subimages_covers_the_image(tmp_path):
