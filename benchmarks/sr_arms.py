@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500, help="SR training steps per arm")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--crop-size", type=int, default=32, help="LR crop")
-    parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {','.join(ARMS)}")
     parser.add_argument("--out", default="runs/sr_arms")

@@ -55,6 +55,9 @@ class FlowModelConfig:
     keep_low_pass_sigma: float = 0.0  # samples keep the clean image's content below this scale (LR px; 0: off)
     sees_image: bool = True  # couplings see the image (Glow); false: the condition only (affine given it)
     clean_only_flow: bool = False  # the flow learns from clean images only; real ones train the domain shift
+    # Noise estimated in the image from both sets' quietest patches (degradation/noise.py) replaces the
+    # latent shift's fresh noise in samples; false: the latent noise, as before (README: fidelity)
+    image_noise: bool = True
 
 
 @dataclass

@@ -56,7 +56,7 @@ def check_fidelity(
     """The report (a dict) and the figure of the two-sample check."""
     flow, config = load_flow(ckpt, select_device(device))
     scale = config.data.scale
-    temperature = 0.8 if temperature is None else temperature
+    temperature = 1.0 if temperature is None else temperature
     clean_hr = read_folder(clean_dir, "clean folder", scale, max_images)
     real_by_name = read_folder(real_dir, "real folder", 1, max_images)
     real = list(real_by_name.values())
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clean-dir", required=True, help="clean HR photos (other than the ones the flow trained on)")
     parser.add_argument("--real-dir", required=True, help="real LR images")
     parser.add_argument("--out", required=True, help="folder for fidelity.json and fidelity.png")
-    parser.add_argument("--temperature", type=at_least(0.0, float), default=0.8)
+    parser.add_argument("--temperature", type=at_least(0.0, float), default=1.0)
     parser.add_argument("--steps", type=at_least(1), default=300, help="classifier training steps")
     parser.add_argument("--max-images", type=at_least(1), help="use at most this many images of each folder")
     parser.add_argument("--seed", type=int, default=0)

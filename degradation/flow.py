@@ -22,6 +22,7 @@ from torch import nn
 from common.filters import gaussian_blur
 from degradation.encoder import LOW_PASS_FACTOR, ConditionEncoder
 from degradation.layers import ActNorm, ConditionalAffineCoupling, ConditionalGaussianize, InvertibleConv1x1, Squeeze
+from degradation.noise import PATCH, ImageNoise
 from degradation.prior import DomainShift
 
 
@@ -114,6 +115,8 @@ class DegradationFlow(nn.Module):
             channels = kept
         self.level_channels = level_channels
         self.shift = DomainShift(level_channels, cond_channels if conditional_shift else 0, seed=seed)
+        # Estimated from the training images, not learned (degradation/noise.py); zero until then.
+        self.image_noise = ImageNoise()
 
     @property
     def size_multiple(self) -> int:
@@ -169,6 +172,11 @@ class DegradationFlow(nn.Module):
         latents, logdet = self.encode(image, cond)
         return self.shift.log_prob(latents, real=real, cond=cond) + logdet
 
+    def noise_shapes(self, height: int, width: int) -> list[tuple[int, int, int]]:
+        """Shapes of the noise ``degrade`` uses: each level's latent, then the white field of the image noise."""
+        margin = PATCH - 1  # the image noise is a valid convolution of a slightly larger white field
+        return [*self.latent_shapes(height, width), (self.in_channels, height + margin, width + margin)]
+
     def sample_noise(
         self,
         batch: int,
@@ -177,10 +185,27 @@ class DegradationFlow(nn.Module):
         generator: torch.Generator | None = None,
         device: torch.device | str = "cpu",
     ) -> list[torch.Tensor]:
-        """Standard normal noise for each level's latent (drawn on ``generator``'s device, then moved)."""
+        """Standard normal noise of ``noise_shapes`` (drawn on ``generator``'s device, then moved)."""
         return [
-            torch.randn((batch, *shape), generator=generator).to(device) for shape in self.latent_shapes(height, width)
+            torch.randn((batch, *shape), generator=generator).to(device) for shape in self.noise_shapes(height, width)
         ]
+
+    def crop_noise(self, noise: list[torch.Tensor], top: int, left: int, height: int, width: int) -> list[torch.Tensor]:
+        """The part of a whole image's noise that a ``height`` x ``width`` tile at (top, left) uses.
+
+        A tile degraded with it gets the same image noise as that region of the
+        whole image, and the same latent noise. ``top`` and ``left`` must be
+        multiples of ``size_multiple``.
+        """
+        tiles = []
+        for level, level_noise in enumerate(noise[: self.num_levels]):
+            factor = 2 ** (level + 1)
+            tiles.append(
+                level_noise[:, :, top // factor : (top + height) // factor, left // factor : (left + width) // factor]
+            )
+        white = noise[self.num_levels]
+        tiles.append(white[:, :, top : top + height + PATCH - 1, left : left + width + PATCH - 1])
+        return tiles
 
     def degrade(
         self,
@@ -194,7 +219,11 @@ class DegradationFlow(nn.Module):
         Encode the clean image, move its latents to the real domain
         (``mu + a * eps + temperature * M noise``), decode with the clean
         image's condition, and put back the clean image's low-pass content (see
-        ``keep_low_pass_sigma``). Differentiable with respect to the flow's parameters.
+        ``keep_low_pass_sigma``). With an image-noise estimate (the default for
+        a flow trained by this version), the latents move without fresh noise
+        (the flow keeps what it does to the content: blur, compression, casts)
+        and the noise is the estimated image noise at ``temperature``.
+        Differentiable with respect to the flow's parameters.
         """
         cond = self.condition(clean_lr)
         latents, _ = self.encode(clean_lr, cond)
@@ -202,9 +231,14 @@ class DegradationFlow(nn.Module):
             noise = self.sample_noise(
                 clean_lr.shape[0], *clean_lr.shape[2:], generator=generator, device=clean_lr.device
             )
-        synthesized = self.decode(self.shift.transfer(latents, noise, temperature, cond), cond)
+        image_noise = self.image_noise.is_estimated
+        latent_temperature = 0.0 if image_noise else temperature
+        moved = self.shift.transfer(latents, noise[: self.num_levels], latent_temperature, cond)
+        synthesized = self.decode(moved, cond)
         if self.keep_low_pass_sigma > 0:
             synthesized = synthesized - gaussian_blur(synthesized - clean_lr, self.keep_low_pass_sigma)
+        if image_noise:
+            synthesized = synthesized + temperature * self.image_noise(clean_lr, noise[self.num_levels])
         return synthesized
 
 

@@ -1,7 +1,7 @@
 """Degrade clean images the way the real source would, with a trained flow.
 
     python -m degradation.synthesize --ckpt CKPT --input HR_DIR --output LQ_DIR \\
-        --scale 4 --temperature 0.8 --n-samples 1 --seed 0
+        --scale 4 --temperature 1.0 --n-samples 1 --seed 0
 
 HR -> clean LR (MATLAB bicubic, 8-bit) -> encode -> domain shift with fresh
 noise scaled by the temperature -> decode -> LQ PNGs with the input's names
@@ -100,19 +100,8 @@ def degrade_image(
     for first in range(0, len(boxes), batch_size):
         chunk = boxes[first : first + batch_size]
         tiles = torch.cat([image[:, :, top : top + tile_h, left : left + tile_w] for top, left in chunk])
-        tile_noise = []
-        for level, level_noise in enumerate(noise):
-            factor = 2 ** (level + 1)
-            tile_noise.append(
-                torch.cat(
-                    [
-                        level_noise[
-                            :, :, top // factor : (top + tile_h) // factor, left // factor : (left + tile_w) // factor
-                        ]
-                        for top, left in chunk
-                    ]
-                )
-            )
+        crops = [flow.crop_noise(noise, top, left, tile_h, tile_w) for top, left in chunk]
+        tile_noise = [torch.cat(parts) for parts in zip(*crops)]
         degraded = flow.degrade(tiles, temperature, noise=tile_noise)
         for (top, left), tile in zip(chunk, degraded):
             total[:, top : top + tile_h, left : left + tile_w] += tile * weight
@@ -131,7 +120,7 @@ def synthesize_folder(
     input_dir: str | Path,
     output_dir: str | Path,
     scale: int | None = None,
-    temperature: float = 0.8,
+    temperature: float = 1.0,
     n_samples: int = 1,
     seed: int = 0,
     input_is_lr: bool = False,
@@ -184,7 +173,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--input", required=True, help="an HR image or a folder of them (LR with --input-is-lr)")
     parser.add_argument("--output", required=True, help="folder for the LQ PNGs (created)")
     parser.add_argument("--scale", type=int, choices=(2, 3, 4), help="HR -> LR factor (default: the flow's)")
-    parser.add_argument("--temperature", type=at_least(0.0, float), default=0.8, help="scales the noise (0: none)")
+    parser.add_argument(
+        "--temperature", type=at_least(0.0, float), default=1.0, help="scales the noise (0: none; 1: as estimated)"
+    )
     parser.add_argument("--n-samples", type=at_least(1), default=1, help="LQ versions per image")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--input-is-lr", action="store_true", help="the inputs are already clean LR")

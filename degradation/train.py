@@ -48,11 +48,12 @@ from degradation.adversarial import (
     generator_loss,
     quantize_8bit,
 )
-from degradation.checkpoint import FLOW_KIND, build_flow
+from degradation.checkpoint import FLOW_KIND, build_flow, with_image_noise
 from degradation.config import FlowConfig
 from degradation.encoder import LOW_PASS_FACTOR
 from degradation.flow import DegradationFlow, FlowObjective, count_parameters, domain_bits_per_dim
 from degradation.moments import DetailMoments
+from degradation.noise import estimate_from_training_sets
 
 SAMPLE_TEMPERATURES = (0.5, 0.8, 1.0)
 
@@ -150,7 +151,7 @@ def train(
                 f"{resume} was trained with model settings {saved_model}, the config asks for "
                 f"{config.model}; drop --config to use the checkpoint's own"
             )
-        flow.load_state_dict(state["model"])
+        flow.load_state_dict(with_image_noise(flow, state["model"]))
         rate_changes = restore_optimizer(optimizer, scheduler, state["optimizer"], state["scheduler"], "train.lr")
         guard.load_state_dict(state["guard"])
         if discriminator is not None and "discriminator" in state:
@@ -178,6 +179,11 @@ def train(
         seed=config.data.seed,
         content_candidates=config.data.content_candidates,
     )
+    if config.model.image_noise and resume is None:
+        # Every rank estimates from the same images, so all hold the same noise without a broadcast.
+        estimate = estimate_from_training_sets(dataset.clean_hr.images, dataset.real_lr.images, scale)
+        flow.image_noise.load_estimate(estimate)
+        out.log(f"image noise {estimate.describe()}")
     loader = DataLoader(
         dataset,
         batch_size=config.train.batch_size,

@@ -54,7 +54,7 @@ class JointTrainConfig(TrainLoopConfig):
     cycle_sr_weight: float = 0.0  # SR loss in the flow's loss (CycleSR's cycleSR_lam); > 0 hurt: see README
     nll_weight: float = 1.0  # weight of the flow's own likelihood loss (both domains)
     content_penalty: float = 0.01
-    temperature: float = 0.8
+    temperature: float = 1.0
     ema_decay: float = 0.999
     val_every: int = 1000
     sample_every: int = 1000

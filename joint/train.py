@@ -38,7 +38,7 @@ from common.training import (
 )
 from data_tools.datasets import ImageFolderCache, StepSampler, UnpairedCrops, dequant_noise_batch
 from data_tools.matlab_resize import clean_lr_from_hr
-from degradation.checkpoint import build_flow, load_flow
+from degradation.checkpoint import build_flow, load_flow, with_image_noise
 from degradation.flow import DegradationFlow, domain_bits_per_dim
 from degradation.train import flow_optimizer, sample_figure
 from joint.config import PipelineConfig, flow_stage_config, sr_stage_config
@@ -130,7 +130,7 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
     start_step, rate_changes = 0, []
     if resume is not None:
         state = load_checkpoint(resume, JOINT_KIND, resume=True)
-        flow.load_state_dict(state["flow"])
+        flow.load_state_dict(with_image_noise(flow, state["flow"]))
         sr.load_state_dict(state["sr"])
         ema.load_state_dict({"module": state["sr_ema"], "updates": state["ema_updates"]})
         rate_changes = restore_optimizer(

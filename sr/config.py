@@ -25,7 +25,7 @@ class SRDataConfig:
     degradation: str = "bicubic"  # pairs | flow | bicubic | noise_jpeg | realesrgan | camera
     lq_dir: str = ""  # with degradation=pairs: LQ images named like the HR ones
     flow_ckpt: str = ""  # with degradation=flow: a trained degradation flow
-    temperature: float = 0.8  # with degradation=flow
+    temperature: float = 1.0  # with degradation=flow
     scale: int = 4
     crop_size: int = 32  # LR crop; HR crop is crop_size * scale
     num_workers: int = 2

@@ -130,6 +130,16 @@ def trained_flow(tmp_path_factory) -> Path:
     return tmp_path / "run" / "checkpoints" / "last.pt"
 
 
+def test_training_estimates_the_image_noise_and_logs_it(trained_flow):
+    # The fixture's "real" images carry white noise of std 0.05 (12.8 levels) in every channel.
+    flow, _ = load_flow(trained_flow)
+    noise = flow.image_noise
+    rgb_std = torch.sqrt((noise.gains[:, None, :] ** 2 * noise.axes[None] ** 2).sum(dim=2)) * 255
+    assert rgb_std.min() > 8 and rgb_std.max() < 18, rgb_std
+    log = (trained_flow.parents[1] / "train.log").read_text()
+    assert "image noise std R/G/B x255 by brightness (0.0-0.2: " in log
+
+
 def test_synthesize_is_seeded_and_names_samples(tmp_path, trained_flow, photo_folder):
     photos = photo_folder(size=64)
     synthesize_folder(trained_flow, photos, tmp_path / "a", temperature=0.8, n_samples=2, seed=1, device="cpu")
@@ -154,11 +164,17 @@ def test_synthesize_is_seeded_and_names_samples(tmp_path, trained_flow, photo_fo
         synthesize_folder(trained_flow, photos, tmp_path / "x2", scale=2, device="cpu")
 
 
-def test_tiles_show_no_seams(trained_flow):
+@pytest.mark.parametrize("noise", ["image", "latent"])
+def test_tiles_show_no_seams(trained_flow, noise):
     flow, _ = load_flow(trained_flow)
-    with torch.no_grad():  # a flow that really degrades: a strong noise factor
-        for level in flow.shift.levels:
-            level.noise_factor.mul_(4)
+    assert flow.image_noise.is_estimated  # training estimated it
+    with torch.no_grad():  # a flow that really degrades: strong noise of either kind
+        if noise == "image":
+            flow.image_noise.gains.fill_(0.05)
+        else:
+            flow.image_noise.gains.zero_()
+            for level in flow.shift.levels:
+                level.noise_factor.mul_(4)
     clean = image_to_tensor(real_photo("chelsea")[:96, :128])
     whole = degrade_image(flow, clean, 1.0, seed=5, tile_size=512)
     tiled = degrade_image(flow, clean, 1.0, seed=5, tile_size=32, overlap=16, batch_size=3)

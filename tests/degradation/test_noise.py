@@ -1,0 +1,146 @@
+"""The image-space noise: estimated from unpaired sets' quietest patches, sampled with its level, colour and grain."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from common.checkpoint import load_checkpoint, save_checkpoint
+from degradation.checkpoint import build_flow, load_flow
+from degradation.config import FlowModelConfig
+from degradation.noise import NUM_BINS, PATCH, ImageNoise, NoiseEstimate, estimate_noise
+from tests.conftest import real_photo
+
+LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def small(name: str) -> np.ndarray:
+    """A bundled photo at a quarter of its size: LR-like, clean."""
+    photo = real_photo(name)
+    return cv2.resize(photo, (photo.shape[1] // 4, photo.shape[0] // 4), interpolation=cv2.INTER_AREA)
+
+
+def camera_noise(image: np.ndarray, rng: np.random.Generator, grain_sigma: float = 0.0) -> np.ndarray:
+    """Noise that is strongest in the dark (std 0.05 - 0.04 * luma), mostly luma, optionally grainy."""
+    std = 0.05 - 0.04 * (image @ LUMA)
+    luma = rng.standard_normal(image.shape[:2])
+    if grain_sigma:
+        luma = cv2.GaussianBlur(luma, (0, 0), grain_sigma)
+        luma /= luma.std()
+    noise = 0.9 * luma[..., None] + 0.45 * rng.standard_normal(image.shape)
+    return np.round(np.clip(image + noise * std[..., None], 0, 1) * 255) / 255
+
+
+def expected_std(brightness: float) -> float:
+    return (0.05 - 0.04 * brightness) * np.sqrt(0.9**2 + 0.45**2)
+
+
+def test_the_estimate_follows_brightness_and_finds_the_noise_mostly_luma():
+    rng = np.random.default_rng(0)
+    clean = [small(name) for name in ("astronaut", "coffee", "chelsea")]
+    estimate = estimate_noise(clean, [camera_noise(image, rng) for image in clean])
+    measured = estimate.rgb_std().mean(axis=1)
+    # Measured: 8.1/8.8/8.8/6.5/4.4 levels against 11.8/9.8/7.7/5.6/3.6 (the darkest bin loses to clipping at 0).
+    for bin_index in range(1, NUM_BINS):
+        truth = expected_std(estimate.brightness[bin_index])
+        assert measured[bin_index] == pytest.approx(truth, rel=0.3), (bin_index, measured * 255, truth * 255)
+    assert measured[1] > 1.5 * measured[4]  # signal-dependent: stronger in the dark
+    luma_axis = estimate.axes[:, 0] * np.sign(estimate.axes[:, 0].sum())
+    assert np.allclose(luma_axis, 1 / np.sqrt(3), atol=0.1)  # the strongest axis moves R, G and B together
+    assert estimate.gains[2, 0] > 2 * estimate.gains[2, 1:].max()
+
+
+def test_sets_without_noise_give_little_noise_even_when_their_scenes_differ():
+    # Unpaired: other photos, and a red cast as well; neither is noise.
+    clean = [small(name) for name in ("astronaut", "coffee", "chelsea")]
+    real = [np.clip(small(name) + [0.08, 0, 0], 0, 1) for name in ("rocket", "camera", "immunohistochemistry")]
+    noisy = camera_noise(small("rocket"), np.random.default_rng(0))
+    without = estimate_noise(clean, real).rgb_std().mean()
+    with_noise = estimate_noise(clean, [noisy, *real[1:]]).rgb_std().mean()
+    assert without < 2.5 / 255, without * 255
+    assert with_noise > 2 * without
+
+
+def test_too_few_patches_is_a_clear_error():
+    with pytest.raises(ValueError, match="too few 8x8 patches"):
+        estimate_noise([np.zeros((6, 6, 3))], [np.zeros((6, 6, 3))])
+
+
+def hand_made(gains_by_bin: list[float], kernel: np.ndarray | None = None) -> NoiseEstimate:
+    """Noise along one colour axis (grey) only, with a given std per brightness bin."""
+    axes = np.linalg.qr(np.array([[1.0, 1, 1], [1, -1, 0], [1, 1, -2]]).T)[0]  # columns: grey first
+    axes[:, 0] *= np.sign(axes[:, 0].sum())
+    gains = np.zeros((NUM_BINS, 3))
+    gains[:, 0] = gains_by_bin
+    if kernel is None:
+        kernel = np.zeros((PATCH, PATCH))
+        kernel[PATCH // 2, PATCH // 2] = 1
+    brightness = (np.arange(NUM_BINS) + 0.5) / NUM_BINS
+    return NoiseEstimate(axes, gains, np.stack([kernel] * 3), brightness, np.ones((2, NUM_BINS), int))
+
+
+def test_sampled_noise_has_the_level_of_the_local_brightness():
+    noise = ImageNoise.from_estimate(hand_made([0.05, 0.04, 0.03, 0.02, 0.01]))
+    dark_then_bright = torch.cat([torch.full((1, 3, 64, 64), 0.1), torch.full((1, 3, 64, 64), 0.9)])
+    white = torch.randn(2, 3, 64 + PATCH - 1, 64 + PATCH - 1, generator=torch.Generator().manual_seed(0))
+    sample = noise(dark_then_bright, white)
+    assert sample.shape == dark_then_bright.shape
+    # Along the grey axis (1, 1, 1) / sqrt(3): each channel gets the gain over sqrt(3).
+    assert float(sample[0].std()) == pytest.approx(0.05 / np.sqrt(3), rel=0.05)
+    assert float(sample[1].std()) == pytest.approx(0.01 / np.sqrt(3), rel=0.05)
+    channels = sample[0].reshape(3, -1)
+    assert torch.corrcoef(channels).min() > 0.95  # one grey axis: R, G and B move together
+    with pytest.raises(ValueError, match="does not fit"):
+        noise(dark_then_bright, white[:, :, :64, :64])
+
+
+def test_grainy_noise_is_estimated_and_sampled_with_its_correlation():
+    clean = [small(name) for name in ("astronaut", "coffee", "chelsea")]
+
+    def lag1(residual: np.ndarray) -> float:
+        return float(np.corrcoef(residual[:, :-1].ravel(), residual[:, 1:].ravel())[0, 1])
+
+    grey = torch.full((1, 3, 96, 96), 0.5)
+    white = torch.randn(1, 3, 96 + PATCH - 1, 96 + PATCH - 1, generator=torch.Generator().manual_seed(0))
+    sampled = {}
+    for grain_sigma in (0.0, 1.0):
+        rng = np.random.default_rng(1)
+        noisy = [camera_noise(image, rng, grain_sigma) for image in clean]
+        noise = ImageNoise.from_estimate(estimate_noise(clean, noisy))
+        sampled[grain_sigma] = lag1(noise(grey, white)[0].permute(1, 2, 0).numpy() @ LUMA)
+    # Measured: -0.01 for white noise; 0.51 for grain whose true lag-1 correlation is 0.69 (keeping
+    # the quietest patches keeps those where the grain's strong low frequencies happened to be weak).
+    assert abs(sampled[0.0]) < 0.1, sampled
+    assert 0.4 < sampled[1.0] < 0.8, sampled
+
+
+def test_a_flow_with_image_noise_adds_it_at_the_temperature_and_keeps_the_latents_still():
+    flow = build_flow(FlowModelConfig(num_steps=2, hidden_channels=16, cond_channels=8, cond_blocks=1)).eval()
+    clean_lr = torch.from_numpy(small("astronaut")[:32, :32]).permute(2, 0, 1)[None].float()
+    noise = flow.sample_noise(1, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        latent_only = flow.degrade(clean_lr, 1.0, noise=noise) - flow.degrade(clean_lr, 0.0, noise=noise)
+        flow.image_noise.load_estimate(hand_made([0.02] * NUM_BINS))
+        at_zero = flow.degrade(clean_lr, 0.0, noise=noise)
+        at_one = flow.degrade(clean_lr, 1.0, noise=noise)
+        at_half = flow.degrade(clean_lr, 0.5, noise=noise)
+    assert latent_only.abs().max() > 1e-4  # without an estimate, the temperature scales the latent noise
+    added = at_one - at_zero
+    assert float(added.std()) == pytest.approx(0.02 / np.sqrt(3), rel=0.15)
+    torch.testing.assert_close(at_half - at_zero, added / 2, atol=1e-5, rtol=1e-4)
+
+
+def test_checkpoints_from_before_the_image_noise_load_and_sample_as_they_did(tmp_path):
+    flow = build_flow(FlowModelConfig(num_steps=2, hidden_channels=16, cond_channels=8, cond_blocks=1))
+    flow.image_noise.load_estimate(hand_made([0.02] * NUM_BINS))
+    path = tmp_path / "flow.pt"
+    save_checkpoint(path, {"kind": "degradation_flow", "config": {"model": {"num_steps": 2, "hidden_channels": 16,
+                    "cond_channels": 8, "cond_blocks": 1}}, "model": flow.state_dict()})  # fmt: skip
+    assert load_flow(path)[0].image_noise.is_estimated
+    state = load_checkpoint(path, "degradation_flow")
+    state["model"] = {k: v for k, v in state["model"].items() if not k.startswith("image_noise.")}
+    save_checkpoint(path, state)
+    old, _ = load_flow(path)
+    assert not old.image_noise.is_estimated
