@@ -245,6 +245,12 @@ class RunFolder:
         if self.active:
             save_config(config, self.root / "config.yaml")
             self.log(f"== {title} {time.strftime('%Y-%m-%d %H:%M:%S')}\n{environment_info()}")
+            train = getattr(config, "train", None)
+            if train is not None and 0 < train.n_iter <= train.warmup_iter:
+                self.log(
+                    f"warning: train.warmup_iter {train.warmup_iter} >= train.n_iter {train.n_iter}: "
+                    f"the learning rate never reaches train.lr"
+                )
 
     def log(self, line: str) -> None:
         """A line for the terminal (above the progress bar) and for train.log."""
@@ -401,5 +407,12 @@ def training_main(argv: list[str] | None, *, prog: str, doc: str, schema: type, 
         overrides += ["--train.device", args.device]
     if args.config is None and args.resume is None:
         raise UserError("give --config (or --resume a checkpoint to reuse its config)")
-    source = args.config if args.config else load_checkpoint(args.resume, kind)["config"]
-    train(load_config(schema, source, overrides), args.out, args.resume, args.max_steps)
+    saved = load_checkpoint(args.resume, kind) if args.resume else None
+    config = load_config(schema, args.config if args.config else saved["config"], overrides)
+    if saved is not None and saved.get("step", 0) >= config.train.n_iter:
+        print(
+            f"nothing to do: {args.resume} is at step {saved['step']} and train.n_iter is {config.train.n_iter}; "
+            f"raise it to train further (e.g. --train.n_iter {2 * config.train.n_iter})"
+        )
+        return
+    train(config, args.out, args.resume, args.max_steps)

@@ -1,33 +1,36 @@
-"""Image-space noise estimated from the flat regions of unpaired clean and real LR images.
+"""Image-space noise estimated from the quietest patches of unpaired clean and real LR images.
 
 The flow moves latents; what a latent perturbation becomes in the image is
 scaled by the inverse flow's local gain, which a flow trained on clean images
 makes small where they are smooth and large where they are textured. Sensor
-noise does the opposite of that pattern: it sits on flat sky as much as on
-foliage, and its level follows brightness, not texture. So the noise is
-modelled here, in the image, from what the real images show where their
-content is flattest (the classical way to estimate a noise level function
-from a single set of images: Liu et al., CVPR 2006; Foi et al., TIP 2008):
+noise does the opposite: it sits on flat sky as much as on foliage, and its
+level follows brightness, not texture. So the noise is modelled here, in the
+image, from what the real images show where their content is least (the
+classical way to estimate a noise level function from images alone: Liu et
+al., CVPR 2006; Foi et al., TIP 2008):
 
-* patches of 8x8 LR pixels, their mean removed, are binned by brightness;
-  in each bin the flattest ``flat_fraction`` (by the gradient of a blurred
-  copy, so that the noise itself does not decide) are kept, in both domains;
+* all 8x8 LR patches (stride 4), their mean removed, are binned by brightness;
+  in each bin the quietest ``quiet_fraction`` of each set are kept;
 * the cross-channel covariance of the real patches minus that of the clean
   ones gives the noise's colour axes (its principal components: luma-like
   and chroma-like noise);
 * along each axis, the real patches' power spectrum minus the clean ones' is
-  the noise's spatial spectrum in that bin: its sum is the noise variance at
-  that brightness, its shape (pooled over bins) the spatial correlation.
+  the noise's spectrum in that bin: its sum is the noise variance at that
+  brightness, its shape (pooled over bins) the grain. Keeping only quiet
+  patches also keeps those where the noise happened to be weak; a simulation
+  of the estimated noise says by how much, and the variance is divided by it.
 
-Subtracting the clean domain removes what flat content both sets share
-(gentle shading, the last of the texture); what is left is what the real
-source adds. Where the real images are smoother than the clean ones (blur,
-compression) the difference is negative and no noise is added: blur and
-compression remain the flow's to model.
+Subtracting the clean set removes the flat content both sets share (gentle
+shading, the last of the texture); content only ever adds variance, so a bin
+that rises above both its neighbours (where the real set happens to hold
+texture) is capped at them. Where the real images are smoother than the
+clean ones (blur, compression) the difference is negative and no noise is
+added: blur and compression remain the flow's to model.
 
-Sampling draws white noise, filters each axis with the zero-phase kernel of
+Sampling filters white noise along each axis with the zero-phase kernel of
 its spectrum, scales it per pixel by the gain at the clean image's local
-brightness (interpolated between bin centres) and rotates it back to RGB::
+brightness (interpolated between the brightness each bin was measured at)
+and rotates it back to RGB::
 
     noise = ImageNoise.from_estimate(estimate_noise(clean_lr_images, real_lr_images))
     white = torch.randn(batch, 3, height + PATCH - 1, width + PATCH - 1)

@@ -181,7 +181,10 @@ def train(
     )
     if config.model.image_noise and resume is None:
         # Every rank estimates from the same images, so all hold the same noise without a broadcast.
-        estimate = estimate_from_training_sets(dataset.clean_hr.images, dataset.real_lr.images, scale)
+        try:
+            estimate = estimate_from_training_sets(dataset.clean_hr.images, dataset.real_lr.images, scale)
+        except ValueError as error:
+            raise UserError(f"{error}; or train without it: --model.image_noise false") from error
         flow.image_noise.load_estimate(estimate)
         out.log(f"image noise {estimate.describe()}")
     loader = DataLoader(

@@ -309,3 +309,30 @@ def test_a_resume_trains_at_the_learning_rate_of_the_command_line(tmp_path):
     assert state["scheduler"]["base_lrs"] == [1e-4, pytest.approx(1e-3)]
     log = (tmp_path / "run" / "train.log").read_text()
     assert "learning rate from the config, not the checkpoint: train.lr (group 0) 0.001 -> 0.0001" in log
+
+
+def test_images_too_small_for_a_noise_estimate_are_one_clear_error(tmp_path):
+    config = tiny_config(tmp_path)
+    for folder, size in ((tmp_path / "hr", 16), (tmp_path / "real", 4)):
+        for image in folder.iterdir():
+            write_image(image, real_photo(image.stem, size))
+    config.data.crop_size = 4
+    with pytest.raises(UserError, match=r"too few 8x8 patches .* --model.image_noise false"):
+        train(config, tmp_path / "run")
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_to_do(trained_flow, capsys):
+    from degradation.train import main
+
+    before = trained_flow.stat().st_mtime_ns
+    main(["--resume", str(trained_flow), "--out", str(trained_flow.parents[1])])
+    printed = capsys.readouterr().out
+    assert "nothing to do: " in printed and "is at step 3 and train.n_iter is 3" in printed
+    assert "--train.n_iter 6" in printed
+    assert trained_flow.stat().st_mtime_ns == before
+
+
+def test_a_warmup_longer_than_the_run_is_a_warning_in_the_log(tmp_path):
+    train(tiny_config(tmp_path, n_iter=2, save_every=2, warmup_iter=5), tmp_path / "run")
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "warning: train.warmup_iter 5 >= train.n_iter 2: the learning rate never reaches train.lr" in log
