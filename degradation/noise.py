@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.filters import gaussian_blur
+from data_tools.datasets import LUMA_WEIGHTS
 from data_tools.image_io import image_to_tensor, to_float32
 from data_tools.matlab_resize import clean_lr_from_hr
 
@@ -55,8 +56,7 @@ STRIDE = 4
 NUM_BINS = 5  # brightness bins of equal width over [0, 1]
 MIN_PATCHES = 8  # fewer patches than this in a bin (either domain): the bin borrows its neighbour's noise
 MAX_IMAGES = 200  # per domain: the estimate needs hundreds of quiet patches, not every image of a large set
-MAX_PATCHES_PER_IMAGE = 2000  # a random subset of a large image's patches (memory: 8x8x3 floats each)
-_LUMA = np.array([0.299, 0.587, 0.114])
+MAX_PATCHES_PER_IMAGE = 500  # a random subset of a large image's patches (memory: 8x8x3 float64 each)
 
 
 @dataclass
@@ -100,7 +100,7 @@ def _patches_by_brightness(images: list[np.ndarray], seed: int = 0) -> tuple[lis
             windows = windows[np.sort(rng.choice(len(windows), MAX_PATCHES_PER_IMAGE, replace=False))]
         means = windows.mean(axis=(1, 2))
         residuals.append(windows - means[:, None, None, :])
-        brightness.append(means @ _LUMA)
+        brightness.append(means @ LUMA_WEIGHTS)
     if not residuals:
         return [np.zeros((0, PATCH, PATCH, 3))] * NUM_BINS, [np.zeros(0)] * NUM_BINS
     residuals_all, brightness_all = np.concatenate(residuals), np.concatenate(brightness)
@@ -240,7 +240,7 @@ class ImageNoise(nn.Module):
 
     ``forward(clean_lr, white)`` -> noise shaped like ``clean_lr`` (B, 3, H, W), from standard
     normal ``white`` of shape (B, 3, H + PATCH - 1, W + PATCH - 1). All zeros until an estimate is
-    loaded (``is_estimated``).
+    loaded (``is_estimated``, which follows ``load_estimate`` and ``load_state_dict``).
     """
 
     def __init__(self):
@@ -249,6 +249,15 @@ class ImageNoise(nn.Module):
         self.register_buffer("gains", torch.zeros(NUM_BINS, 3))
         self.register_buffer("kernels", torch.zeros(3, 1, PATCH, PATCH))
         self.register_buffer("brightness", (torch.arange(NUM_BINS) + 0.5) / NUM_BINS)
+        self.register_buffer("luma_weights", torch.from_numpy(LUMA_WEIGHTS), persistent=False)
+        # Whether an estimate is loaded, kept on the host: asking the gains on
+        # every degrade would stop a GPU training step to wait for them.
+        self.is_estimated = False
+        self.register_load_state_dict_post_hook(ImageNoise._note_estimate)
+
+    @staticmethod
+    def _note_estimate(module: ImageNoise, incompatible_keys) -> None:
+        module.is_estimated = bool(module.gains.abs().sum() > 0)
 
     @classmethod
     def from_estimate(cls, estimate: NoiseEstimate) -> ImageNoise:
@@ -261,14 +270,11 @@ class ImageNoise(nn.Module):
         self.gains.copy_(torch.as_tensor(estimate.gains, dtype=torch.float32))
         self.kernels.copy_(torch.as_tensor(estimate.kernels, dtype=torch.float32)[:, None])
         self.brightness.copy_(torch.as_tensor(estimate.brightness, dtype=torch.float32))
-
-    @property
-    def is_estimated(self) -> bool:
-        return bool(self.gains.abs().sum() > 0)
+        self.is_estimated = bool(np.abs(estimate.gains).sum() > 0)
 
     def local_gains(self, clean_lr: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W): each axis's noise std at each pixel, from the clean image's local brightness."""
-        weights = torch.tensor(_LUMA.tolist(), dtype=clean_lr.dtype, device=clean_lr.device)
+        weights = self.luma_weights.to(clean_lr.dtype)
         brightness = torch.einsum("c,bchw->bhw", weights, gaussian_blur(clean_lr, 1.0))
         knots = self.brightness.to(clean_lr.dtype)  # ascending: one per bin
         upper = torch.searchsorted(knots, brightness.contiguous()).clamp(1, NUM_BINS - 1)
