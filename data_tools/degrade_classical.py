@@ -21,6 +21,9 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   white sensor grain everywhere with mild blur and light JPEG; strong
   anisotropic blur and heavy JPEG with almost no noise; strong low-light
   shot noise with blotchy (spatially low-pass) chroma noise.
+* ``handheld``: a held-out source for the next design round (fixed before it
+  started): camera shake (linear motion blur), read noise, in-camera
+  sharpening that boosts that noise and draws halos, then JPEG.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -234,6 +237,30 @@ def degrade_lowlight(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np
     return jpeg(image + sigma * noise, int(rng.integers(70, 86)))
 
 
+def motion_kernel(length: float, angle: float, size: int) -> np.ndarray:
+    """A normalised straight-line motion blur of ``length`` px at ``angle`` (radians), antialiased."""
+    kernel = np.zeros((size * 4, size * 4), np.float32)
+    centre, half = size * 2, length * 2
+    start = (centre - half * math.cos(angle), centre - half * math.sin(angle))
+    end = (centre + half * math.cos(angle), centre + half * math.sin(angle))
+    points = [tuple(round(v * 16) for v in point) for point in (start, end)]
+    cv2.line(kernel, *points, 1.0, thickness=4, lineType=cv2.LINE_AA, shift=4)
+    kernel = cv2.resize(kernel, (size, size), interpolation=cv2.INTER_AREA)
+    return kernel / kernel.sum()
+
+
+def degrade_handheld(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """Camera shake, read noise, in-camera sharpening (halos, boosted noise), JPEG: a handheld snapshot."""
+    kernel = motion_kernel(rng.uniform(6.0, 12.0), rng.uniform(0, math.pi), 17)
+    image = np.clip(downscale(blur(hr.astype(np.float32), kernel), scale), 0, 1).astype(np.float32)
+    luma, chroma = _luma_chroma_noise(image.shape, rng, 0.0)
+    noise = np.concatenate([luma, 0.5 * chroma], axis=2) @ _LUMA_CHROMA_TO_RGB.T
+    image = image + rng.uniform(2.0, 4.0) / 255 * noise
+    smooth = cv2.GaussianBlur(image, (0, 0), 1.0, borderType=cv2.BORDER_REFLECT_101)
+    image = image + rng.uniform(0.5, 0.9) * (image - smooth)
+    return jpeg(image, int(rng.integers(70, 91)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -242,6 +269,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "grain": degrade_grain,
     "blur_jpeg": degrade_blur_jpeg,
     "lowlight": degrade_lowlight,
+    "handheld": degrade_handheld,
 }
 
 
