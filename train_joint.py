@@ -23,7 +23,7 @@ from common.config import describe_fields, load_config, save_config
 from common.distributed import launched_rank
 from common.errors import TrainingStopped, UserError
 from common.files import atomic_write_bytes
-from data_tools.image_io import list_images
+from common.image_io import list_images
 from degradation.train import train as train_flow
 from joint.config import PipelineConfig, flow_stage_config, sr_stage_config
 from joint.train import JOINT_KIND, train_joint

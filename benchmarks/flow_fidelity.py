@@ -41,9 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.config import load_config  # noqa: E402
 from common.figures import grid, upscale_nearest  # noqa: E402
+from common.image_io import image_to_tensor, list_images, read_image, write_image  # noqa: E402
+from common.matlab_resize import clean_lr_from_hr  # noqa: E402
 from data_tools.degrade_classical import degrade, image_rng  # noqa: E402
-from data_tools.image_io import image_to_tensor, list_images, read_image, write_image  # noqa: E402
-from data_tools.matlab_resize import clean_lr_from_hr  # noqa: E402
 from data_tools.prepare_demo import prepare_demo  # noqa: E402
 from degradation.checkpoint import load_flow  # noqa: E402
 from degradation.config import FlowConfig  # noqa: E402
@@ -59,7 +59,7 @@ from degradation.realism import (  # noqa: E402
     residual_statistics,
     two_sample_accuracy,
 )
-from degradation.synthesize import degrade_image, sample_seed  # noqa: E402
+from degradation.sampling import degrade_image, sample_seed  # noqa: E402
 from degradation.train import train  # noqa: E402
 
 TEMPERATURES = (0.5, 0.8, 1.0)

@@ -6,7 +6,7 @@ needs to continue exactly where it stopped. Loading uses
 ``torch.load(weights_only=True)``, so a file from elsewhere cannot run code.
 
 Trained weights can also be exported as safetensors (``python -m
-common.export``): tensors plus the kind and config as metadata, readable
+tools.export``): tensors plus the kind and config as metadata, readable
 without torch's pickle at all. ``load_checkpoint`` reads both formats, so
 every command that takes a checkpoint also takes an exported ``.safetensors``.
 """

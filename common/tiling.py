@@ -21,3 +21,13 @@ def balanced_tile(length: int, tile: int, overlap: int, multiple: int = 1) -> in
     count = math.ceil((length - overlap) / step)
     size = math.ceil((length - overlap) / count) + overlap
     return min(tile, math.ceil(size / multiple) * multiple)
+
+
+def tile_starts(length: int, tile: int, step: int) -> list[int]:
+    """Tile offsets along one axis: every ``step`` pixels, the last tile flush with the end."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile + 1, step))
+    if starts[-1] + tile < length:
+        starts.append(length - tile)
+    return starts

@@ -25,7 +25,7 @@ from common.config import describe_fields, load_config, save_config
 from common.distributed import Distributed, any_across
 from common.errors import TrainingStopped, UserError
 from common.files import sweep_temporaries
-from data_tools.image_io import write_image
+from common.image_io import write_image
 
 
 @dataclass

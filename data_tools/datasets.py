@@ -32,8 +32,8 @@ from tqdm import tqdm
 
 from common.errors import ImageReadError, UserError
 from common.files import atomic_file
+from common.image_io import LUMA_WEIGHTS, image_size, image_to_tensor, list_images, read_image_native, to_float32
 from common.registry import cache_dir
-from data_tools.image_io import image_size, image_to_tensor, list_images, read_image_native, to_float32
 
 STORE_ABOVE_BYTES = 2 * 1024**3  # decoded size above which a folder is memory-mapped ($UNPAIRED_SR_STORE_ABOVE)
 STORAGE_MODES = ("auto", "memory", "memmap")
@@ -152,7 +152,6 @@ def dihedral(image: np.ndarray, transform: int) -> np.ndarray:
     return image
 
 
-LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
 CONTENT_GRID = 8  # the content descriptor averages a crop to 8 x 8 cells: noise barely moves them
 
 
@@ -181,7 +180,7 @@ class UnpairedCrops(Dataset):
     """Unpaired samples ``{"hr": (3, S*scale, S*scale), "real_lr": (3, S, S), "dequant_noise": (2, 3, S, S)}``.
 
     The HR crop becomes the clean LR on the training device (MATLAB bicubic,
-    ``data_tools.matlab_resize.downscale_torch``); the real LR crop comes from
+    ``common.matlab_resize.downscale_torch``); the real LR crop comes from
     another image altogether. Each is augmented independently.
 
     ``content_candidates`` > 1 compares like with like: of that many random

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import zlib
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -46,7 +45,8 @@ import numpy as np
 
 from common.cli import ArgumentParser, run_cli
 from common.errors import UserError
-from data_tools.matlab_resize import downscale, mod_crop
+from common.matlab_resize import downscale, mod_crop
+from common.seeds import seed_keys
 from data_tools.parallel import map_with_progress
 
 # ----------------------------------------------------------------------------- pieces
@@ -289,14 +289,14 @@ def degrade(hr: np.ndarray, scale: int, preset: str, rng: np.random.Generator) -
 
 def image_rng(seed: int, name: str) -> np.random.Generator:
     """A generator for one image, from the run's seed and the image's name (order-independent)."""
-    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+    return np.random.default_rng(seed_keys(seed, name))
 
 
 # ----------------------------------------------------------------------------- command
 
 
 def _degrade_file(path: Path, out_dir: Path, scale: int, preset: str, seed: int) -> None:
-    from data_tools.image_io import read_image, write_image
+    from common.image_io import read_image, write_image
 
     hr = mod_crop(read_image(path), scale)
     if min(hr.shape[:2]) < scale * 4:
@@ -316,7 +316,7 @@ def degrade_folder(
 ) -> int:
     """Degrade every image of ``input_dir`` into PNGs of the same stem in ``output_dir``."""
     from common.files import staged_output_dir
-    from data_tools.image_io import list_images
+    from common.image_io import list_images
 
     if preset not in PRESETS:
         raise UserError(f"unknown degradation {preset!r}; choose one of {', '.join(PRESETS)}")

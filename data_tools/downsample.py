@@ -17,8 +17,8 @@ import numpy as np
 from common.cli import ArgumentParser, run_cli
 from common.errors import UserError
 from common.files import staged_output_dir
-from data_tools.image_io import list_images, read_image_native, to_float32, write_image
-from data_tools.matlab_resize import downscale, mod_crop
+from common.image_io import list_images, read_image_native, to_float32, write_image
+from common.matlab_resize import downscale, mod_crop
 from data_tools.parallel import map_with_progress
 
 

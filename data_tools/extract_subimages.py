@@ -17,7 +17,7 @@ from pathlib import Path
 from common.cli import ArgumentParser, run_cli
 from common.errors import UserError
 from common.files import staged_output_dir
-from data_tools.image_io import list_images, read_image_native, write_image
+from common.image_io import list_images, read_image_native, write_image
 from data_tools.parallel import map_with_progress
 
 

@@ -23,10 +23,10 @@ import numpy as np
 from common.cli import ArgumentParser, run_cli
 from common.errors import UserError
 from common.files import atomic_write_bytes, staged_output_dir
+from common.image_io import list_images, read_image, write_image
+from common.matlab_resize import mod_crop
 from data_tools.degrade_classical import PRESETS, degrade, image_rng
 from data_tools.extract_subimages import crop_positions
-from data_tools.image_io import list_images, read_image, write_image
-from data_tools.matlab_resize import mod_crop
 from data_tools.parallel import map_with_progress
 
 SPLITS = ("train_hr", "train_real_lr", "train_oracle_lr", "test_lr", "test_hr")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from common.cli import ArgumentParser, run_cli
-from data_tools.image_io import write_image
+from common.image_io import write_image
 from data_tools.make_benchmark import make_benchmark
 
 DEMO_TEST_PHOTOS = ["chelsea", "coffee", "rocket"]

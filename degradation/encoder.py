@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data_tools.matlab_resize import downscale_torch
+from common.matlab_resize import downscale_torch
 
 LOW_PASS_FACTOR = 4
 

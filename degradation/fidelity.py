@@ -29,12 +29,12 @@ from tqdm import tqdm
 from common.cli import ArgumentParser, at_least, run_cli
 from common.errors import UserError
 from common.figures import grid, upscale_nearest
+from common.image_io import image_to_tensor, list_images, read_image, write_image
+from common.matlab_resize import clean_lr_from_hr, mod_crop
 from common.training import select_device
-from data_tools.image_io import image_to_tensor, list_images, read_image, write_image
-from data_tools.matlab_resize import clean_lr_from_hr, mod_crop
 from degradation.checkpoint import load_flow
 from degradation.realism import photo_group, two_sample_accuracy
-from degradation.synthesize import degrade_image, sample_seed
+from degradation.sampling import degrade_image, sample_seed
 
 
 def read_folder(folder: str | Path, what: str, scale: int = 1, limit: int | None = None) -> dict[str, np.ndarray]:

@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from common.filters import gaussian_blur
+from common.image_io import LUMA_WEIGHTS
 
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 LUMA_EDGES = (0.3, 0.6)  # dark / middle / bright
 CONTENT_SIGMA = 2.0  # blur before binning: noise of 15/255 moves the blurred luma by ~2/255
 BAND_SIGMAS = (1.0, 3.0, 8.0)  # bands: above 1, 1 to 3, 3 to 8 (keep_low_pass_sigma's usual scale)
@@ -40,7 +40,7 @@ EPS = 1e-6
 
 def content_bins(images: torch.Tensor, texture_threshold: torch.Tensor | float) -> torch.Tensor:
     """(B, 3, H, W) -> (B, H, W) bin index in [0, 6): 3 brightness bins x {flat, textured}."""
-    weights = torch.tensor(LUMA_WEIGHTS, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    weights = torch.as_tensor(LUMA_WEIGHTS, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
     luma = (gaussian_blur(images, CONTENT_SIGMA) * weights).sum(dim=1)
     brightness = (luma > LUMA_EDGES[0]).long() + (luma > LUMA_EDGES[1]).long()
     return brightness * 2 + (texture(luma) > texture_threshold).long()
@@ -106,7 +106,7 @@ class DetailMoments(nn.Module):
     @torch.no_grad()
     def update(self, real_lr: torch.Tensor) -> None:
         """Fold a batch of real LR crops into the running statistics."""
-        weights = torch.tensor(LUMA_WEIGHTS, dtype=real_lr.dtype, device=real_lr.device).view(1, 3, 1, 1)
+        weights = torch.as_tensor(LUMA_WEIGHTS, dtype=real_lr.dtype, device=real_lr.device).view(1, 3, 1, 1)
         luma = (gaussian_blur(real_lr, CONTENT_SIGMA) * weights).sum(dim=1)
         rate = 1.0 if self.updates == 0 else self.momentum
         self.texture_threshold.lerp_(texture(luma).median().to(self.texture_threshold), rate)

@@ -47,9 +47,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.filters import gaussian_blur
-from data_tools.datasets import LUMA_WEIGHTS
-from data_tools.image_io import image_to_tensor, to_float32
-from data_tools.matlab_resize import clean_lr_from_hr
+from common.image_io import LUMA_WEIGHTS, image_to_tensor, to_float32
+from common.matlab_resize import clean_lr_from_hr
 
 PATCH = 8
 STRIDE = 4

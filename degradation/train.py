@@ -15,7 +15,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -25,7 +24,7 @@ from common.cli import run_cli
 from common.config import config_from_dict, config_to_dict
 from common.distributed import Distributed, all_gather_cat, barrier, init_distributed, mean_across, wrap_ddp
 from common.errors import UserError
-from common.figures import grid, upscale_nearest
+from common.matlab_resize import clean_lr_from_hr
 from common.training import (
     NonFiniteGuard,
     RunFolder,
@@ -40,7 +39,6 @@ from common.training import (
     training_main,
 )
 from data_tools.datasets import ImageFolderCache, StepSampler, UnpairedCrops, dequant_noise_batch
-from data_tools.matlab_resize import clean_lr_from_hr
 from degradation.adversarial import (
     PatchDiscriminator,
     discriminator_accuracy,
@@ -51,44 +49,10 @@ from degradation.adversarial import (
 from degradation.checkpoint import FLOW_KIND, build_flow, with_image_noise
 from degradation.config import FlowConfig
 from degradation.encoder import LOW_PASS_FACTOR
-from degradation.flow import DegradationFlow, FlowObjective, count_parameters, domain_bits_per_dim
+from degradation.flow import DegradationFlow, FlowObjective, count_parameters, domain_bits_per_dim, flow_optimizer
 from degradation.moments import DetailMoments
 from degradation.noise import estimate_from_training_sets
-
-SAMPLE_TEMPERATURES = (0.5, 0.8, 1.0)
-
-
-@torch.no_grad()
-def sample_figure(flow: DegradationFlow, clean_lr: torch.Tensor, real_lr: torch.Tensor, seed: int = 0) -> np.ndarray:
-    """Rows of: clean LR | synthesized at 0.5 / 0.8 / 1.0 | an (unpaired) real LR crop, 4x nearest."""
-    was_training = flow.training
-    flow.eval()
-    count = min(4, clean_lr.shape[0])
-    clean, real = clean_lr[:count], real_lr[:count]
-    generator = torch.Generator().manual_seed(seed)
-    noise = flow.sample_noise(count, *clean.shape[2:], generator=generator, device=clean.device)
-    synthesized = [flow.degrade(clean, t, noise=noise).clamp(0, 1) for t in SAMPLE_TEMPERATURES]
-    flow.train(was_training)
-    to_image = lambda t: upscale_nearest(t.permute(1, 2, 0).float().cpu().numpy(), 4)
-    rows = [[to_image(clean[i]), *(to_image(s[i]) for s in synthesized), to_image(real[i])] for i in range(count)]
-    titles = ["clean LR", *(f"T={t}" for t in SAMPLE_TEMPERATURES), "real LR (unpaired)"]
-    return grid(rows, titles)
-
-
-def flow_optimizer(flow: DegradationFlow, lr: float, shift_lr_mult: float) -> torch.optim.Adam:
-    """Adam for the flow, with the domain shift learning ``shift_lr_mult`` times faster.
-
-    The shift is a handful of global statistics; at the flow's rate it would lag
-    behind, and the flow would absorb the domain gap into one compromise density.
-    """
-    shift_ids = {id(p) for p in flow.shift.parameters()}
-    return torch.optim.Adam(
-        [
-            {"params": [p for p in flow.parameters() if id(p) not in shift_ids]},
-            {"params": list(flow.shift.parameters()), "lr": lr * shift_lr_mult},
-        ],
-        lr=lr,
-    )
+from degradation.samples import sample_figure
 
 
 @torch.no_grad()

@@ -23,6 +23,7 @@ from common.checkpoint import load_checkpoint, restore_rng_state, rng_state, sav
 from common.config import config_to_dict
 from common.distributed import barrier, init_distributed, mean_across, wrap_ddp
 from common.errors import UserError
+from common.matlab_resize import clean_lr_from_hr
 from common.training import (
     EMA,
     NonFiniteGuard,
@@ -37,14 +38,13 @@ from common.training import (
     setup_device,
 )
 from data_tools.datasets import ImageFolderCache, StepSampler, UnpairedCrops, dequant_noise_batch
-from data_tools.matlab_resize import clean_lr_from_hr
 from degradation.checkpoint import build_flow, load_flow, with_image_noise
-from degradation.flow import DegradationFlow, domain_bits_per_dim
-from degradation.train import flow_optimizer, sample_figure
+from degradation.flow import DegradationFlow, domain_bits_per_dim, flow_optimizer
+from degradation.samples import sample_figure
 from joint.config import PipelineConfig, flow_stage_config, sr_stage_config
 from sr.checkpoint import build_sr, load_sr
 from sr.data import flow_degrade, noise_seed
-from sr.train import ValidationSet
+from sr.validation import ValidationSet
 
 JOINT_KIND = "joint"
 

@@ -13,10 +13,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from common.image_io import image_to_tensor, to_float32
+from common.matlab_resize import clean_lr_from_hr
+from common.seeds import derived_seed
 from data_tools.datasets import ImageFolderCache, random_crop
 from data_tools.degrade_classical import degrade
-from data_tools.image_io import image_to_tensor, to_float32
-from data_tools.matlab_resize import clean_lr_from_hr
 from degradation.flow import DegradationFlow
 
 
@@ -42,7 +43,7 @@ class DegradedCrops(Dataset):
 
 def noise_seed(seed: int, sample_index: int) -> int:
     """The latent-noise seed of one training sample."""
-    return int(np.random.SeedSequence([seed, 0x5EED, sample_index]).generate_state(1, np.uint64)[0] >> 1)
+    return derived_seed(seed, 0x5EED, sample_index)
 
 
 def flow_degrade(flow: DegradationFlow, hr: torch.Tensor, scale: int, temperature: float,

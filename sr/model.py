@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from data_tools.matlab_resize import imresize_torch
+from common.matlab_resize import imresize_torch
 
 Form = Literal["pre_upsample", "post_upsample"]
 Norm = Literal["none", "batch", "instance"]

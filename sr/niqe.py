@@ -23,7 +23,7 @@ from scipy.ndimage import correlate
 from scipy.special import gamma as gamma_function
 
 from common.errors import UserError
-from data_tools.matlab_resize import downscale
+from common.matlab_resize import downscale
 
 PATCH = 96
 GRAY_WEIGHTS = (0.298936021293775, 0.587043074451121, 0.114020904255103)  # MATLAB rgb2gray

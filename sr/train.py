@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
@@ -48,62 +47,14 @@ from common.training import (
     setup_device,
     training_main,
 )
-from data_tools.datasets import HRCrops, ImageFolderCache, PairedCrops, StepSampler, check_pairs
+from data_tools.datasets import HRCrops, ImageFolderCache, PairedCrops, StepSampler
 from data_tools.degrade_classical import PRESETS
-from data_tools.image_io import image_to_tensor, to_float32
 from degradation.checkpoint import load_flow
 from sr.checkpoint import SR_KIND, build_sr
 from sr.config import PAIR_SOURCES, SRConfig
 from sr.data import DegradedCrops, flow_degrade, noise_seed
-from sr.infer import upscale_image
-from sr.lpips_metric import LPIPSUnavailable, load_lpips
-from sr.metrics import psnr
 from sr.model import VDSR, relu_activity
-
-
-class ValidationSet:
-    """A paired LR/HR folder, decoded once, for PSNR (and LPIPS, where its weights are here) during training."""
-
-    @classmethod
-    def from_dirs(cls, lr_dir: str, hr_dir: str, scale: int, with_lpips: bool = True) -> ValidationSet | None:
-        """The set, or None when neither folder is given; one folder alone is an error."""
-        if not lr_dir and not hr_dir:
-            return None
-        if not (lr_dir and hr_dir):
-            raise UserError("give both --data.val_lr_dir and --data.val_hr_dir, or neither")
-        return cls(lr_dir, hr_dir, scale, with_lpips)
-
-    def __init__(self, lr_dir: str, hr_dir: str, scale: int, with_lpips: bool = True):
-        lr, hr = ImageFolderCache(lr_dir, "validation LR folder"), ImageFolderCache(hr_dir, "validation HR folder")
-        self.pairs = [(lr.images[i], hr.images[j]) for i, j in check_pairs(lr, hr, scale)]
-        self.scale = scale
-        self.lpips_model, self.lpips_note = None, None
-        if with_lpips:
-            try:
-                self.lpips_model = load_lpips()
-            except LPIPSUnavailable as error:
-                self.lpips_note = f"validation LPIPS left out: {error}"
-
-    def psnr(self, model: VDSR) -> float:
-        """Mean PSNR (Y, crop ``scale``) of ``model`` over the set (no LPIPS)."""
-        return self.scores(model, with_lpips=False)["psnr"]
-
-    @torch.no_grad()
-    def scores(self, model: VDSR, with_lpips: bool = True) -> dict[str, float]:
-        """Mean PSNR (Y) and, where the AlexNet weights are here, LPIPS (RGB in [-1, 1]); crop ``scale``."""
-        with_lpips = with_lpips and self.lpips_model is not None
-        psnrs, lpipses = [], []
-        crop = self.scale
-        for lr, hr in self.pairs:
-            sr_tensor = upscale_image(model, image_to_tensor(lr))
-            sr = sr_tensor.permute(1, 2, 0).cpu().numpy()
-            hr = to_float32(hr)[: sr.shape[0], : sr.shape[1]]
-            psnrs.append(psnr(sr, hr, crop_border=crop, y_channel=True))
-            if with_lpips:
-                pair = torch.stack([sr_tensor.cpu(), image_to_tensor(hr)])[:, :, crop:-crop, crop:-crop] * 2 - 1
-                lpipses.append(float(self.lpips_model(pair[:1], pair[1:])))
-        return {"psnr": float(np.mean(psnrs)), **({"lpips": float(np.mean(lpipses))} if lpipses else {})}
-
+from sr.validation import ValidationSet
 
 # A ReLU layer whose units are (nearly) never positive passes no gradient and does not recover.
 DEAD_LAYER_FRACTION = 0.01

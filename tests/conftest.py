@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from data_tools.image_io import write_image
+from common.image_io import write_image
 
 torch.set_num_threads(2)
 

@@ -14,12 +14,12 @@ import torch
 
 from common.checkpoint import save_checkpoint
 from common.config import load_config
+from common.image_io import read_image, write_image
+from common.matlab_resize import downscale
 from common.niqe_params import default_params_path, load_niqe_params
 from data_tools.degrade_classical import degrade, image_rng
-from data_tools.image_io import read_image, write_image
-from data_tools.matlab_resize import downscale
-from evaluate import bicubic_upscale, evaluate, format_table, niqe_score
 from sr.config import SRConfig
+from sr.evaluation import bicubic_upscale, evaluate, format_table, niqe_score
 from sr.metrics import psnr
 from sr.train import train
 from tests.conftest import real_photo

@@ -10,7 +10,7 @@ import pytest
 
 from common.checkpoint import save_checkpoint
 from common.config import config_to_dict
-from data_tools.image_io import write_image
+from common.image_io import write_image
 from degradation.checkpoint import FLOW_KIND, build_flow
 from degradation.config import FlowConfig, FlowModelConfig
 from degradation.noise import estimate_noise

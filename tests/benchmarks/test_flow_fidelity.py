@@ -98,8 +98,8 @@ def test_two_sample_classifier_tells_noise_and_not_a_reseeded_truth():
 
 
 def test_fidelity_command_on_a_tiny_flow(tmp_path):
-    from data_tools.image_io import write_image
-    from data_tools.matlab_resize import downscale
+    from common.image_io import write_image
+    from common.matlab_resize import downscale
     from degradation.train import train
     from tests.degradation.test_train_and_synthesize import tiny_config
 

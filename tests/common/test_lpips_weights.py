@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from common.filters import gaussian_blur
+from common.image_io import image_to_tensor
 from common.lpips_weights import (
     FEATURE_INDICES,
     KERNEL_SHAPES_HWIO,
@@ -24,7 +25,6 @@ from common.lpips_weights import (
     load_array_tree,
     verify,
 )
-from data_tools.image_io import image_to_tensor
 from tests.conftest import real_photo
 
 

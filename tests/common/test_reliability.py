@@ -21,14 +21,14 @@ from PIL import Image
 from common.checkpoint import load_checkpoint, save_checkpoint
 from common.config import save_config
 from common.errors import ImageReadError, UserError
-from common.export import export_checkpoint
-from data_tools.image_io import read_image
+from common.image_io import read_image
 from degradation.checkpoint import load_flow
 from degradation.train import train as train_flow
 from sr.checkpoint import load_sr
 from tests.conftest import real_photo
 from tests.degradation.test_train_and_synthesize import tiny_config
 from tests.sr.test_sr import flow_ckpt as flow_ckpt  # noqa: F401  (a fixture: a tiny trained flow)
+from tools.export import export_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 

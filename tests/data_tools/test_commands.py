@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from data_tools.image_io import write_image
+from common.image_io import write_image
 from tests.conftest import real_photo
 
 ROOT = Path(__file__).resolve().parents[2]

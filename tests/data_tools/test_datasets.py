@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from common.errors import UserError
+from common.image_io import write_image
 from data_tools.datasets import (
     HRCrops,
     ImageFolderCache,
@@ -18,7 +19,6 @@ from data_tools.datasets import (
     content_descriptor,
     dihedral,
 )
-from data_tools.image_io import write_image
 from tests.conftest import real_photo
 
 

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from common.errors import UserError
+from common.image_io import list_images, read_image, read_image_native, write_image
+from common.matlab_resize import downscale
 from data_tools.degrade_classical import PRESETS, degrade, degrade_folder, image_rng
 from data_tools.downsample import downsample_folder
 from data_tools.extract_subimages import crop_positions, extract_subimages
-from data_tools.image_io import list_images, read_image, read_image_native, write_image
 from data_tools.make_benchmark import make_benchmark, split_photos
-from data_tools.matlab_resize import downscale
 from data_tools.parallel import map_with_progress
 from data_tools.prepare_demo import prepare_demo
 from tests.conftest import real_photo

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from data_tools.image_io import image_to_tensor
+from common.image_io import image_to_tensor
 from degradation.moments import DetailMoments, content_bins
 from tests.conftest import real_photo
 

@@ -13,12 +13,13 @@ import torch
 from common.checkpoint import load_checkpoint, save_checkpoint
 from common.config import load_config
 from common.errors import UserError
+from common.image_io import image_to_tensor, read_image, write_image
 from data_tools.datasets import ImageFolderCache, check_pairs
-from data_tools.image_io import image_to_tensor, read_image, write_image
 from degradation.checkpoint import load_flow
 from degradation.config import FlowConfig
 from degradation.noise import ImageNoise
-from degradation.synthesize import degrade_image, synthesize_folder
+from degradation.sampling import degrade_image
+from degradation.synthesize import synthesize_folder
 from degradation.train import train
 from tests.conftest import real_photo
 

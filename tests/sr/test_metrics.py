@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from common.matlab_resize import imresize
 from data_tools.degrade_classical import degrade, image_rng
-from data_tools.matlab_resize import imresize
 from sr.metrics import prepare, psnr, ssim
 from tests.conftest import real_photo
 

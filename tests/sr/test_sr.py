@@ -14,9 +14,8 @@ from PIL import Image
 
 from common.checkpoint import load_checkpoint, save_checkpoint
 from common.config import load_config
-from common.curves import plot_curves
 from common.errors import UserError
-from data_tools.image_io import (
+from common.image_io import (
     PngStripWriter,
     image_to_tensor,
     list_images,
@@ -25,19 +24,20 @@ from data_tools.image_io import (
     tensor_to_image,
     write_image,
 )
-from data_tools.matlab_resize import clean_lr_from_hr, downscale, imresize_torch
+from common.matlab_resize import clean_lr_from_hr, downscale, imresize_torch
 from degradation.checkpoint import load_flow
-from degradation.synthesize import degrade_image
+from degradation.sampling import degrade_image
 from sr.checkpoint import load_sr
 from sr.config import SRConfig
 from sr.data import flow_degrade
-from sr.infer import upscale_image, upscale_strips
 from sr.lpips_metric import LPIPSUnavailable, load_lpips
 from sr.metrics import psnr
 from sr.model import VDSR, relu_activity
 from sr.train import train
+from sr.upscale import upscale_image, upscale_strips
 from tests.conftest import real_photo
 from tests.degradation.test_train_and_synthesize import tiny_config as tiny_flow_config
+from tools.curves import plot_curves
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -144,7 +144,7 @@ def photos(tmp_path_factory) -> dict[str, Path]:
         write_image(hr / f"{name}.png", real_photo(name, 96))
     image = real_photo("rocket", 64)
     write_image(val_hr / "rocket.png", image)
-    from data_tools.matlab_resize import downscale
+    from common.matlab_resize import downscale
 
     write_image(val_lr / "rocket.png", np.clip(downscale(image, 4), 0, 1))
     return {"hr": hr, "val_lr": val_lr, "val_hr": val_hr, "root": root}

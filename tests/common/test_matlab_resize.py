@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from data_tools.matlab_resize import cubic, downscale, imresize, imresize_torch, mod_crop, output_length
+from common.matlab_resize import cubic, downscale, imresize, imresize_torch, mod_crop, output_length
 from tests.conftest import real_photo
 
 

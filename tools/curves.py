@@ -1,6 +1,6 @@
 """Training curves from runs' TensorBoard logs, as one figure.
 
-    python -m common.curves runs/demo --out runs/demo/curves.png
+    python -m tools.curves runs/demo --out runs/demo/curves.png
 
 Finds every run folder (one with a ``tb/`` TensorBoard folder) under the given
 folders and draws: the flow's NLL per domain (clean and real, bits/dim), the
@@ -76,7 +76,7 @@ def plot_curves(folders: list[Path], out: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(prog="python -m common.curves", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m tools.curves", description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", type=Path, help="run folders, or folders holding several")
     parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
     args = parser.parse_args(argv)

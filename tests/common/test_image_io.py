@@ -9,7 +9,7 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageOps
 
 from common.errors import ImageReadError, UserError
-from data_tools.image_io import (
+from common.image_io import (
     MAX_PIXELS_VARIABLE,
     list_images,
     read_image,

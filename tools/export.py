@@ -1,7 +1,7 @@
 """Export trained weights from a checkpoint as safetensors, to share or deploy.
 
-    python -m common.export --ckpt RUN/checkpoints/last.pt --out flow.safetensors
-    python -m common.export --ckpt JOINT_RUN/checkpoints/last.pt --part sr --out sr.safetensors
+    python -m tools.export --ckpt RUN/checkpoints/last.pt --out flow.safetensors
+    python -m tools.export --ckpt JOINT_RUN/checkpoints/last.pt --part sr --out sr.safetensors
 
 The file holds the weights the toolkit itself would use (the SR network's
 EMA weights; the flow's weights) with the kind and config as metadata, and no
@@ -56,7 +56,7 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, part: str | None = None
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(prog="python -m common.export", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m tools.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt", required=True, help="a flow, SR or joint checkpoint (.pt)")
     parser.add_argument("--out", required=True, help="the .safetensors file to write")
     parser.add_argument("--part", choices=("flow", "sr"), help="which network of a joint checkpoint")
