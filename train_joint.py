@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from common.checkpoint import load_checkpoint
+from common.checkpoint import FLOW_KIND, JOINT_KIND, SR_KIND, load_checkpoint
 from common.cli import ArgumentParser, run_cli
 from common.config import describe_fields, load_config, save_config
 from common.distributed import launched_rank
@@ -26,7 +26,7 @@ from common.files import atomic_write_bytes
 from common.image_io import list_images
 from degradation.train import train as train_flow
 from joint.config import PipelineConfig, flow_stage_config, sr_stage_config
-from joint.train import JOINT_KIND, train_joint
+from joint.train import train_joint
 from sr.train import train as train_sr
 
 STAGES = ("flow", "sr", "joint")
@@ -78,13 +78,13 @@ def run_pipeline(config: PipelineConfig, out: str | Path, stages: tuple[str, ...
         return str(run / "checkpoints" / "last.pt")
 
     if "flow" in stages:
-        flow_ckpt = run_stage("flow", "degradation_flow", config.flow_train.n_iter,
+        flow_ckpt = run_stage("flow", FLOW_KIND, config.flow_train.n_iter,
                               lambda run, last, cap: train_flow(flow_stage_config(config), run, last, cap))  # fmt: skip
     if "sr" in stages:
         if flow_ckpt is None:
             raise UserError("the sr stage needs a flow: run the flow stage too or give --flow-ckpt")
         sr_config = sr_stage_config(config, flow_ckpt)
-        sr_ckpt = run_stage("sr", "sr", config.sr_train.n_iter,
+        sr_ckpt = run_stage("sr", SR_KIND, config.sr_train.n_iter,
                             lambda run, last, cap: train_sr(sr_config, run, last, cap))  # fmt: skip
     if "joint" in stages:
         if flow_ckpt is None or sr_ckpt is None:

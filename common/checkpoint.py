@@ -5,6 +5,19 @@ model/optimizer/scheduler state dicts and the RNG states: everything a run
 needs to continue exactly where it stopped. Loading uses
 ``torch.load(weights_only=True)``, so a file from elsewhere cannot run code.
 
+The format, in one place (this module)::
+
+    flow  {"kind": FLOW_KIND,  "step", "config", "model", "optimizer", "scheduler", "guard", "rng", ...}
+    sr    {"kind": SR_KIND,    "step", "config", "model", "ema", "ema_updates", "optimizer", "scheduler", ...}
+    joint {"kind": JOINT_KIND, "step", "config", "guard", "rng",
+           "flow": {"config", "model", "optimizer", "scheduler"},
+           "sr": {"config", "model", "ema", "ema_updates", "optimizer", "scheduler"}}
+
+``network_state(state, "flow" | "sr")`` is the part a network loader reads:
+the file itself for a flow or SR checkpoint, its sub-dict for a joint one.
+Joint checkpoints written before the nesting (flat ``flow_config``,
+``sr_ema``, ``flow_optimizer``, ... keys) are nested on loading.
+
 Trained weights can also be exported as safetensors (``python -m
 tools.export``): tensors plus the kind and config as metadata, readable
 without torch's pickle at all. ``load_checkpoint`` reads both formats, so
@@ -27,18 +40,31 @@ from torch import nn
 from common.errors import UserError
 from common.files import atomic_write_bytes
 
+FLOW_KIND = "degradation_flow"
+SR_KIND = "sr"
+JOINT_KIND = "joint"
 KIND_NAMES = {
-    "degradation_flow": "a degradation-flow checkpoint",
-    "sr": "an SR checkpoint",
-    "joint": "a joint checkpoint",
+    FLOW_KIND: "a degradation-flow checkpoint",
+    SR_KIND: "an SR checkpoint",
+    JOINT_KIND: "a joint checkpoint",
 }
 # What every file of a kind holds (exported weights too), and what resuming a training needs on top.
-REQUIRED_KEYS = {
-    "degradation_flow": ("config", "model"),
-    "sr": ("config", "model"),
-    "joint": ("config", "flow_config", "sr_config", "flow", "sr", "sr_ema"),
-}
+REQUIRED_KEYS = {FLOW_KIND: ("config", "model"), SR_KIND: ("config", "model"), JOINT_KIND: ("config", "flow", "sr")}
+NETWORK_KEYS = ("config", "model")  # what each network of a joint checkpoint holds at least
 RESUME_KEYS = ("step", "rng", "guard")
+# A flat joint checkpoint's keys (before the nesting) -> (network, key in its sub-dict).
+_FLAT_JOINT_KEYS = {
+    "flow_config": ("flow", "config"),
+    "flow": ("flow", "model"),
+    "flow_optimizer": ("flow", "optimizer"),
+    "flow_scheduler": ("flow", "scheduler"),
+    "sr_config": ("sr", "config"),
+    "sr": ("sr", "model"),
+    "sr_ema": ("sr", "ema"),
+    "ema_updates": ("sr", "ema_updates"),
+    "sr_optimizer": ("sr", "optimizer"),
+    "sr_scheduler": ("sr", "scheduler"),
+}
 _PICKLED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
@@ -92,6 +118,8 @@ def load_checkpoint(path: str | Path, kind: str | tuple[str, ...], resume: bool 
         raise UserError(f"{path} is not a checkpoint of this toolkit (expected {wanted})")
     if state["kind"] not in kinds:
         raise UserError(f"{path} is {KIND_NAMES.get(state['kind'], state['kind'])}, expected {wanted}")
+    if state["kind"] == JOINT_KIND and "flow_config" in state:
+        state = _nest_flat_joint(state)
     if resume and state.get("exported"):
         raise UserError(f"{path} holds exported weights only (no optimizer state); resume from a .pt checkpoint")
     needed = REQUIRED_KEYS.get(state["kind"], ()) + (RESUME_KEYS if resume else ())
@@ -99,7 +127,34 @@ def load_checkpoint(path: str | Path, kind: str | tuple[str, ...], resume: bool 
     if missing or not isinstance(state.get("config"), dict):
         what = f"no {', '.join(missing)}" if missing else "a config that is not a mapping"
         raise UserError(f"{path} is damaged or hand-made: {what} (a {state['kind']} checkpoint needs {needed})")
+    if state["kind"] == JOINT_KIND:
+        for network in ("flow", "sr"):
+            part = state[network]
+            if not isinstance(part, dict) or any(key not in part for key in NETWORK_KEYS):
+                raise UserError(f"{path} is damaged or hand-made: its {network} part lacks {NETWORK_KEYS}")
     return state
+
+
+def _nest_flat_joint(state: dict[str, Any]) -> dict[str, Any]:
+    """A joint checkpoint written before the nesting, in today's layout."""
+    nested: dict[str, Any] = {"flow": {}, "sr": {}}
+    for key, value in state.items():
+        if key in _FLAT_JOINT_KEYS:
+            network, inner = _FLAT_JOINT_KEYS[key]
+            nested[network][inner] = value
+        else:
+            nested[key] = value
+    return nested
+
+
+def network_state(state: dict[str, Any], network: str) -> dict[str, Any]:
+    """The ``config`` and ``model`` (SR: and ``ema``) of one network ("flow" or "sr") of a loaded checkpoint."""
+    own_kind = {"flow": FLOW_KIND, "sr": SR_KIND}[network]
+    if state["kind"] == own_kind:
+        return state
+    if state["kind"] == JOINT_KIND:
+        return state[network]
+    raise UserError(f"{KIND_NAMES.get(state['kind'], state['kind'])} holds no {network} network")
 
 
 EXPORT_FORMAT = "unpaired-sr weights 1"

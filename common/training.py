@@ -22,7 +22,7 @@ from tqdm import tqdm
 from common.checkpoint import load_checkpoint
 from common.cli import ArgumentParser
 from common.config import describe_fields, load_config, save_config
-from common.distributed import Distributed, any_across
+from common.distributed import Distributed, any_across, mean_across
 from common.errors import TrainingStopped, UserError
 from common.files import sweep_temporaries
 from common.image_io import write_image
@@ -163,6 +163,12 @@ def restore_optimizer(
     config_rates = list(scheduler.base_lrs)
     optimizer.load_state_dict(optimizer_state)
     scheduler.load_state_dict(scheduler_state)
+    return keep_config_rates(scheduler, config_rates, name)
+
+
+def keep_config_rates(scheduler: torch.optim.lr_scheduler.LambdaLR, config_rates: list[float], name: str) -> list[str]:
+    """Put the config's base rates back into a scheduler (and its optimizer) loaded from a checkpoint."""
+    optimizer = scheduler.optimizer
     changes = [
         f"{name} (group {index}) {saved:.3g} -> {wanted:.3g}"
         for index, (saved, wanted) in enumerate(zip(scheduler.base_lrs, config_rates))
@@ -174,6 +180,73 @@ def restore_optimizer(
         group["lr"] = rate * factor(scheduler.last_epoch)
     scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
     return changes
+
+
+def state_dicts(parts: dict[str, Any]) -> dict[str, Any]:
+    """``{name: part.state_dict()}`` for named stateful parts (nested dicts alike): what a checkpoint keeps of them.
+
+    Saving and resuming go through the same ``parts`` dict, so the checkpoint's
+    keys are written once, in the loop that owns the parts.
+    """
+    return {name: state_dicts(part) if isinstance(part, dict) else part.state_dict() for name, part in parts.items()}
+
+
+def load_state_dicts(
+    parts: dict[str, Any], state: dict[str, Any], rate_names: dict[str, str] | None = None
+) -> list[str]:
+    """Load the parts of ``parts`` found in ``state`` (``state_dicts``'s layout); returns the learning-rate changes.
+
+    A part the checkpoint lacks (a critic switched on at resume) keeps its fresh state.
+
+    Schedulers keep the *config's* base rates (see ``restore_optimizer``);
+    ``rate_names`` names each scheduler's config field by its dotted path in
+    ``parts`` (e.g. ``{"flow.scheduler": "train.flow_lr"}``) for the message.
+    """
+    rate_names = rate_names or {}
+    schedulers: dict[str, tuple[torch.optim.lr_scheduler.LambdaLR, list[float]]] = {}
+
+    def load(level: dict[str, Any], saved: dict[str, Any], path: str) -> None:
+        for name, part in level.items():
+            if name not in saved:
+                continue
+            if isinstance(part, dict):
+                load(part, saved[name], f"{path}{name}.")
+                continue
+            if isinstance(part, torch.optim.lr_scheduler.LambdaLR):
+                schedulers[path + name] = (part, list(part.base_lrs))
+            part.load_state_dict(saved[name])
+
+    load(parts, state, "")
+    changes = []
+    for path, (scheduler, config_rates) in schedulers.items():
+        changes += keep_config_rates(scheduler, config_rates, rate_names.get(path, "lr"))
+    return changes
+
+
+class LogWindow:
+    """Sums of the logged values over the steps since the last log line, and how fast those steps went.
+
+    The sums stay on the device (no sync per step); ``means`` averages them
+    over the steps and across processes, then starts a new window.
+    """
+
+    def __init__(self, names: list[str], device: torch.device):
+        self.sums = {name: torch.zeros((), device=device) for name in names}
+        self.steps, self.start = 0, time.perf_counter()
+
+    def add(self, **values: torch.Tensor) -> None:
+        for name, value in values.items():
+            self.sums[name] += value.detach()
+
+    def step(self) -> None:
+        self.steps += 1
+
+    def means(self, world: Distributed) -> dict[str, float]:
+        means = mean_across({name: total / max(self.steps, 1) for name, total in self.sums.items()}, world)
+        means["steps_per_s"] = self.steps / max(time.perf_counter() - self.start, 1e-9)
+        self.sums = {name: torch.zeros_like(total) for name, total in self.sums.items()}
+        self.steps, self.start = 0, time.perf_counter()
+        return means
 
 
 class EMA:

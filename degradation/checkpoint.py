@@ -6,13 +6,11 @@ from pathlib import Path
 
 import torch
 
-from common.checkpoint import load_checkpoint, load_weights
+from common.checkpoint import FLOW_KIND, JOINT_KIND, load_checkpoint, load_weights, network_state
 from common.config import config_from_dict
 from common.errors import ConfigError, UserError
 from degradation.config import FlowConfig, FlowModelConfig
 from degradation.flow import DegradationFlow
-
-FLOW_KIND = "degradation_flow"
 
 
 def build_flow(model: FlowModelConfig, seed: int = 0) -> DegradationFlow:
@@ -43,12 +41,11 @@ def with_image_noise(flow: DegradationFlow, weights: dict[str, torch.Tensor]) ->
 
 def load_flow(path: str | Path, device: torch.device | str = "cpu") -> tuple[DegradationFlow, FlowConfig]:
     """A trained flow (in eval mode, on ``device``) and its config, from a flow or joint checkpoint (or export)."""
-    state = load_checkpoint(path, (FLOW_KIND, "joint"))
+    saved = network_state(load_checkpoint(path, (FLOW_KIND, JOINT_KIND)), "flow")
     try:
-        config = config_from_dict(FlowConfig, state["flow_config"] if state["kind"] == "joint" else state["config"])
+        config = config_from_dict(FlowConfig, saved["config"])
     except ConfigError as error:
         raise UserError(f"{path}: its config does not fit this version of the flow ({error})") from error
     flow = build_flow(config.model)
-    weights = state["flow"] if state["kind"] == "joint" else state["model"]
-    load_weights(flow, with_image_noise(flow, weights), path, "flow")
+    load_weights(flow, with_image_noise(flow, saved["model"]), path, "flow")
     return flow.to(device).eval(), config

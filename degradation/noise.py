@@ -254,6 +254,14 @@ class ImageNoise(nn.Module):
         self.is_estimated = False
         self.register_load_state_dict_post_hook(ImageNoise._note_estimate)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints older than the image noise lack its buffers: such a flow keeps
+        # sampling as it did when it was trained (the latent shift's noise).
+        for name, buffer in self.named_buffers(recurse=False):
+            if name not in self._non_persistent_buffers_set:
+                state_dict.setdefault(prefix + name, buffer.detach().clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @staticmethod
     def _note_estimate(module: ImageNoise, incompatible_keys) -> None:
         module.is_estimated = bool(module.gains.abs().sum() > 0)

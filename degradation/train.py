@@ -12,30 +12,31 @@ The loss is the sum of both domains' bits/dim. ``--resume CKPT`` continues to
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from common.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_training_checkpoint
+from common.checkpoint import FLOW_KIND, load_checkpoint, restore_rng_state, rng_state, save_training_checkpoint
 from common.cli import run_cli
 from common.config import config_from_dict, config_to_dict
-from common.distributed import Distributed, all_gather_cat, barrier, init_distributed, mean_across, wrap_ddp
+from common.distributed import Distributed, all_gather_cat, barrier, init_distributed, wrap_ddp
 from common.errors import UserError
 from common.matlab_resize import clean_lr_from_hr
 from common.training import (
+    LogWindow,
     NonFiniteGuard,
     RunFolder,
     StopSignals,
     autocast,
     ignore_stop_signals,
+    load_state_dicts,
     lr_factor,
     prepare_out_dir,
-    restore_optimizer,
     select_device,
     setup_device,
+    state_dicts,
     training_main,
 )
 from data_tools.datasets import ImageFolderCache, StepSampler, UnpairedCrops, dequant_noise_batch
@@ -46,7 +47,7 @@ from degradation.adversarial import (
     generator_loss,
     quantize_8bit,
 )
-from degradation.checkpoint import FLOW_KIND, build_flow, with_image_noise
+from degradation.checkpoint import build_flow
 from degradation.config import FlowConfig
 from degradation.encoder import LOW_PASS_FACTOR
 from degradation.flow import DegradationFlow, FlowObjective, count_parameters, domain_bits_per_dim, flow_optimizer
@@ -106,6 +107,12 @@ def train(
     moments = None
     if config.train.stats_weight > 0:
         moments = DetailMoments(flat_only=config.train.stats_flat_only).to(device)
+    # What a checkpoint keeps, saved and restored through this one dict.
+    parts = {"model": flow, "optimizer": optimizer, "scheduler": scheduler, "guard": guard}
+    if discriminator is not None:
+        parts.update(discriminator=discriminator, disc_optimizer=disc_optimizer)
+    if moments is not None:
+        parts["detail_moments"] = moments
     start_step, rate_changes = 0, []
     if resume is not None:
         state = load_checkpoint(resume, FLOW_KIND, resume=True)
@@ -115,14 +122,7 @@ def train(
                 f"{resume} was trained with model settings {saved_model}, the config asks for "
                 f"{config.model}; drop --config to use the checkpoint's own"
             )
-        flow.load_state_dict(with_image_noise(flow, state["model"]))
-        rate_changes = restore_optimizer(optimizer, scheduler, state["optimizer"], state["scheduler"], "train.lr")
-        guard.load_state_dict(state["guard"])
-        if discriminator is not None and "discriminator" in state:
-            discriminator.load_state_dict(state["discriminator"])
-            disc_optimizer.load_state_dict(state["disc_optimizer"])
-        if moments is not None and "detail_moments" in state:
-            moments.load_state_dict(state["detail_moments"])
+        rate_changes = load_state_dicts(parts, state, {"scheduler": "train.lr"})
         restore_rng_state(state["rng"])
         start_step = state["step"]
 
@@ -166,34 +166,14 @@ def train(
     end_step = config.train.n_iter if max_steps is None else min(config.train.n_iter, start_step + max_steps)
     monitor: dict[str, float] = {}
     logged = ["nll_clean", "nll_real"] + (["adv_flow", "adv_disc", "disc_accuracy"] if discriminator else [])
-    logged += ["detail_stats"] if moments is not None else []
-    sums = {name: torch.zeros((), device=device) for name in logged}
+    window = LogWindow(logged + (["detail_stats"] if moments is not None else []), device)
     disc_ddp = wrap_ddp(discriminator, world, device) if discriminator is not None else None
-    window_start, window_steps = time.perf_counter(), 0
     flow.train()
 
     def checkpoint(step: int) -> None:
         if world.is_main:
-            save_training_checkpoint(
-                out.checkpoints,
-                {
-                    "kind": FLOW_KIND,
-                    "step": step,
-                    "config": config_to_dict(config),
-                    "model": flow.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "guard": guard.state_dict(),
-                    "rng": rng_state(),
-                    **(
-                        {"discriminator": discriminator.state_dict(), "disc_optimizer": disc_optimizer.state_dict()}
-                        if discriminator is not None
-                        else {}
-                    ),
-                    **({"detail_moments": moments.state_dict()} if moments is not None else {}),
-                },
-                config.train.keep_last,
-            )
+            state = {"kind": FLOW_KIND, "step": step, "config": config_to_dict(config), "rng": rng_state()}
+            save_training_checkpoint(out.checkpoints, {**state, **state_dicts(parts)}, config.train.keep_last)
 
     progress = tqdm(range(start_step, end_step), initial=start_step, total=config.train.n_iter, desc="flow",
                     unit="step", dynamic_ncols=True, disable=not world.is_main)  # fmt: skip
@@ -229,11 +209,11 @@ def train(
                             adv_flow = generator_loss(discriminator(samples))
                             discriminator.requires_grad_(True)
                             loss = loss + config.train.adv_weight * adv_flow
-                            sums["adv_flow"] += adv_flow.detach()
+                            window.add(adv_flow=adv_flow)
                         if step >= config.train.adv_start and moments is not None:
                             detail_stats = moments(samples)
                             loss = loss + config.train.stats_weight * detail_stats
-                            sums["detail_stats"] += detail_stats.detach()
+                            window.add(detail_stats=detail_stats)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()  # always, also for a non-finite loss: under DDP every rank must join the all-reduce
                 grad_norm = torch.nn.utils.clip_grad_norm_(flow.parameters(), config.train.grad_clip)
@@ -250,20 +230,14 @@ def train(
                     adv_disc.backward()
                     if step_ok:
                         disc_optimizer.step()
-                    sums["adv_disc"] += adv_disc.detach()
-                    sums["disc_accuracy"] += discriminator_accuracy(real_logits, fake_logits).detach()
-                sums["nll_clean"] += nll_clean.detach()
-                sums["nll_real"] += nll_real.detach()
-                window_steps += 1
+                    window.add(adv_disc=adv_disc, disc_accuracy=discriminator_accuracy(real_logits, fake_logits))
+                window.add(nll_clean=nll_clean, nll_real=nll_real)
+                window.step()
                 done = step + 1
                 log_point = done % config.train.log_every == 0 or done == end_step
                 if log_point:
-                    elapsed = time.perf_counter() - window_start
-                    monitor = mean_across({name: total / window_steps for name, total in sums.items()}, world)
-                    monitor.update(flow.shift.summary())
-                    monitor.update(
-                        lr=scheduler.get_last_lr()[0], steps_per_s=window_steps / elapsed, skipped_steps=guard.total
-                    )
+                    monitor = window.means(world)
+                    monitor.update(flow.shift.summary(), lr=scheduler.get_last_lr()[0], skipped_steps=guard.total)
                     out.scalars({f"flow/{k}": v for k, v in monitor.items()}, done)
                     out.log(
                         f"[{done:>7}/{config.train.n_iter}] nll_clean={monitor['nll_clean']:.4f} "
@@ -278,8 +252,6 @@ def train(
                         + (f" detail_stats={monitor['detail_stats']:.4f}" if moments is not None else "")
                     )
                     progress.set_postfix(clean=f"{monitor['nll_clean']:.3f}", real=f"{monitor['nll_real']:.3f}")
-                    sums = {name: torch.zeros_like(total) for name, total in sums.items()}
-                    window_start, window_steps = time.perf_counter(), 0
                 if world.is_main and (done % config.train.sample_every == 0 or done == config.train.n_iter):
                     out.image("flow/samples", sample_figure(flow, clean_lr, real_lr), done)
                 # A checkpoint when one is due, or when a stop signal came (then the run ends here).

@@ -10,7 +10,6 @@ real domain. Two optimizers with their own learning rates and clipping.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
@@ -19,34 +18,34 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from common.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_training_checkpoint
+from common.checkpoint import JOINT_KIND, load_checkpoint, restore_rng_state, rng_state, save_training_checkpoint
 from common.config import config_to_dict
-from common.distributed import barrier, init_distributed, mean_across, wrap_ddp
+from common.distributed import barrier, init_distributed, wrap_ddp
 from common.errors import UserError
 from common.matlab_resize import clean_lr_from_hr
 from common.training import (
     EMA,
+    LogWindow,
     NonFiniteGuard,
     RunFolder,
     StopSignals,
     autocast,
     ignore_stop_signals,
+    load_state_dicts,
     lr_factor,
     prepare_out_dir,
-    restore_optimizer,
     select_device,
     setup_device,
+    state_dicts,
 )
 from data_tools.datasets import ImageFolderCache, StepSampler, UnpairedCrops, dequant_noise_batch
-from degradation.checkpoint import build_flow, load_flow, with_image_noise
+from degradation.checkpoint import build_flow, load_flow
 from degradation.flow import DegradationFlow, domain_bits_per_dim, flow_optimizer
 from degradation.samples import sample_figure
 from joint.config import PipelineConfig, flow_stage_config, sr_stage_config
 from sr.checkpoint import build_sr, load_sr
 from sr.data import flow_degrade, noise_seed
 from sr.validation import ValidationSet
-
-JOINT_KIND = "joint"
 
 
 class ScaleGradient(torch.autograd.Function):
@@ -127,17 +126,18 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
     flow_sched = torch.optim.lr_scheduler.LambdaLR(flow_opt, schedule)
     sr_sched = torch.optim.lr_scheduler.LambdaLR(sr_opt, schedule)
     guard = NonFiniteGuard(train.max_bad_steps)
+    # What a checkpoint keeps, saved and restored through this one dict.
+    parts = {
+        "flow": {"model": flow, "optimizer": flow_opt, "scheduler": flow_sched},
+        "sr": {"model": sr, "ema": ema.module, "optimizer": sr_opt, "scheduler": sr_sched},
+        "guard": guard,
+    }
     start_step, rate_changes = 0, []
     if resume is not None:
         state = load_checkpoint(resume, JOINT_KIND, resume=True)
-        flow.load_state_dict(with_image_noise(flow, state["flow"]))
-        sr.load_state_dict(state["sr"])
-        ema.load_state_dict({"module": state["sr_ema"], "updates": state["ema_updates"]})
-        rate_changes = restore_optimizer(
-            flow_opt, flow_sched, state["flow_optimizer"], state["flow_scheduler"], "train.flow_lr"
-        )
-        rate_changes += restore_optimizer(sr_opt, sr_sched, state["sr_optimizer"], state["sr_scheduler"], "train.lr")
-        guard.load_state_dict(state["guard"])
+        rate_names = {"flow.scheduler": "train.flow_lr", "sr.scheduler": "train.lr"}
+        rate_changes = load_state_dicts(parts, state, rate_names)
+        ema.updates = state["sr"]["ema_updates"]
         restore_rng_state(state["rng"])
         start_step = state["step"]
     # A flow loaded from a checkpoint is initialised already (ActNorm): DDP may wrap it at once.
@@ -170,22 +170,17 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
     if world.is_main:  # the joint phase logs PSNR only: no LPIPS model to load
         validation = ValidationSet.from_dirs(data.val_lr_dir, data.val_hr_dir, data.scale, with_lpips=False)
     end_step = train.n_iter if max_steps is None else min(train.n_iter, start_step + max_steps)
-    sums = {name: torch.zeros((), device=device) for name in ("nll_clean", "nll_real", "l1", "residual_std")}
+    window = LogWindow(["nll_clean", "nll_real", "l1", "residual_std"], device)
     monitor: dict[str, float] = {}
-    window_steps, window_start = 0, time.perf_counter()
 
     def checkpoint(step: int) -> None:
         if not world.is_main:
             return
-        save_training_checkpoint(out.checkpoints, {
-            "kind": JOINT_KIND, "step": step, "config": config_to_dict(config),
-            "flow_config": config_to_dict(flow_stage_config(config)),
-            "sr_config": config_to_dict(sr_stage_config(config, "")),
-            "flow": flow.state_dict(), "sr": sr.state_dict(), "sr_ema": ema.module.state_dict(),
-            "ema_updates": ema.updates, "flow_optimizer": flow_opt.state_dict(),
-            "sr_optimizer": sr_opt.state_dict(), "flow_scheduler": flow_sched.state_dict(),
-            "sr_scheduler": sr_sched.state_dict(), "guard": guard.state_dict(), "rng": rng_state(),
-        }, train.keep_last)  # fmt: skip
+        state = {"kind": JOINT_KIND, "step": step, "config": config_to_dict(config), "rng": rng_state()}
+        state.update(state_dicts(parts))
+        state["flow"]["config"] = config_to_dict(flow_stage_config(config))
+        state["sr"].update(config=config_to_dict(sr_stage_config(config, "")), ema_updates=ema.updates)
+        save_training_checkpoint(out.checkpoints, state, train.keep_last)
 
     progress = tqdm(range(start_step, end_step), initial=start_step, total=train.n_iter, desc="joint", unit="step",
                     dynamic_ncols=True, disable=not world.is_main)  # fmt: skip
@@ -213,29 +208,20 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
                     ema.update(sr)
                 flow_sched.step()
                 sr_sched.step()
-                with torch.no_grad():
-                    sums["nll_clean"] += nll_clean.detach()
-                    sums["nll_real"] += nll_real.detach()
-                    sums["l1"] += l1.detach()
-                    # How strong the synthesized degradation is: a flow that learned to make
-                    # degradations trivially easy for the SR network shows it here first.
-                    sums["residual_std"] += (synth_lr - clean_lr).std()
-                window_steps += 1
+                # How strong the synthesized degradation is (residual_std): a flow that learned to
+                # make degradations trivially easy for the SR network shows it here first.
+                window.add(nll_clean=nll_clean, nll_real=nll_real, l1=l1, residual_std=(synth_lr - clean_lr).std())
+                window.step()
                 done = step + 1
                 log_point = done % train.log_every == 0 or done == end_step
                 if log_point:
-                    monitor = mean_across({name: total / window_steps for name, total in sums.items()}, world)
-                    monitor.update(flow.shift.summary())
-                    monitor.update(
-                        steps_per_s=window_steps / (time.perf_counter() - window_start), skipped_steps=guard.total
-                    )
+                    monitor = window.means(world)
+                    monitor.update(flow.shift.summary(), skipped_steps=guard.total)
                     out.scalars({f"joint/{k}": v for k, v in monitor.items()}, done)
                     out.log(f"[{done:>7}/{train.n_iter}] l1={monitor['l1']:.5f} nll_clean={monitor['nll_clean']:.4f} "
                             f"nll_real={monitor['nll_real']:.4f} residual_std={monitor['residual_std'] * 255:.2f}/255 "
                             f"{monitor['steps_per_s']:.2f} steps/s skipped={guard.total}")  # fmt: skip
                     progress.set_postfix(l1=f"{monitor['l1']:.4f}", real=f"{monitor['nll_real']:.3f}")
-                    sums = {name: torch.zeros_like(value) for name, value in sums.items()}
-                    window_steps, window_start = 0, time.perf_counter()
                 if validation is not None and (done % train.val_every == 0 or done == end_step):
                     monitor["val_psnr"] = validation.psnr(ema.module)
                     out.scalars({"joint/val_psnr": monitor["val_psnr"]}, done)

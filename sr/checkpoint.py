@@ -6,32 +6,28 @@ from pathlib import Path
 
 import torch
 
-from common.checkpoint import load_checkpoint, load_weights
+from common.checkpoint import JOINT_KIND, SR_KIND, load_checkpoint, load_weights, network_state
 from common.config import config_from_dict
 from common.errors import ConfigError, UserError
 from sr.config import SRConfig, SRModelConfig
 from sr.model import VDSR
 
-SR_KIND = "sr"
-
 
 def build_sr(model: SRModelConfig, scale: int) -> VDSR:
-    return VDSR(scale=scale, form=model.form, num_features=model.num_features, num_layers=model.num_layers,
-                norm=model.norm)  # fmt: skip
+    return VDSR(
+        scale=scale, form=model.form, num_features=model.num_features, num_layers=model.num_layers, norm=model.norm
+    )
 
 
 def load_sr(path: str | Path, device: torch.device | str = "cpu") -> tuple[VDSR, SRConfig]:
     """A trained SR network (EMA weights, eval mode) and its config, from an SR or joint checkpoint (or export)."""
-    state = load_checkpoint(path, (SR_KIND, "joint"))
+    saved = network_state(load_checkpoint(path, (SR_KIND, JOINT_KIND)), "sr")
     try:
-        config = config_from_dict(SRConfig, state["sr_config"] if state["kind"] == "joint" else state["config"])
+        config = config_from_dict(SRConfig, saved["config"])
     except ConfigError as error:
         raise UserError(f"{path}: its config does not fit this version of the SR network ({error})") from error
     model = build_sr(config.model, config.data.scale)
-    if state["kind"] == SR_KIND:
-        weights = state.get("ema") or state["model"]
-    else:
-        weights = state["sr_ema"]
+    weights = saved.get("ema") or saved["model"]
     if "input_offset" not in weights:  # saved before the network centred its input
         weights = {**weights, "input_offset": torch.tensor(0.0)}
     load_weights(model, weights, path, "SR network")

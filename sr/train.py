@@ -14,7 +14,6 @@ and last checkpoints, ``--resume CKPT`` to ``train.n_iter``.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
@@ -23,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from common.checkpoint import (
+    SR_KIND,
     load_checkpoint,
     restore_rng_state,
     rng_state,
@@ -31,26 +31,28 @@ from common.checkpoint import (
 )
 from common.cli import run_cli
 from common.config import config_from_dict, config_to_dict
-from common.distributed import barrier, init_distributed, mean_across, wrap_ddp
+from common.distributed import barrier, init_distributed, wrap_ddp
 from common.errors import UserError
 from common.training import (
     EMA,
+    LogWindow,
     NonFiniteGuard,
     RunFolder,
     StopSignals,
     autocast,
     ignore_stop_signals,
+    load_state_dicts,
     lr_factor,
     prepare_out_dir,
-    restore_optimizer,
     select_device,
     setup_device,
+    state_dicts,
     training_main,
 )
 from data_tools.datasets import HRCrops, ImageFolderCache, PairedCrops, StepSampler
 from data_tools.degrade_classical import PRESETS
 from degradation.checkpoint import load_flow
-from sr.checkpoint import SR_KIND, build_sr
+from sr.checkpoint import build_sr
 from sr.config import PAIR_SOURCES, SRConfig
 from sr.data import DegradedCrops, flow_degrade, noise_seed
 from sr.model import VDSR, relu_activity
@@ -120,6 +122,8 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
         from sr.lpips_metric import load_lpips
 
         lpips_loss = load_lpips(device=device)
+    # What a checkpoint keeps, saved and restored through this one dict.
+    parts = {"model": model, "ema": ema.module, "optimizer": optimizer, "scheduler": scheduler, "guard": guard}
     start_step, best_psnr, rate_changes = 0, -float("inf"), []
     if resume is not None:
         state = load_checkpoint(resume, SR_KIND, resume=True)
@@ -127,12 +131,9 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
         if saved.model != config.model or saved.data.scale != config.data.scale:
             raise UserError(f"{resume} was trained with model {saved.model} at x{saved.data.scale}; the config asks "
                             f"for {config.model} at x{config.data.scale}")  # fmt: skip
-        model.load_state_dict(state["model"])
-        ema.load_state_dict({"module": state["ema"], "updates": state["ema_updates"]})
-        rate_changes = restore_optimizer(optimizer, scheduler, state["optimizer"], state["scheduler"], "train.lr")
-        guard.load_state_dict(state["guard"])
+        rate_changes = load_state_dicts(parts, state, {"scheduler": "train.lr"})
         restore_rng_state(state["rng"])
-        start_step, best_psnr = state["step"], state["best_psnr"]
+        start_step, best_psnr, ema.updates = state["step"], state["best_psnr"], state["ema_updates"]
     train_model = wrap_ddp(model, world, device)
     if config.train.compile:
         train_model = torch.compile(train_model)
@@ -159,18 +160,14 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
     )  # fmt: skip
     end_step = config.train.n_iter if max_steps is None else min(config.train.n_iter, start_step + max_steps)
     monitor: dict[str, float] = {"best_psnr": best_psnr}
-    loss_sum, window_steps, window_start = torch.zeros((), device=device), 0, time.perf_counter()
+    window = LogWindow(["l1"], device)
     model.train()
 
     def checkpoint(step: int, path: Path | None = None) -> None:
         if not world.is_main:
             return
-        state = {
-            "kind": SR_KIND, "step": step, "config": config_to_dict(config), "model": model.state_dict(),
-            "ema": ema.module.state_dict(), "ema_updates": ema.updates, "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "guard": guard.state_dict(), "rng": rng_state(),
-            "best_psnr": best_psnr,
-        }  # fmt: skip
+        state = {"kind": SR_KIND, "step": step, "config": config_to_dict(config), "rng": rng_state()}
+        state.update(state_dicts(parts), ema_updates=ema.updates, best_psnr=best_psnr)
         if path is None:
             save_training_checkpoint(out.checkpoints, state, config.train.keep_last)
         else:
@@ -205,22 +202,18 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
                     optimizer.step()
                     ema.update(model)
                 scheduler.step()
-                loss_sum += loss.detach()
-                window_steps += 1
+                window.add(l1=loss)
+                window.step()
                 done = step + 1
                 log_point = done % config.train.log_every == 0 or done == end_step
                 if log_point:
-                    elapsed = time.perf_counter() - window_start
-                    monitor.update(mean_across({"l1": loss_sum / window_steps}, world))
-                    monitor.update(lr=scheduler.get_last_lr()[0], steps_per_s=window_steps / elapsed,
-                                   skipped_steps=guard.total)  # fmt: skip
+                    monitor.update(window.means(world), lr=scheduler.get_last_lr()[0], skipped_steps=guard.total)
                     # Validation scores are logged once, at their own step, not repeated at every log point.
                     logged = {k: v for k, v in monitor.items() if k not in ("best_psnr", "val_psnr", "val_lpips")}
                     out.scalars({f"sr/{k}": v for k, v in logged.items()}, done)
                     out.log(f"[{done:>7}/{config.train.n_iter}] loss={monitor['l1']:.5f} lr={monitor['lr']:.2e} "
                             f"{monitor['steps_per_s']:.2f} steps/s skipped={guard.total}")  # fmt: skip
                     progress.set_postfix(loss=f"{monitor['l1']:.4f}")
-                    loss_sum, window_steps, window_start = torch.zeros_like(loss_sum), 0, time.perf_counter()
                 validation_point = done % config.train.val_every == 0 or done == end_step
                 if validation_point and world.is_main:
                     check_activity(model, lq, done, config.train.n_iter, out)

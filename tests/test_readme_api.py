@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.checkpoint import save_checkpoint
+from common.checkpoint import FLOW_KIND, SR_KIND, save_checkpoint
 from common.config import config_to_dict
 from common.image_io import write_image
-from degradation.checkpoint import FLOW_KIND, build_flow
+from degradation.checkpoint import build_flow
 from degradation.config import FlowConfig, FlowModelConfig
 from degradation.noise import estimate_noise
-from sr.checkpoint import SR_KIND, build_sr
+from sr.checkpoint import build_sr
 from sr.config import SRConfig, SRModelConfig
 from tests.conftest import real_photo
 

@@ -14,18 +14,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.checkpoint import export_weights, load_checkpoint
+from common.checkpoint import FLOW_KIND, JOINT_KIND, SR_KIND, export_weights, load_checkpoint, network_state
 from common.cli import ArgumentParser, run_cli
 from common.errors import UserError
+from degradation.checkpoint import load_flow
+from sr.checkpoint import load_sr
 
-# What each part of each kind of checkpoint exports: (kind written, weights key, config key).
-PARTS = {
-    ("degradation_flow", "flow"): ("degradation_flow", "model", "config"),
-    ("sr", "sr"): ("sr", "ema", "config"),
-    ("joint", "flow"): ("degradation_flow", "flow", "flow_config"),
-    ("joint", "sr"): ("sr", "sr_ema", "sr_config"),
-}
-DEFAULT_PART = {"degradation_flow": "flow", "sr": "sr"}
+NETWORK_KINDS = {"flow": FLOW_KIND, "sr": SR_KIND}
 
 
 def export_checkpoint(ckpt: str | Path, out: str | Path, part: str | None = None) -> str:
@@ -33,25 +28,19 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, part: str | None = None
     out = Path(out)
     if out.suffix != ".safetensors":
         raise UserError(f"--out must end in .safetensors, got {out.name}")
-    state = load_checkpoint(ckpt, ("degradation_flow", "sr", "joint"))
+    state = load_checkpoint(ckpt, (FLOW_KIND, SR_KIND, JOINT_KIND))
     if state.get("exported"):
         raise UserError(f"{ckpt} is an export already")
-    part = part or DEFAULT_PART.get(state["kind"])
+    part = part or {FLOW_KIND: "flow", SR_KIND: "sr"}.get(state["kind"])
     if part is None:
         raise UserError(f"{ckpt} is a joint checkpoint: say which network with --part flow or --part sr")
-    if (state["kind"], part) not in PARTS:
+    if state["kind"] not in (NETWORK_KINDS[part], JOINT_KIND):
         raise UserError(f"{ckpt} holds no {part} network (it is a {state['kind']} checkpoint)")
-    kind, weights_key, config_key = PARTS[state["kind"], part]
-    export_weights(out, kind, state[weights_key], state[config_key])
+    saved, kind = network_state(state, part), NETWORK_KINDS[part]
+    # The weights the toolkit itself uses: the SR network's EMA, where there is one.
+    export_weights(out, kind, saved.get("ema") or saved["model"], saved["config"])
     # Read it back the way every command will, so a broken export fails here and not later.
-    if kind == "sr":
-        from sr.checkpoint import load_sr
-
-        load_sr(out)
-    else:
-        from degradation.checkpoint import load_flow
-
-        load_flow(out)
+    (load_sr if kind == SR_KIND else load_flow)(out)
     return kind
 
 

@@ -35,11 +35,15 @@ def run_pipeline(out: Path, data_dirs: dict[str, str], batch_size: int, processe
 def final_weights(out: Path) -> dict[str, torch.Tensor]:
     """The trained parameters of all three stages, by name."""
     weights = {}
-    for stage, kind, keys in (("flow", "degradation_flow", ("model",)), ("sr", "sr", ("model", "ema")),
-                              ("joint", "joint", ("flow", "sr"))):  # fmt: skip
+    for stage, kind, keys in (
+        ("flow", "degradation_flow", ("model",)),
+        ("sr", "sr", ("model", "ema")),
+        ("joint", "joint", ("flow.model", "sr.model")),
+    ):
         state = load_checkpoint(out / stage / "checkpoints" / "last.pt", kind)
         for key in keys:
-            for name, tensor in state[key].items():
+            network, _, inner = key.rpartition(".")
+            for name, tensor in (state[network][inner] if network else state[inner]).items():
                 if tensor.is_floating_point():
                     weights[f"{stage}.{key}.{name}"] = tensor
     return weights

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from common.checkpoint import load_checkpoint
+from common.checkpoint import load_checkpoint, save_checkpoint
 from common.config import load_config
 from degradation.checkpoint import load_flow
 from joint.config import PipelineConfig
@@ -72,7 +72,7 @@ def test_sr_loss_reaches_the_flow_only_with_a_cycle_weight(tmp_path, data_dirs, 
         assert any("levels" in name for name in changed) and any("shift" in name for name in changed)
     sr_before, _ = load_sr(stage_checkpoints["sr"])
     state = load_checkpoint(tmp_path / "joint" / "checkpoints" / "last.pt", "joint")
-    assert any(not torch.equal(a, state["sr"][k]) for k, a in sr_before.state_dict().items())
+    assert any(not torch.equal(a, state["sr"]["model"][k]) for k, a in sr_before.state_dict().items())
 
 
 def test_joint_resume_continues_exactly(tmp_path, data_dirs, stage_checkpoints):
@@ -86,6 +86,33 @@ def test_joint_resume_continues_exactly(tmp_path, data_dirs, stage_checkpoints):
 def run_command(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "train_joint.py", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=600)  # fmt: skip
+
+
+def flat_joint_layout(state: dict) -> dict:
+    """A joint checkpoint as versions before the nesting wrote it (flat flow_*/sr_* keys)."""
+    flow, sr = state["flow"], state["sr"]
+    flat = {key: value for key, value in state.items() if key not in ("flow", "sr")}
+    flat.update(flow_config=flow["config"], flow=flow["model"], flow_optimizer=flow["optimizer"])
+    flat.update(flow_scheduler=flow["scheduler"], sr_config=sr["config"], sr=sr["model"], sr_ema=sr["ema"])
+    flat.update(ema_updates=sr["ema_updates"], sr_optimizer=sr["optimizer"], sr_scheduler=sr["scheduler"])
+    return flat
+
+
+def test_joint_checkpoints_of_the_flat_layout_still_load_and_resume(tmp_path, data_dirs, stage_checkpoints):
+    config = pipeline_config(data_dirs)
+    train_joint(config, tmp_path / "a", stage_checkpoints["flow"], stage_checkpoints["sr"], max_steps=2)
+    nested_path = tmp_path / "a" / "checkpoints" / "last.pt"
+    nested = load_checkpoint(nested_path, "joint")
+    assert set(nested["flow"]) >= {"config", "model"} and set(nested["sr"]) >= {"config", "model", "ema"}
+    flat_path = tmp_path / "flat.pt"
+    save_checkpoint(flat_path, flat_joint_layout(nested))
+    for loader in (load_flow, load_sr):
+        from_flat, from_nested = loader(flat_path)[0], loader(nested_path)[0]
+        for name, tensor in from_nested.state_dict().items():
+            assert torch.equal(tensor, from_flat.state_dict()[name]), name
+    straight = train_joint(config, tmp_path / "b", stage_checkpoints["flow"], stage_checkpoints["sr"], max_steps=3)
+    resumed = train_joint(config, tmp_path / "c", resume=flat_path, max_steps=1)
+    assert resumed["l1"] == pytest.approx(straight["l1"], rel=1e-5)
 
 
 def test_pipeline_command_end_to_end_with_resume(tmp_path, data_dirs):
