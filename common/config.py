@@ -25,7 +25,7 @@ import difflib
 import types
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -66,7 +66,7 @@ def load_config(schema: type[T], source: str | Path | dict[str, Any] | None = No
             if not isinstance(child, dict):
                 child = node[name] = {}
             node = child
-        node[leaf] = _parse_cli_value(raw_value, field_type, dotted_key)
+        node[leaf] = _coerce(raw_value, field_type, dotted_key, text=True)
     return _build(schema, tree, prefix="")
 
 
@@ -161,7 +161,7 @@ def _build(schema: type[T], tree: dict[str, Any], prefix: str) -> T:
                 raise ConfigError(f"{where} must be a mapping of keys, got {section!r}")
             values[name] = _build(field_type, section, prefix=f"{where}.")
         elif name in tree:
-            values[name] = _check_type(tree[name], field_type, where)
+            values[name] = _coerce(tree[name], field_type, where)
     built = schema(**values)
     for name, spec in field_ranges(schema).items():
         value = getattr(built, name)
@@ -192,47 +192,66 @@ def in_range(value: float, spec: str) -> bool:
     return value >= float(bound) if operator == ">=" else value > float(bound)
 
 
-def _check_type(value: Any, expected: Any, where: str) -> Any:
-    """Return ``value`` if it fits ``expected`` (converting only int -> float, list -> tuple)."""
+def _coerce(value: Any, expected: Any, where: str, text: bool = False) -> Any:
+    """``value`` as a value of the field type ``expected``, or a ConfigError that says what was expected.
+
+    Values from YAML must already have the type (only int -> float and list ->
+    tuple are converted); with ``text`` the value is a command-line word and is
+    parsed into the type (``true``/``no``, ``null``, ``2,3`` or ``[2, 3]``, ...).
+    """
     origin = get_origin(expected)
     if expected is Any:
         return value
     if origin in (Union, types.UnionType):
         options = get_args(expected)
-        if value is None and type(None) in options:
+        says_none = value is None or (text and isinstance(value, str) and value.strip().lower() in _NONE)
+        if type(None) in options and says_none:
             return None
         for option in options:
             if option is type(None):
                 continue
             try:
-                return _check_type(value, option, where)
+                return _coerce(value, option, where, text)
             except ConfigError:
                 continue
         raise _type_error(where, expected, value)
     if origin is Literal:
         choices = get_args(expected)
-        if value in choices:
-            return value
+        for choice in choices:
+            if value == choice or (text and str(choice) == value):
+                return choice
         raise ConfigError(f"{where} must be one of {', '.join(map(repr, choices))}, got {value!r}")
     if origin in (list, tuple):
+        if text and isinstance(value, str):  # "[2, 3]" or "2,3"
+            try:
+                value = yaml.safe_load(value if value.strip().startswith("[") else f"[{value}]")
+            except yaml.YAMLError:
+                raise _type_error(where, expected, value) from None
         if not isinstance(value, (list, tuple)):
             raise _type_error(where, expected, value)
         args = get_args(expected)
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
                 raise ConfigError(f"{where} must have {len(args)} items, got {len(value)}")
-            items = [_check_type(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args))]
+            items = [_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args))]
         else:
             item_type = args[0] if args else Any
-            items = [_check_type(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
+            items = [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if expected is bool:
         if isinstance(value, bool):
             return value
+        if text and isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
         raise _type_error(where, expected, value)
     if expected is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
+        if text and isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
         raise _type_error(where, expected, value)
     if expected is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -249,53 +268,6 @@ def _check_type(value: Any, expected: Any, where: str) -> Any:
             return value
         raise _type_error(where, expected, value)
     raise ConfigError(f"{where}: unsupported field type {expected!r}")  # a schema bug, said plainly
-
-
-def _parse_cli_value(raw: str, expected: Any, where: str) -> Any:
-    """Turn an override's text into a value of the field's type."""
-    origin = get_origin(expected)
-    if origin in (Union, types.UnionType):
-        options = [option for option in get_args(expected) if option is not type(None)]
-        if raw.strip().lower() in _NONE and len(options) < len(get_args(expected)):
-            return None
-        for option in options:
-            try:
-                return _check_type(_parse_cli_value(raw, option, where), option, where)
-            except ConfigError:
-                continue
-        raise _type_error(where, expected, raw)
-    if expected is str:
-        return raw
-    if expected is bool:
-        lowered = raw.strip().lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-        raise _type_error(where, expected, raw)
-    if expected is int:
-        try:
-            return int(raw)
-        except ValueError:
-            raise _type_error(where, expected, raw) from None
-    if expected is float:
-        try:
-            return float(raw)
-        except ValueError:
-            raise _type_error(where, expected, raw) from None
-    if origin is Literal:
-        for choice in get_args(expected):
-            if str(choice) == raw:
-                return choice
-        return raw  # _check_type names the valid choices
-    if origin in (list, tuple):
-        # "[2, 3]" or "2,3"
-        text = raw if raw.strip().startswith("[") else f"[{raw}]"
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise _type_error(where, expected, raw) from None
-    return yaml.safe_load(raw)
 
 
 def _field_type(schema: type, path: list[str]) -> Any:
@@ -354,3 +326,39 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
     return value
+
+
+@dataclasses.dataclass
+class TrainLoopConfig:
+    """The ``train`` fields every training loop reads; each stage extends it."""
+
+    RANGES: ClassVar[dict[str, str]] = {
+        "n_iter": ">= 1",
+        "batch_size": ">= 1",
+        "lr": "> 0",
+        "warmup_iter": ">= 0",
+        "gamma": "> 0",
+        "grad_clip": "> 0",
+        "save_every": ">= 1",
+        "log_every": ">= 1",
+        "keep_last": ">= 0",
+        "max_bad_steps": ">= 1",
+        "seed": ">= 0",
+    }
+
+    n_iter: int = 20000
+    batch_size: int = 16
+    lr: float = 2e-4
+    schedule: Literal["cosine", "multistep", "constant"] = "cosine"
+    warmup_iter: int = 100
+    milestones: list[int] = dataclasses.field(default_factory=list)
+    gamma: float = 0.5
+    grad_clip: float = 10.0
+    save_every: int = 1000
+    log_every: int = 100
+    keep_last: int = 3
+    max_bad_steps: int = 20
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False  # bf16 autocast where it is numerically safe (CUDA only)
+    compile: bool = False  # torch.compile the model (the first steps are slow while it compiles)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
@@ -26,42 +26,6 @@ from common.distributed import Distributed, any_across, mean_across
 from common.errors import TrainingStopped, UserError
 from common.files import sweep_temporaries
 from common.image_io import write_image
-
-
-@dataclass
-class TrainLoopConfig:
-    """The ``train`` fields every training loop reads; each stage extends it."""
-
-    RANGES: ClassVar[dict[str, str]] = {
-        "n_iter": ">= 1",
-        "batch_size": ">= 1",
-        "lr": "> 0",
-        "warmup_iter": ">= 0",
-        "gamma": "> 0",
-        "grad_clip": "> 0",
-        "save_every": ">= 1",
-        "log_every": ">= 1",
-        "keep_last": ">= 0",
-        "max_bad_steps": ">= 1",
-        "seed": ">= 0",
-    }
-
-    n_iter: int = 20000
-    batch_size: int = 16
-    lr: float = 2e-4
-    schedule: Literal["cosine", "multistep", "constant"] = "cosine"
-    warmup_iter: int = 100
-    milestones: list[int] = field(default_factory=list)
-    gamma: float = 0.5
-    grad_clip: float = 10.0
-    save_every: int = 1000
-    log_every: int = 100
-    keep_last: int = 3
-    max_bad_steps: int = 20
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = False  # bf16 autocast where it is numerically safe (CUDA only)
-    compile: bool = False  # torch.compile the model (the first steps are slow while it compiles)
 
 
 def select_device(name: str) -> torch.device:

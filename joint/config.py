@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from common.training import TrainLoopConfig
+from common.config import TrainLoopConfig
 from degradation.config import FlowConfig, FlowDataConfig, FlowModelConfig, FlowTrainConfig
 from sr.config import SRConfig, SRDataConfig, SRModelConfig, SRTrainConfig
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from common.training import TrainLoopConfig
+from common.config import TrainLoopConfig
 
 # Where the training pairs come from: a paired folder, the learned flow, or a classical preset.
 PAIR_SOURCES = ("pairs", "flow")
