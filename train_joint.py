@@ -40,9 +40,14 @@ def stage_state(run: Path, kind: str) -> tuple[Path | None, int]:
     return last, load_checkpoint(last, kind)["step"]
 
 
-def run_pipeline(config: PipelineConfig, out: str | Path, stages: tuple[str, ...] = STAGES,
-                 flow_ckpt: str | None = None, sr_ckpt: str | None = None,
-                 max_steps: int | None = None) -> dict:  # fmt: skip
+def run_pipeline(
+    config: PipelineConfig,
+    out: str | Path,
+    stages: tuple[str, ...] = STAGES,
+    flow_ckpt: str | None = None,
+    sr_ckpt: str | None = None,
+    max_steps: int | None = None,
+) -> dict:
     """Run ``stages`` in order in ``out``; a stage already started there is resumed, a finished one skipped."""
     unknown = [stage for stage in stages if stage not in STAGES]
     if unknown:
@@ -78,29 +83,40 @@ def run_pipeline(config: PipelineConfig, out: str | Path, stages: tuple[str, ...
         return str(run / "checkpoints" / "last.pt")
 
     if "flow" in stages:
-        flow_ckpt = run_stage("flow", FLOW_KIND, config.flow_train.n_iter,
-                              lambda run, last, cap: train_flow(flow_stage_config(config), run, last, cap))  # fmt: skip
+        flow_ckpt = run_stage(
+            "flow",
+            FLOW_KIND,
+            config.flow_train.n_iter,
+            lambda run, last, cap: train_flow(flow_stage_config(config), run, last, cap),
+        )
     if "sr" in stages:
         if flow_ckpt is None:
             raise UserError("the sr stage needs a flow: run the flow stage too or give --flow-ckpt")
         sr_config = sr_stage_config(config, flow_ckpt)
-        sr_ckpt = run_stage("sr", SR_KIND, config.sr_train.n_iter,
-                            lambda run, last, cap: train_sr(sr_config, run, last, cap))  # fmt: skip
+        sr_ckpt = run_stage(
+            "sr", SR_KIND, config.sr_train.n_iter, lambda run, last, cap: train_sr(sr_config, run, last, cap)
+        )
     if "joint" in stages:
         if flow_ckpt is None or sr_ckpt is None:
-            raise UserError("the joint stage needs a flow and an SR network: run their stages or give "
-                            "--flow-ckpt and --sr-ckpt")  # fmt: skip
-        run_stage("joint", JOINT_KIND, config.train.n_iter,
-                  lambda run, last, cap: train_joint(config, run, flow_ckpt, sr_ckpt, last, cap))  # fmt: skip
+            raise UserError(
+                "the joint stage needs a flow and an SR network: run their stages or give --flow-ckpt and --sr-ckpt"
+            )
+        run_stage(
+            "joint",
+            JOINT_KIND,
+            config.train.n_iter,
+            lambda run, last, cap: train_joint(config, run, flow_ckpt, sr_ckpt, last, cap),
+        )
     return summary
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser(
-        prog="python train_joint.py", description=__doc__.split("\n\n")[0],
+        prog="python train_joint.py",
+        description=__doc__.split("\n\n")[0],
         epilog="config fields:\n  " + "\n  ".join(describe_fields(PipelineConfig)),
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+    )
     parser.add_argument("--config", help="YAML config (default with --resume: RUN_DIR/config.yaml)")
     parser.add_argument("--out", help="run folder")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run where it stopped")

@@ -144,9 +144,18 @@ def flow_train_case(config_path: str, device: torch.device, steps: int, compile_
 
     reset_peak_memory(device)
     seconds = timed(step, device, steps, warmup=3 if compile_model else 1)
-    result = {"case": "flow_train", "config": Path(config_path).stem, "device": device_name(device),
-              "compiled": compile_model, "batch": batch, "lr_crop": crop, "steps_per_s": 1 / seconds,
-              "images_per_s": 2 * batch / seconds, "ms_per_step": 1e3 * seconds, **peak_memory_mb(device)}  # fmt: skip
+    result = {
+        "case": "flow_train",
+        "config": Path(config_path).stem,
+        "device": device_name(device),
+        "compiled": compile_model,
+        "batch": batch,
+        "lr_crop": crop,
+        "steps_per_s": 1 / seconds,
+        "images_per_s": 2 * batch / seconds,
+        "ms_per_step": 1e3 * seconds,
+        **peak_memory_mb(device),
+    }
     if profile and device.type == "cuda":
         result["gpu_busy_share"] = gpu_busy_share(step, device, steps)
     return result
@@ -161,9 +170,17 @@ def synthesize_cases(device: torch.device, sizes: tuple[int, ...], repeats: int)
         clean_lr = torch.rand(3, size, size)
         seconds = timed(lambda: degrade_image(flow, clean_lr, 0.8, seed=0), device, repeats, warmup=1)  # noqa: B023
         megapixels = size * size / 1e6
-        results.append({"case": "synthesize", "config": "deflow_light", "device": device_name(device),
-                        "lr_size": size, "megapixels": megapixels, "mp_per_s": megapixels / seconds,
-                        "seconds_per_mp": seconds / megapixels})  # fmt: skip
+        results.append(
+            {
+                "case": "synthesize",
+                "config": "deflow_light",
+                "device": device_name(device),
+                "lr_size": size,
+                "megapixels": megapixels,
+                "mp_per_s": megapixels / seconds,
+                "seconds_per_mp": seconds / megapixels,
+            }
+        )
     return results
 
 
@@ -189,13 +206,23 @@ def sr_train_case(form: str, device: torch.device, bf16: bool, steps: int, compi
 
     reset_peak_memory(device)
     seconds = timed(step, device, steps, warmup=3 if compile_model else 1)
-    return {"case": "sr_train", "form": form, "device": device_name(device), "dtype": "bf16" if bf16 else "fp32",
-            "compiled": compile_model, "batch": 16, "lr_crop": 32, "steps_per_s": 1 / seconds,
-            "ms_per_step": 1e3 * seconds, **peak_memory_mb(device)}  # fmt: skip
+    return {
+        "case": "sr_train",
+        "form": form,
+        "device": device_name(device),
+        "dtype": "bf16" if bf16 else "fp32",
+        "compiled": compile_model,
+        "batch": 16,
+        "lr_crop": 32,
+        "steps_per_s": 1 / seconds,
+        "ms_per_step": 1e3 * seconds,
+        **peak_memory_mb(device),
+    }
 
 
-def sr_infer_case(form: str, device: torch.device, size: int, bf16: bool, repeats: int, tile: int | None,
-                  batch: int) -> dict:  # fmt: skip
+def sr_infer_case(
+    form: str, device: torch.device, size: int, bf16: bool, repeats: int, tile: int | None, batch: int
+) -> dict:
     model = VDSR(4, form).to(device).eval()
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -206,10 +233,20 @@ def sr_infer_case(form: str, device: torch.device, size: int, bf16: bool, repeat
     tflops = model.flops_per_lr_pixel() * size * size / seconds / 1e12
     dtype = "bf16" if bf16 else "fp32"
     peak = assumed_peak(device, dtype)
-    return {"case": "sr_infer", "form": form, "device": device_name(device), "dtype": dtype, "lr_size": size,
-            "tile": tile or default_tile_size(model), "output_mp": megapixels, "mp_per_s": megapixels / seconds,
-            "seconds_per_output_mp": seconds / megapixels, "tflops": tflops, "assumed_peak_tflops": peak,
-            "fraction_of_peak": tflops / peak if peak else None}  # fmt: skip
+    return {
+        "case": "sr_infer",
+        "form": form,
+        "device": device_name(device),
+        "dtype": dtype,
+        "lr_size": size,
+        "tile": tile or default_tile_size(model),
+        "output_mp": megapixels,
+        "mp_per_s": megapixels / seconds,
+        "seconds_per_output_mp": seconds / megapixels,
+        "tflops": tflops,
+        "assumed_peak_tflops": peak,
+        "fraction_of_peak": tflops / peak if peak else None,
+    }
 
 
 def main() -> None:
@@ -239,8 +276,11 @@ def main() -> None:
         print(json.dumps(result), flush=True)
 
     if "flow_train" in cases:
-        configs = ("configs/deflow_light.yaml",) if args.quick else ("configs/deflow_light.yaml",
-                                                                      "configs/deflow_standard.yaml")  # fmt: skip
+        configs = (
+            ("configs/deflow_light.yaml",)
+            if args.quick
+            else ("configs/deflow_light.yaml", "configs/deflow_standard.yaml")
+        )
         for config_path in configs:
             for compile_model in compiled:
                 emit(flow_train_case(config_path, device, steps, compile_model, args.profile))
@@ -251,8 +291,11 @@ def main() -> None:
         if "sr_train" in cases:
             for bf16 in dtypes:
                 for compile_model in compiled:
-                    emit(sr_train_case(form, device, bf16, 1 if args.quick and form == "pre_upsample" else steps,
-                                       compile_model))  # fmt: skip
+                    emit(
+                        sr_train_case(
+                            form, device, bf16, 1 if args.quick and form == "pre_upsample" else steps, compile_model
+                        )
+                    )
         if "sr_infer" in cases:
             for size in sizes:
                 for bf16 in dtypes:

@@ -71,15 +71,21 @@ def train_flow(bench: Path, run: Path, config_file: str, steps: int, device: str
         FlowConfig,
         config_file,
         [
-            "--data.clean_dir", str(bench / "train_hr"),
-            "--data.real_dir", str(bench / "train_real_lr"),
-            "--train.n_iter", str(steps),
-            "--train.device", device,
-            "--train.sample_every", str(steps),
-            "--train.save_every", str(steps),
+            "--data.clean_dir",
+            str(bench / "train_hr"),
+            "--data.real_dir",
+            str(bench / "train_real_lr"),
+            "--train.n_iter",
+            str(steps),
+            "--train.device",
+            device,
+            "--train.sample_every",
+            str(steps),
+            "--train.save_every",
+            str(steps),
             *overrides,
         ],
-    )  # fmt: skip
+    )
     start = time.perf_counter()
     last = run / "checkpoints" / "last.pt"
     monitor = train(config, run, resume=last if last.exists() else None)

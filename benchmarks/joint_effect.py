@@ -37,9 +37,13 @@ def fidelity_row(ckpt: str | Path, bench: Path) -> dict:
     flow_rows = [row for row in rows if row["arm"].startswith("flow")]
     best = min(flow_rows, key=lambda row: row["frechet_8x8"])
     at_08 = next(row for row in flow_rows if row["arm"] == "flow T=0.8")
-    return {"best_frechet": best["frechet_8x8"], "best_at": best["arm"], "frechet_T0.8": at_08["frechet_8x8"],
-            "residual_std_T0.8_x255": [round(v * 255, 2) for v in at_08["std"]],
-            "two_sample_accuracy_T0.8": at_08["two_sample_accuracy"]}  # fmt: skip
+    return {
+        "best_frechet": best["frechet_8x8"],
+        "best_at": best["arm"],
+        "frechet_T0.8": at_08["frechet_8x8"],
+        "residual_std_T0.8_x255": [round(v * 255, 2) for v in at_08["std"]],
+        "two_sample_accuracy_T0.8": at_08["two_sample_accuracy"],
+    }
 
 
 def main() -> None:
@@ -62,20 +66,43 @@ def main() -> None:
     for weight in weights:
         name = f"joint_w{weight:g}"
         run = out / name
-        config = load_config(PipelineConfig, args.config, [
-            "--data.clean_dir", str(bench / "train_hr"), "--data.real_dir", str(bench / "train_real_lr"),
-            "--train.n_iter", str(args.steps), "--train.cycle_sr_weight", str(weight),
-            "--train.save_every", str(args.steps), "--train.sample_every", str(args.steps),
-            "--train.log_every", str(max(1, args.steps // 5)), "--train.device", args.device,
-        ])  # fmt: skip
+        config = load_config(
+            PipelineConfig,
+            args.config,
+            [
+                "--data.clean_dir",
+                str(bench / "train_hr"),
+                "--data.real_dir",
+                str(bench / "train_real_lr"),
+                "--train.n_iter",
+                str(args.steps),
+                "--train.cycle_sr_weight",
+                str(weight),
+                "--train.save_every",
+                str(args.steps),
+                "--train.sample_every",
+                str(args.steps),
+                "--train.log_every",
+                str(max(1, args.steps // 5)),
+                "--train.device",
+                args.device,
+            ],
+        )
         last = run / "checkpoints" / "last.pt"
         monitor = {}
         if not last.exists():
             monitor = train_joint(config, run, args.flow_ckpt, args.sr_ckpt)
         report["arms"][name] = {"monitor": monitor, "flow": fidelity_row(last, bench)}
         models.append((name, str(last)))
-    summary = evaluate(str(bench / "test_lr"), str(bench / "test_hr"), 4, out / "eval", models=models,
-                       device=args.device, overwrite=True)  # fmt: skip
+    summary = evaluate(
+        str(bench / "test_lr"),
+        str(bench / "test_hr"),
+        4,
+        out / "eval",
+        models=models,
+        device=args.device,
+        overwrite=True,
+    )
     for name, entry in summary["methods"].items():
         report["arms"].setdefault(name, {})["sr"] = {k: entry.get(k) for k in ("psnr", "ssim", "lpips")}
         print(json.dumps({"arm": name, **report["arms"][name]}))

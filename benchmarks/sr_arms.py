@@ -52,11 +52,24 @@ def resume_path(run: Path) -> Path | None:
 
 def run_flow(bench: Path, out: Path, steps: int, config_file: str, device: str) -> Path:
     run = out / "flow"
-    config = load_config(FlowConfig, config_file, [
-        "--data.clean_dir", str(bench / "train_hr"), "--data.real_dir", str(bench / "train_real_lr"),
-        "--train.n_iter", str(steps), "--train.sample_every", str(steps), "--train.save_every", str(steps),
-        "--train.device", device,
-    ])  # fmt: skip
+    config = load_config(
+        FlowConfig,
+        config_file,
+        [
+            "--data.clean_dir",
+            str(bench / "train_hr"),
+            "--data.real_dir",
+            str(bench / "train_real_lr"),
+            "--train.n_iter",
+            str(steps),
+            "--train.sample_every",
+            str(steps),
+            "--train.save_every",
+            str(steps),
+            "--train.device",
+            device,
+        ],
+    )
     train_flow(config, run, resume=resume_path(run))
     return run / "checkpoints" / "last.pt"
 
@@ -65,23 +78,52 @@ def run_arm(arm: str, bench: Path, out: Path, flow_ckpt: Path, args) -> dict:
     sources = {
         "bicubic": ["--data.degradation", "bicubic"],
         "realesrgan": ["--data.degradation", "realesrgan"],
-        "flow": ["--data.degradation", "flow", "--data.flow_ckpt", str(flow_ckpt),
-                 "--data.temperature", str(args.temperature)],
+        "flow": [
+            "--data.degradation",
+            "flow",
+            "--data.flow_ckpt",
+            str(flow_ckpt),
+            "--data.temperature",
+            str(args.temperature),
+        ],
         "oracle": ["--data.degradation", "pairs", "--data.lq_dir", str(bench / "train_oracle_lr")],
-    }  # fmt: skip
+    }
     run = out / f"sr_{arm}"
-    config = load_config(SRConfig, args.sr_config, [
-        "--data.hr_dir", str(bench / "train_hr"), *sources[arm], "--train.n_iter", str(args.steps),
-        "--train.batch_size", str(args.batch_size), "--data.crop_size", str(args.crop_size),
-        "--train.save_every", str(args.steps), "--train.val_every", str(max(1, args.steps // 10)),
-        # Validation on the test tiles draws the PSNR curves; nothing is selected on it (the table uses last.pt).
-        "--data.val_lr_dir", str(bench / "test_lr"), "--data.val_hr_dir", str(bench / "test_hr"),
-        "--train.device", args.device, "--train.log_every", str(max(1, args.steps // 10)),
-    ])  # fmt: skip
+    config = load_config(
+        SRConfig,
+        args.sr_config,
+        [
+            "--data.hr_dir",
+            str(bench / "train_hr"),
+            *sources[arm],
+            "--train.n_iter",
+            str(args.steps),
+            "--train.batch_size",
+            str(args.batch_size),
+            "--data.crop_size",
+            str(args.crop_size),
+            "--train.save_every",
+            str(args.steps),
+            "--train.val_every",
+            str(max(1, args.steps // 10)),
+            # Validation on the test tiles draws the PSNR curves; nothing is selected on it (the table uses last.pt).
+            "--data.val_lr_dir",
+            str(bench / "test_lr"),
+            "--data.val_hr_dir",
+            str(bench / "test_hr"),
+            "--train.device",
+            args.device,
+            "--train.log_every",
+            str(max(1, args.steps // 10)),
+        ],
+    )
     start = time.perf_counter()
     monitor = train_sr(config, run, resume=resume_path(run))
-    return {"ckpt": str(run / "checkpoints" / "last.pt"), "seconds": time.perf_counter() - start,
-            "steps_per_s": monitor.get("steps_per_s")}  # fmt: skip
+    return {
+        "ckpt": str(run / "checkpoints" / "last.pt"),
+        "seconds": time.perf_counter() - start,
+        "steps_per_s": monitor.get("steps_per_s"),
+    }
 
 
 def clean_pairs_check(bench: Path, out: Path, ckpt: str, device: str) -> dict:
@@ -91,8 +133,16 @@ def clean_pairs_check(bench: Path, out: Path, ckpt: str, device: str) -> dict:
         clean_lr.mkdir()
         for path in list_images(bench / "test_hr"):
             write_image(clean_lr / f"{path.stem}.png", downscale(read_image(path), 4).clip(0, 1))
-    summary = evaluate(str(clean_lr), str(bench / "test_hr"), 4, out / "eval_clean_pairs",
-                       models=[("bicubic_sr", ckpt)], device=device, overwrite=True, use_lpips=False)  # fmt: skip
+    summary = evaluate(
+        str(clean_lr),
+        str(bench / "test_hr"),
+        4,
+        out / "eval_clean_pairs",
+        models=[("bicubic_sr", ckpt)],
+        device=device,
+        overwrite=True,
+        use_lpips=False,
+    )
     methods = summary["methods"]
     return {
         "bicubic_psnr": methods["bicubic"]["psnr"],
@@ -133,14 +183,27 @@ def main() -> None:
         parser.error(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
     flow_ckpt = None
     if "flow" in arms:
-        flow_ckpt = Path(args.flow_ckpt) if args.flow_ckpt else run_flow(bench, out, args.flow_steps, args.flow_config,
-                                                                         args.device)  # fmt: skip
+        flow_ckpt = (
+            Path(args.flow_ckpt)
+            if args.flow_ckpt
+            else run_flow(bench, out, args.flow_steps, args.flow_config, args.device)
+        )
     training = {arm: run_arm(arm, bench, out, flow_ckpt, args) for arm in arms}
     models = [("bicubic_sr" if arm == "bicubic" else arm, training[arm]["ckpt"]) for arm in arms]
-    summary = evaluate(str(bench / "test_lr"), str(bench / "test_hr"), 4, out / "eval", models=models,
-                       device=args.device, overwrite=True)  # fmt: skip
-    report = {"settings": vars(args) | {"bench": str(bench), "flow_ckpt": str(flow_ckpt)}, "training": training,
-              "evaluation": summary}  # fmt: skip
+    summary = evaluate(
+        str(bench / "test_lr"),
+        str(bench / "test_hr"),
+        4,
+        out / "eval",
+        models=models,
+        device=args.device,
+        overwrite=True,
+    )
+    report = {
+        "settings": vars(args) | {"bench": str(bench), "flow_ckpt": str(flow_ckpt)},
+        "training": training,
+        "evaluation": summary,
+    }
     for name, entry in summary["methods"].items():
         print(json.dumps({"arm": name, **{k: entry.get(k) for k in ("psnr", "ssim", "lpips", "seconds_per_image")}}))
     lines = [format_table(summary)]
@@ -154,8 +217,10 @@ def main() -> None:
     if {"bicubic", "flow", "oracle"} <= set(arms):
         report["flow_gap_closed_psnr"] = gap_closed(summary["methods"])
         report["flow_gap_closed_ssim"] = gap_closed(summary["methods"], "ssim")
-        lines.append(f"flow closes {100 * report['flow_gap_closed_psnr']:.0f}% of the bicubic-trained -> oracle "
-                     f"PSNR gap ({100 * report['flow_gap_closed_ssim']:.0f}% of the SSIM gap)")  # fmt: skip
+        lines.append(
+            f"flow closes {100 * report['flow_gap_closed_psnr']:.0f}% of the bicubic-trained -> oracle "
+            f"PSNR gap ({100 * report['flow_gap_closed_ssim']:.0f}% of the SSIM gap)"
+        )
     print(*lines, sep="\n")
     (out / "arms.json").write_text(json.dumps(report, indent=2, default=str))
     (out / "arms.md").write_text("```\n" + lines[0] + "\n```\n" + "\n".join(lines[1:]) + "\n")

@@ -426,14 +426,16 @@ def prepare_out_dir(out_dir: str | Path, resuming: bool) -> Path:
     return out_dir
 
 
-def training_main(argv: list[str] | None, *, prog: str, doc: str, schema: type, kind: str,
-                  train: Callable[..., Any]) -> None:  # fmt: skip
+def training_main(
+    argv: list[str] | None, *, prog: str, doc: str, schema: type, kind: str, train: Callable[..., Any]
+) -> None:
     """The command line every training entry point shares: config, overrides, --out, --resume, --device."""
     parser = ArgumentParser(
-        prog=prog, description=doc.split("\n\n")[0],
+        prog=prog,
+        description=doc.split("\n\n")[0],
         epilog="config fields:\n  " + "\n  ".join(describe_fields(schema)),
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+    )
     parser.add_argument("--config", help="YAML config (default: the checkpoint's own when resuming)")
     parser.add_argument("--out", required=True, help="run folder")
     parser.add_argument("--resume", help="checkpoint to continue from (RUN_DIR/checkpoints/last.pt)")

@@ -60,8 +60,10 @@ def check_fidelity(
     clean_hr = read_folder(clean_dir, "clean folder", scale, max_images)
     real_by_name = read_folder(real_dir, "real folder", 1, max_images)
     real = list(real_by_name.values())
-    groups = {"real_groups": [photo_group(n) for n in real_by_name],
-              "synthesized_groups": [photo_group(n) for n in clean_hr]}  # fmt: skip
+    groups = {
+        "real_groups": [photo_group(n) for n in real_by_name],
+        "synthesized_groups": [photo_group(n) for n in clean_hr],
+    }
     clean_lr, synthesized = [], []
     for name, hr in tqdm(clean_hr.items(), desc="synthesize", unit="img", leave=False):
         lr = clean_lr_from_hr(image_to_tensor(hr)[None], scale)[0]
@@ -128,8 +130,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.steps < 1:
         raise UserError(f"--steps must be at least 1, got {args.steps}")
-    report, figure = check_fidelity(args.ckpt, args.clean_dir, args.real_dir, args.temperature, args.device,
-                                    args.seed, args.steps, args.max_images)  # fmt: skip
+    report, figure = check_fidelity(
+        args.ckpt, args.clean_dir, args.real_dir, args.temperature, args.device, args.seed, args.steps, args.max_images
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "fidelity.json").write_text(json.dumps(report, indent=2))

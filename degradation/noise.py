@@ -216,8 +216,9 @@ def estimate_noise(
     return NoiseEstimate(axes=axes, gains=capped, kernels=kernels, brightness=brightness, patch_counts=counts)
 
 
-def estimate_from_training_sets(clean_hr: list[np.ndarray], real_lr: list[np.ndarray], scale: int,
-                                seed: int = 0) -> NoiseEstimate:  # fmt: skip
+def estimate_from_training_sets(
+    clean_hr: list[np.ndarray], real_lr: list[np.ndarray], scale: int, seed: int = 0
+) -> NoiseEstimate:
     """``estimate_noise`` on a flow's training images: HR photos (downscaled here as training does) and real LR.
 
     Images of any depth (uint8, uint16, float); at most ``MAX_IMAGES`` of each set, spread evenly.

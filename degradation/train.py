@@ -57,8 +57,14 @@ from degradation.samples import sample_figure
 
 
 @torch.no_grad()
-def initialize_actnorm(flow: DegradationFlow, batch: dict[str, torch.Tensor], scale: int, num_bins: int,
-                       world: Distributed, device: torch.device) -> None:  # fmt: skip
+def initialize_actnorm(
+    flow: DegradationFlow,
+    batch: dict[str, torch.Tensor],
+    scale: int,
+    num_bins: int,
+    world: Distributed,
+    device: torch.device,
+) -> None:
     """Data-initialise a new flow's ActNorm layers on the first global batch (all ranks' crops).
 
     Done before DDP wraps the flow, so every rank starts from the same
@@ -175,8 +181,15 @@ def train(
             state = {"kind": FLOW_KIND, "step": step, "config": config_to_dict(config), "rng": rng_state()}
             save_training_checkpoint(out.checkpoints, {**state, **state_dicts(parts)}, config.train.keep_last)
 
-    progress = tqdm(range(start_step, end_step), initial=start_step, total=config.train.n_iter, desc="flow",
-                    unit="step", dynamic_ncols=True, disable=not world.is_main)  # fmt: skip
+    progress = tqdm(
+        range(start_step, end_step),
+        initial=start_step,
+        total=config.train.n_iter,
+        desc="flow",
+        unit="step",
+        dynamic_ncols=True,
+        disable=not world.is_main,
+    )
     objective = None
     try:
         with StopSignals(world) as stop:
@@ -186,8 +199,12 @@ def train(
                 if objective is None:  # first step of this call: finish setting up the model
                     if start_step == 0:
                         initialize_actnorm(flow, batch, scale, config.model.dequant_bins, world, device)
-                    objective = wrap_ddp(FlowObjective(flow, config.model.dequant_bins, config.train.content_penalty),
-                                         world, device, broadcast_buffers=False)  # fmt: skip
+                    objective = wrap_ddp(
+                        FlowObjective(flow, config.model.dequant_bins, config.train.content_penalty),
+                        world,
+                        device,
+                        broadcast_buffers=False,
+                    )
                     if config.train.compile:
                         objective = torch.compile(objective)
                 hr = batch["hr"].to(device, non_blocking=True)

@@ -91,8 +91,16 @@ def flow_stage_config(config: PipelineConfig) -> FlowConfig:
 def sr_stage_config(config: PipelineConfig, flow_ckpt: str) -> SRConfig:
     data = config.data
     sr_data = SRDataConfig(
-        hr_dir=data.clean_dir, degradation="flow", flow_ckpt=flow_ckpt, temperature=config.train.temperature,
-        scale=data.scale, crop_size=data.crop_size, num_workers=data.num_workers, seed=data.seed, storage=data.storage,
-        val_lr_dir=data.val_lr_dir, val_hr_dir=data.val_hr_dir,
-    )  # fmt: skip
+        hr_dir=data.clean_dir,
+        degradation="flow",
+        flow_ckpt=flow_ckpt,
+        temperature=config.train.temperature,
+        scale=data.scale,
+        crop_size=data.crop_size,
+        num_workers=data.num_workers,
+        seed=data.seed,
+        storage=data.storage,
+        val_lr_dir=data.val_lr_dir,
+        val_hr_dir=data.val_hr_dir,
+    )
     return SRConfig(data=sr_data, model=config.sr, train=config.sr_train)

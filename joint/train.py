@@ -76,8 +76,14 @@ class JointObjective(nn.Module):
         self.flow, self.sr = flow, sr
         self.scale, self.num_bins, self.train_config = config.data.scale, config.flow.dequant_bins, config.train
 
-    def forward(self, hr: torch.Tensor, real_lr: torch.Tensor, dequant_noise: torch.Tensor, seeds: list[int],
-                memory_format: torch.memory_format | None = None):  # fmt: skip
+    def forward(
+        self,
+        hr: torch.Tensor,
+        real_lr: torch.Tensor,
+        dequant_noise: torch.Tensor,
+        seeds: list[int],
+        memory_format: torch.memory_format | None = None,
+    ):
         train = self.train_config
         clean_lr = clean_lr_from_hr(hr, self.scale)
         nll_clean, nll_real = domain_bits_per_dim(self.flow, clean_lr, real_lr, self.num_bins, dequant_noise)
@@ -94,9 +100,14 @@ class JointObjective(nn.Module):
         return total, l1, nll_clean, nll_real, synth_lr, clean_lr
 
 
-def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Path | None = None,
-                sr_ckpt: str | Path | None = None, resume: str | Path | None = None,
-                max_steps: int | None = None) -> dict[str, float]:  # fmt: skip
+def train_joint(
+    config: PipelineConfig,
+    out_dir: str | Path,
+    flow_ckpt: str | Path | None = None,
+    sr_ckpt: str | Path | None = None,
+    resume: str | Path | None = None,
+    max_steps: int | None = None,
+) -> dict[str, float]:
     """Run (or resume) the joint phase from a trained flow and SR network; returns the last monitor values.
 
     Under torchrun each process trains on its slice of the global batch
@@ -142,8 +153,12 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
         start_step = state["step"]
     # A flow loaded from a checkpoint is initialised already (ActNorm): DDP may wrap it at once.
     # With nll_weight = cycle_sr_weight = 0 the flow gets no gradient at all: tell DDP so.
-    objective = wrap_ddp(JointObjective(flow, sr, config), world, device,
-                         find_unused_parameters=train.nll_weight == 0 and train.cycle_sr_weight == 0)  # fmt: skip
+    objective = wrap_ddp(
+        JointObjective(flow, sr, config),
+        world,
+        device,
+        find_unused_parameters=train.nll_weight == 0 and train.cycle_sr_weight == 0,
+    )
     if train.compile:
         objective = torch.compile(objective)
 
@@ -151,21 +166,28 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
     out.start(config, f"joint phase, {'resumed at step ' + str(start_step) if resume else 'new run'}")
     if rate_changes:
         out.log(f"learning rate from the config, not the checkpoint: {'; '.join(rate_changes)}")
-    out.log(f"joint: cycle_sr_weight={train.cycle_sr_weight} nll_weight={train.nll_weight} device {device}"
-            f"{world.describe(train.batch_size)}")  # fmt: skip
+    out.log(
+        f"joint: cycle_sr_weight={train.cycle_sr_weight} nll_weight={train.nll_weight} device {device}"
+        f"{world.describe(train.batch_size)}"
+    )
     data = config.data
     dataset = UnpairedCrops(
         ImageFolderCache(data.clean_dir, "clean HR folder", min_size=data.crop_size * data.scale, storage=data.storage),
         ImageFolderCache(data.real_dir, "real LR folder", min_size=data.crop_size, storage=data.storage),
-        lr_crop_size=data.crop_size, scale=data.scale, seed=data.seed,
-    )  # fmt: skip
+        lr_crop_size=data.crop_size,
+        scale=data.scale,
+        seed=data.seed,
+    )
     loader = DataLoader(
-        dataset, batch_size=train.batch_size, sampler=StepSampler(train.batch_size, start_step, world.rank,
-                                                                  world.world_size),
-        num_workers=data.num_workers, pin_memory=device.type == "cuda", persistent_workers=data.num_workers > 0,
+        dataset,
+        batch_size=train.batch_size,
+        sampler=StepSampler(train.batch_size, start_step, world.rank, world.world_size),
+        num_workers=data.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=data.num_workers > 0,
         worker_init_fn=ignore_stop_signals,
         generator=torch.Generator().manual_seed(data.seed),
-    )  # fmt: skip
+    )
     validation = None
     if world.is_main:  # the joint phase logs PSNR only: no LPIPS model to load
         validation = ValidationSet.from_dirs(data.val_lr_dir, data.val_hr_dir, data.scale, with_lpips=False)
@@ -182,8 +204,15 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
         state["sr"].update(config=config_to_dict(sr_stage_config(config, "")), ema_updates=ema.updates)
         save_training_checkpoint(out.checkpoints, state, train.keep_last)
 
-    progress = tqdm(range(start_step, end_step), initial=start_step, total=train.n_iter, desc="joint", unit="step",
-                    dynamic_ncols=True, disable=not world.is_main)  # fmt: skip
+    progress = tqdm(
+        range(start_step, end_step),
+        initial=start_step,
+        total=train.n_iter,
+        desc="joint",
+        unit="step",
+        dynamic_ncols=True,
+        disable=not world.is_main,
+    )
     try:
         with StopSignals(world) as stop:
             batches = iter(loader)
@@ -195,8 +224,9 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
                 first = (step * world.world_size + world.rank) * train.batch_size  # this rank's first global sample
                 seeds = [noise_seed(data.seed, first + i) for i in range(hr.shape[0])]
                 with autocast(device, train.amp):
-                    total, l1, nll_clean, nll_real, synth_lr, clean_lr = objective(hr, real_lr, dequant_noise, seeds,
-                                                                         memory_format)  # fmt: skip
+                    total, l1, nll_clean, nll_real, synth_lr, clean_lr = objective(
+                        hr, real_lr, dequant_noise, seeds, memory_format
+                    )
                 flow_opt.zero_grad(set_to_none=True)
                 sr_opt.zero_grad(set_to_none=True)
                 total.backward()  # always, also when non-finite: under DDP every rank must join the all-reduce
@@ -218,9 +248,11 @@ def train_joint(config: PipelineConfig, out_dir: str | Path, flow_ckpt: str | Pa
                     monitor = window.means(world)
                     monitor.update(flow.shift.summary(), skipped_steps=guard.total)
                     out.scalars({f"joint/{k}": v for k, v in monitor.items()}, done)
-                    out.log(f"[{done:>7}/{train.n_iter}] l1={monitor['l1']:.5f} nll_clean={monitor['nll_clean']:.4f} "
-                            f"nll_real={monitor['nll_real']:.4f} residual_std={monitor['residual_std'] * 255:.2f}/255 "
-                            f"{monitor['steps_per_s']:.2f} steps/s skipped={guard.total}")  # fmt: skip
+                    out.log(
+                        f"[{done:>7}/{train.n_iter}] l1={monitor['l1']:.5f} nll_clean={monitor['nll_clean']:.4f} "
+                        f"nll_real={monitor['nll_real']:.4f} residual_std={monitor['residual_std'] * 255:.2f}/255 "
+                        f"{monitor['steps_per_s']:.2f} steps/s skipped={guard.total}"
+                    )
                     progress.set_postfix(l1=f"{monitor['l1']:.4f}", real=f"{monitor['nll_real']:.3f}")
                 if validation is not None and (done % train.val_every == 0 or done == end_step):
                     monitor["val_psnr"] = validation.psnr(ema.module)

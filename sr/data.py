@@ -24,8 +24,9 @@ from degradation.flow import DegradationFlow
 class DegradedCrops(Dataset):
     """``{"lq", "hr"}``: HR crops degraded by a classical preset, each sample seeded by ``(seed, index)``."""
 
-    def __init__(self, hr: ImageFolderCache, lr_crop_size: int, scale: int, preset: str, seed: int = 0,
-                 augment: bool = True):  # fmt: skip
+    def __init__(
+        self, hr: ImageFolderCache, lr_crop_size: int, scale: int, preset: str, seed: int = 0, augment: bool = True
+    ):
         self.hr, self.hr_crop_size, self.scale = hr, lr_crop_size * scale, scale
         self.preset, self.seed, self.augment = preset, seed, augment
 
@@ -46,8 +47,9 @@ def noise_seed(seed: int, sample_index: int) -> int:
     return derived_seed(seed, 0x5EED, sample_index)
 
 
-def flow_degrade(flow: DegradationFlow, hr: torch.Tensor, scale: int, temperature: float,
-                 seeds: list[int]) -> torch.Tensor:  # fmt: skip
+def flow_degrade(
+    flow: DegradationFlow, hr: torch.Tensor, scale: int, temperature: float, seeds: list[int]
+) -> torch.Tensor:
     """HR batch -> flow-synthesized LQ batch on the same device, 8-bit like a stored image.
 
     Sample ``i`` uses latent noise from ``torch.Generator().manual_seed(seeds[i])``,

@@ -44,8 +44,6 @@ class Method:
     seconds: float = 0.0
 
 
-
-
 def match_pairs(lr_dir: str, hr_dir: str | None, scale: int) -> list[tuple[Path, Path | None]]:
     """LR files and their HR partners by name; checks HR (mod-cropped) == LR size x scale."""
     lr_paths = list_images(lr_dir, "LR folder")
@@ -153,9 +151,11 @@ def evaluate(
             if hr_path is not None:
                 hr = mod_crop(read_image(hr_path), scale)
                 if hr.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
-                    raise UserError(f"{hr_path.name}: HR is {hr.shape[1]}x{hr.shape[0]} after cropping to a multiple "
-                                    f"of {scale}, but LR {lr_path.name} is {lr.shape[1]}x{lr.shape[0]} (x{scale} = "
-                                    f"{lr.shape[1] * scale}x{lr.shape[0] * scale})")  # fmt: skip
+                    raise UserError(
+                        f"{hr_path.name}: HR is {hr.shape[1]}x{hr.shape[0]} after cropping to a multiple "
+                        f"of {scale}, but LR {lr_path.name} is {lr.shape[1]}x{lr.shape[0]} (x{scale} = "
+                        f"{lr.shape[1] * scale}x{lr.shape[0] * scale})"
+                    )
                 check_measurable(hr, crop_border, hr_path.name)
             outputs = {}
             for method in methods:
@@ -163,8 +163,9 @@ def evaluate(
                 if method.kind == "bicubic":
                     sr = bicubic_upscale(lr, scale)
                 elif method.kind == "checkpoint":
-                    sr_tensor = upscale_image(networks[method.name], image_to_tensor(lr), tile_size,
-                                              self_ensemble=self_ensemble)  # fmt: skip
+                    sr_tensor = upscale_image(
+                        networks[method.name], image_to_tensor(lr), tile_size, self_ensemble=self_ensemble
+                    )
                     sr = tensor_to_image(sr_tensor)
                 else:
                     sr = read_sr_output(Path(method.source), lr_path, lr, scale, method.name)
@@ -182,8 +183,17 @@ def evaluate(
                 method.rows.append(row)
             if index in figure_picks:
                 figure_cells.append(figure_row(lr, hr, outputs, scale, y_channel))
-        summary = summarize(methods, scale, crop_border, channel, len(pairs), has_hr, lpips_model is not None,
-                            lpips_note, niqe_params is not None)  # fmt: skip
+        summary = summarize(
+            methods,
+            scale,
+            crop_border,
+            channel,
+            len(pairs),
+            has_hr,
+            lpips_model is not None,
+            lpips_note,
+            niqe_params is not None,
+        )
         atomic_write_bytes(staging / "summary.json", json.dumps(summary, indent=2).encode())
         atomic_write_bytes(
             staging / "per_image.csv", per_image_csv(methods, has_hr, lpips_model is not None, niqe_params is not None)
@@ -211,8 +221,10 @@ def read_sr_output(folder: Path, lr_path: Path, lr: np.ndarray, scale: int, name
     sr = read_image(candidates[0])
     expected = (lr.shape[0] * scale, lr.shape[1] * scale)
     if sr.shape[:2] != expected:
-        raise UserError(f"--sr {name}: {candidates[0].name} is {sr.shape[1]}x{sr.shape[0]}, expected "
-                        f"{expected[1]}x{expected[0]} (LR x{scale})")  # fmt: skip
+        raise UserError(
+            f"--sr {name}: {candidates[0].name} is {sr.shape[1]}x{sr.shape[0]}, expected "
+            f"{expected[1]}x{expected[0]} (LR x{scale})"
+        )
     return sr
 
 
@@ -266,7 +278,7 @@ def summarize(methods, scale, crop_border, channel, num_images, has_hr, has_lpip
             "lpips_note": lpips_note,
             "niqe": "MATLAB release's pristine model, luma, 96x96 patches" if has_niqe else None,
             "ground_truth": has_hr,
-        },  # fmt: skip
+        },
         "methods": {},
     }
     for method in methods:
@@ -324,6 +336,3 @@ def format_table(summary: dict) -> str:
             + ("; NIQE (no reference, lower is better) does not" if with_niqe else "")
         )
     return "\n".join(lines)
-
-
-

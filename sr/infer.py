@@ -50,8 +50,15 @@ def output_name(path: Path, suffix: str, ext: str) -> str:
     return f"{path.stem}{suffix}.{ext}"
 
 
-def super_resolve_file(model: VDSR, path: Path, out_path: Path, tile_size: int | None = None, batch_size: int = 8,
-                       self_ensemble: bool = False, outscale: float | None = None) -> int:  # fmt: skip
+def super_resolve_file(
+    model: VDSR,
+    path: Path,
+    out_path: Path,
+    tile_size: int | None = None,
+    batch_size: int = 8,
+    self_ensemble: bool = False,
+    outscale: float | None = None,
+) -> int:
     """Super-resolve one file into ``out_path`` (PNG or JPEG, from its extension); returns the output pixels.
 
     PNG is written strip by strip as the strips are computed (``PngStripWriter``),
@@ -96,10 +103,19 @@ def super_resolve_file(model: VDSR, path: Path, out_path: Path, tile_size: int |
     return image.shape[0] * image.shape[1]
 
 
-def infer_folder(ckpt: str | Path, input_dir: str | Path, output_dir: str | Path, device: str = "auto",
-                 tile_size: int | None = None, batch_size: int = 8, self_ensemble: bool = False,
-                 overwrite: bool = False, outscale: float | None = None, suffix: str = "",
-                 ext: str = "png") -> dict[str, float]:  # fmt: skip
+def infer_folder(
+    ckpt: str | Path,
+    input_dir: str | Path,
+    output_dir: str | Path,
+    device: str = "auto",
+    tile_size: int | None = None,
+    batch_size: int = 8,
+    self_ensemble: bool = False,
+    overwrite: bool = False,
+    outscale: float | None = None,
+    suffix: str = "",
+    ext: str = "png",
+) -> dict[str, float]:
     """Super-resolve ``input_dir`` (a folder or one image).
 
     Returns ``{"images", "seconds_per_image", "megapixels_per_s"}``.
@@ -141,10 +157,23 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.max_pixels:
         set_max_pixels(args.max_pixels)
-    stats = infer_folder(args.ckpt, args.input, args.output, args.device, args.tile_size, args.batch_size,
-                         args.self_ensemble, args.overwrite, args.outscale, args.suffix, args.ext)  # fmt: skip
-    print(f"wrote {stats['images']} images to {args.output} ({stats['seconds_per_image']:.3f} s/image, "
-          f"{stats['megapixels_per_s']:.2f} output MP/s)")  # fmt: skip
+    stats = infer_folder(
+        args.ckpt,
+        args.input,
+        args.output,
+        args.device,
+        args.tile_size,
+        args.batch_size,
+        args.self_ensemble,
+        args.overwrite,
+        args.outscale,
+        args.suffix,
+        args.ext,
+    )
+    print(
+        f"wrote {stats['images']} images to {args.output} ({stats['seconds_per_image']:.3f} s/image, "
+        f"{stats['megapixels_per_s']:.2f} output MP/s)"
+    )
 
 
 if __name__ == "__main__":

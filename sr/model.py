@@ -41,8 +41,15 @@ class VDSR(nn.Module):
         norm: ``none``, ``batch`` or ``instance`` after each hidden convolution.
     """
 
-    def __init__(self, scale: int = 4, form: Form = "post_upsample", num_channels: int = 3, num_features: int = 64,
-                 num_layers: int = 20, norm: Norm = "none"):  # fmt: skip
+    def __init__(
+        self,
+        scale: int = 4,
+        form: Form = "post_upsample",
+        num_channels: int = 3,
+        num_features: int = 64,
+        num_layers: int = 20,
+        norm: Norm = "none",
+    ):
         super().__init__()
         if scale not in (2, 3, 4):
             raise ValueError(f"scale must be 2, 3 or 4, got {scale}")

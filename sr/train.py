@@ -69,9 +69,11 @@ def check_activity(model: VDSR, lq: torch.Tensor, step: int, n_iter: int, out: R
     out.scalars({"sr/active_min": min(fractions)}, step)
     dead = [f"{i + 1} ({100 * value:.1f}%)" for i, value in enumerate(fractions) if value < DEAD_LAYER_FRACTION]
     if dead:
-        out.log(f"[{step:>7}/{n_iter}] warning: ReLU layer(s) {', '.join(dead)} of {len(fractions)} are dead "
-                "(active on < 1% of this batch): no gradient passes a dead layer, so the network has stopped "
-                "learning there (README, the SR network)")  # fmt: skip
+        out.log(
+            f"[{step:>7}/{n_iter}] warning: ReLU layer(s) {', '.join(dead)} of {len(fractions)} are dead "
+            "(active on < 1% of this batch): no gradient passes a dead layer, so the network has stopped "
+            "learning there (README, the SR network)"
+        )
 
 
 def build_dataset(config: SRConfig) -> Dataset:
@@ -94,8 +96,9 @@ def build_dataset(config: SRConfig) -> Dataset:
     return DegradedCrops(hr, data.crop_size, data.scale, data.degradation, seed=data.seed)
 
 
-def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = None,
-          max_steps: int | None = None) -> dict[str, float]:  # fmt: skip
+def train(
+    config: SRConfig, out_dir: str | Path, resume: str | Path | None = None, max_steps: int | None = None
+) -> dict[str, float]:
     """Train (or resume) the SR network; returns the last monitor values (and ``best_psnr``).
 
     Under torchrun each process trains on its slice of the global batch
@@ -113,8 +116,13 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
     model = build_sr(config.model, config.data.scale).to(device, memory_format=memory_format)
     ema = EMA(model, config.train.ema_decay)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
-    schedule = lr_factor(config.train.schedule, config.train.n_iter, config.train.warmup_iter,
-                         config.train.milestones, config.train.gamma)  # fmt: skip
+    schedule = lr_factor(
+        config.train.schedule,
+        config.train.n_iter,
+        config.train.warmup_iter,
+        config.train.milestones,
+        config.train.gamma,
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     guard = NonFiniteGuard(config.train.max_bad_steps)
     lpips_loss = None
@@ -129,8 +137,10 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
         state = load_checkpoint(resume, SR_KIND, resume=True)
         saved = config_from_dict(SRConfig, state["config"])
         if saved.model != config.model or saved.data.scale != config.data.scale:
-            raise UserError(f"{resume} was trained with model {saved.model} at x{saved.data.scale}; the config asks "
-                            f"for {config.model} at x{config.data.scale}")  # fmt: skip
+            raise UserError(
+                f"{resume} was trained with model {saved.model} at x{saved.data.scale}; the config asks "
+                f"for {config.model} at x{config.data.scale}"
+            )
         rate_changes = load_state_dicts(parts, state, {"scheduler": "train.lr"})
         restore_rng_state(state["rng"])
         start_step, best_psnr, ema.updates = state["step"], state["best_psnr"], state["ema_updates"]
@@ -145,8 +155,10 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
     if rate_changes:
         out.log(f"learning rate from the config, not the checkpoint: {'; '.join(rate_changes)}")
     parameters = sum(p.numel() for p in model.parameters())
-    out.log(f"SR: VDSR {config.model.form} x{config.data.scale}, {parameters / 1e6:.2f}M parameters, pairs from "
-            f"{config.data.degradation}, device {device}{world.describe(config.train.batch_size)}")  # fmt: skip
+    out.log(
+        f"SR: VDSR {config.model.form} x{config.data.scale}, {parameters / 1e6:.2f}M parameters, pairs from "
+        f"{config.data.degradation}, device {device}{world.describe(config.train.batch_size)}"
+    )
     validation = None
     if world.is_main:
         validation = ValidationSet.from_dirs(config.data.val_lr_dir, config.data.val_hr_dir, config.data.scale)
@@ -154,10 +166,15 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
             out.log(validation.lpips_note)
     batch_size = config.train.batch_size
     loader = DataLoader(
-        dataset, batch_size=batch_size, sampler=StepSampler(batch_size, start_step, world.rank, world.world_size),
-        num_workers=config.data.num_workers, pin_memory=device.type == "cuda", worker_init_fn=ignore_stop_signals,
-        persistent_workers=config.data.num_workers > 0, generator=torch.Generator().manual_seed(config.data.seed),
-    )  # fmt: skip
+        dataset,
+        batch_size=batch_size,
+        sampler=StepSampler(batch_size, start_step, world.rank, world.world_size),
+        num_workers=config.data.num_workers,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=ignore_stop_signals,
+        persistent_workers=config.data.num_workers > 0,
+        generator=torch.Generator().manual_seed(config.data.seed),
+    )
     end_step = config.train.n_iter if max_steps is None else min(config.train.n_iter, start_step + max_steps)
     monitor: dict[str, float] = {"best_psnr": best_psnr}
     window = LogWindow(["l1"], device)
@@ -173,8 +190,15 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
         else:
             save_checkpoint(path, state)
 
-    progress = tqdm(range(start_step, end_step), initial=start_step, total=config.train.n_iter, desc="SR",
-                    unit="step", dynamic_ncols=True, disable=not world.is_main)  # fmt: skip
+    progress = tqdm(
+        range(start_step, end_step),
+        initial=start_step,
+        total=config.train.n_iter,
+        desc="SR",
+        unit="step",
+        dynamic_ncols=True,
+        disable=not world.is_main,
+    )
     try:
         with StopSignals(world) as stop:
             batches = iter(loader)
@@ -211,8 +235,10 @@ def train(config: SRConfig, out_dir: str | Path, resume: str | Path | None = Non
                     # Validation scores are logged once, at their own step, not repeated at every log point.
                     logged = {k: v for k, v in monitor.items() if k not in ("best_psnr", "val_psnr", "val_lpips")}
                     out.scalars({f"sr/{k}": v for k, v in logged.items()}, done)
-                    out.log(f"[{done:>7}/{config.train.n_iter}] loss={monitor['l1']:.5f} lr={monitor['lr']:.2e} "
-                            f"{monitor['steps_per_s']:.2f} steps/s skipped={guard.total}")  # fmt: skip
+                    out.log(
+                        f"[{done:>7}/{config.train.n_iter}] loss={monitor['l1']:.5f} lr={monitor['lr']:.2e} "
+                        f"{monitor['steps_per_s']:.2f} steps/s skipped={guard.total}"
+                    )
                     progress.set_postfix(loss=f"{monitor['l1']:.4f}")
                 validation_point = done % config.train.val_every == 0 or done == end_step
                 if validation_point and world.is_main:

@@ -58,8 +58,9 @@ def default_tile_size(model: VDSR) -> int:
 
 
 @torch.no_grad()
-def upscale_image(model: VDSR, lr: torch.Tensor, tile_size: int | None = None, batch_size: int = 8,
-                  self_ensemble: bool = False) -> torch.Tensor:  # fmt: skip
+def upscale_image(
+    model: VDSR, lr: torch.Tensor, tile_size: int | None = None, batch_size: int = 8, self_ensemble: bool = False
+) -> torch.Tensor:
     """LR (3, h, w) in [0, 1] -> SR (3, h * scale, w * scale) in [0, 1], on the model's device."""
     tile_size = tile_size or default_tile_size(model)
     device = next(model.parameters()).device
@@ -67,8 +68,11 @@ def upscale_image(model: VDSR, lr: torch.Tensor, tile_size: int | None = None, b
     transforms = range(8) if self_ensemble else [0]
     total = None
     for transform in transforms:
-        out = _dihedral(_upscale_tiled(model, _dihedral(lr[None], transform)[0], tile_size, batch_size)[None],
-                        transform, inverse=True)[0]  # fmt: skip
+        out = _dihedral(
+            _upscale_tiled(model, _dihedral(lr[None], transform)[0], tile_size, batch_size)[None],
+            transform,
+            inverse=True,
+        )[0]
         total = out if total is None else total + out
     result = total / len(transforms)
     if not torch.isfinite(result).all():
@@ -96,8 +100,14 @@ def _upscale_tiled(model: VDSR, lr: torch.Tensor, tile_size: int, batch_size: in
 STRIP_ROWS = 128  # LR rows super-resolved at a time
 
 
-def upscale_strips(model: VDSR, lr: np.ndarray, tile_size: int | None = None, batch_size: int = 8,
-                   self_ensemble: bool = False, strip_rows: int = STRIP_ROWS) -> Iterator[np.ndarray]:  # fmt: skip
+def upscale_strips(
+    model: VDSR,
+    lr: np.ndarray,
+    tile_size: int | None = None,
+    batch_size: int = 8,
+    self_ensemble: bool = False,
+    strip_rows: int = STRIP_ROWS,
+) -> Iterator[np.ndarray]:
     """SR of an LR image (H, W, 3), any depth, as uint8 rows: ``strip_rows`` LR rows at a time, top to bottom.
 
     Each strip is computed with the network's receptive margin of LR context

@@ -43,30 +43,65 @@ def test_set(tmp_path_factory) -> dict[str, Path]:
     train_hr = root / "train_hr"
     train_hr.mkdir()
     write_image(train_hr / "rocket.png", real_photo("rocket", 64))
-    config = load_config(SRConfig, "configs/sr_vdsr_fast.yaml", [
-        "--data.hr_dir", str(train_hr), "--data.degradation", "bicubic", "--data.crop_size", "8",
-        "--data.num_workers", "0", "--model.num_features", "8", "--model.num_layers", "4",
-        "--train.n_iter", "1", "--train.batch_size", "2", "--train.device", "cpu",
-    ])  # fmt: skip
+    config = load_config(
+        SRConfig,
+        "configs/sr_vdsr_fast.yaml",
+        [
+            "--data.hr_dir",
+            str(train_hr),
+            "--data.degradation",
+            "bicubic",
+            "--data.crop_size",
+            "8",
+            "--data.num_workers",
+            "0",
+            "--model.num_features",
+            "8",
+            "--model.num_layers",
+            "4",
+            "--train.n_iter",
+            "1",
+            "--train.batch_size",
+            "2",
+            "--train.device",
+            "cpu",
+        ],
+    )
     train(config, root / "sr_run")
-    return {"lr": lr_dir, "hr": hr_dir, "other": other, "ckpt": root / "sr_run" / "checkpoints" / "last.pt",
-            "root": root}  # fmt: skip
+    return {
+        "lr": lr_dir,
+        "hr": hr_dir,
+        "other": other,
+        "ckpt": root / "sr_run" / "checkpoints" / "last.pt",
+        "root": root,
+    }
 
 
 def test_outputs_and_conventions(tmp_path, test_set):
-    summary = evaluate(str(test_set["lr"]), str(test_set["hr"]), 4, tmp_path / "out",
-                       models=[("vdsr", str(test_set["ckpt"]))], sr_dirs=[("other", str(test_set["other"]))],
-                       device="cpu", use_lpips=False)  # fmt: skip
+    summary = evaluate(
+        str(test_set["lr"]),
+        str(test_set["hr"]),
+        4,
+        tmp_path / "out",
+        models=[("vdsr", str(test_set["ckpt"]))],
+        sr_dirs=[("other", str(test_set["other"]))],
+        device="cpu",
+        use_lpips=False,
+    )
     out = tmp_path / "out"
     assert summary["settings"]["crop_border"] == 4 and summary["settings"]["y_channel"] is True
     assert list(summary["methods"]) == ["bicubic", "vdsr", "other"]
     assert json.loads((out / "summary.json").read_text()) == summary
     for name in NAMES:
         assert read_image(out / "vdsr" / f"{name}.png").shape == (64, 80, 3)
-    bicubic_psnr = np.mean([
-        psnr(bicubic_upscale(read_image(test_set["lr"] / f"{n}.png"), 4), read_image(test_set["hr"] / f"{n}.png"), 4)
-        for n in NAMES
-    ])  # fmt: skip
+    bicubic_psnr = np.mean(
+        [
+            psnr(
+                bicubic_upscale(read_image(test_set["lr"] / f"{n}.png"), 4), read_image(test_set["hr"] / f"{n}.png"), 4
+            )
+            for n in NAMES
+        ]
+    )
     assert summary["methods"]["bicubic"]["psnr"] == pytest.approx(bicubic_psnr, abs=1e-9)
     # The outside folder holds bicubic outputs written to 8 bits: nearly the same numbers.
     assert summary["methods"]["other"]["psnr"] == pytest.approx(bicubic_psnr, abs=0.05)
@@ -78,8 +113,9 @@ def test_outputs_and_conventions(tmp_path, test_set):
     assert figure.shape[1] > 5 * 64  # LR | bicubic | vdsr | other | HR
     table = format_table(summary)
     assert "PSNR (Y)" in table and "vdsr" in table
-    rgb = evaluate(str(test_set["lr"]), str(test_set["hr"]), 4, tmp_path / "rgb", channel="rgb", crop_border=0,
-                   use_lpips=False)  # fmt: skip
+    rgb = evaluate(
+        str(test_set["lr"]), str(test_set["hr"]), 4, tmp_path / "rgb", channel="rgb", crop_border=0, use_lpips=False
+    )
     assert (
         rgb["settings"]["channel"] == "rgb"
         and rgb["methods"]["bicubic"]["psnr"] != summary["methods"]["bicubic"]["psnr"]
@@ -87,16 +123,18 @@ def test_outputs_and_conventions(tmp_path, test_set):
 
 
 def test_without_ground_truth(tmp_path, test_set, capsys):
-    summary = evaluate(str(test_set["lr"]), None, 4, tmp_path / "out", models=[("vdsr", str(test_set["ckpt"]))],
-                       device="cpu")  # fmt: skip
+    summary = evaluate(
+        str(test_set["lr"]), None, 4, tmp_path / "out", models=[("vdsr", str(test_set["ckpt"]))], device="cpu"
+    )
     assert "psnr" not in summary["methods"]["vdsr"]
     assert (tmp_path / "out" / "comparison.png").exists() and (tmp_path / "out" / "vdsr" / "coffee.png").exists()
     assert "need ground truth" in format_table(summary)
 
 
 def test_lpips_missing_is_one_line_and_null(tmp_path, test_set, capsys):
-    summary = evaluate(str(test_set["lr"]), str(test_set["hr"]), 4, tmp_path / "out",
-                       lpips_weights=str(tmp_path / "nowhere.pth"))  # fmt: skip
+    summary = evaluate(
+        str(test_set["lr"]), str(test_set["hr"]), 4, tmp_path / "out", lpips_weights=str(tmp_path / "nowhere.pth")
+    )
     assert summary["methods"]["bicubic"]["lpips"] is None
     assert "LPIPS left out" in capsys.readouterr().out
     assert "nowhere.pth" in summary["settings"]["lpips_note"]
@@ -106,16 +144,16 @@ def test_lpips_column_when_weights_are_given(tmp_path, test_set):
     import torchvision
 
     torch.save(torchvision.models.alexnet().state_dict(), tmp_path / "alexnet.pth")  # plumbing only
-    summary = evaluate(str(test_set["lr"]), str(test_set["hr"]), 4, tmp_path / "out",
-                       lpips_weights=str(tmp_path / "alexnet.pth"))  # fmt: skip
+    summary = evaluate(
+        str(test_set["lr"]), str(test_set["hr"]), 4, tmp_path / "out", lpips_weights=str(tmp_path / "alexnet.pth")
+    )
     value = summary["methods"]["bicubic"]["lpips"]
     assert value is not None and value >= 0
     assert "lpips" in next(csv.DictReader((tmp_path / "out" / "per_image.csv").open()))
 
 
 def run_evaluate(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "evaluate.py", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    return subprocess.run([sys.executable, "evaluate.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
 def assert_one_line_error(result, *fragments):
@@ -136,36 +174,46 @@ def test_bad_input(tmp_path, test_set):
     wrong_hr.mkdir()
     for name in NAMES:
         write_image(wrong_hr / f"{name}.png", real_photo(name)[:60, :80])
-    assert_one_line_error(run_evaluate(*base[:2], "--hr", str(wrong_hr), *base[4:], "--out", str(tmp_path / "a")),
-                          "HR is 80x60", "x4 = 80x64")  # fmt: skip
+    assert_one_line_error(
+        run_evaluate(*base[:2], "--hr", str(wrong_hr), *base[4:], "--out", str(tmp_path / "a")),
+        "HR is 80x60",
+        "x4 = 80x64",
+    )
     # A missing partner.
     partial = tmp_path / "partial_hr"
     partial.mkdir()
     write_image(partial / "coffee.png", real_photo("coffee")[:64, :80])
-    assert_one_line_error(run_evaluate(*base[:2], "--hr", str(partial), *base[4:], "--out", str(tmp_path / "b")),
-                          "astronaut.png has no HR partner")  # fmt: skip
+    assert_one_line_error(
+        run_evaluate(*base[:2], "--hr", str(partial), *base[4:], "--out", str(tmp_path / "b")),
+        "astronaut.png has no HR partner",
+    )
     # An unreadable LR file.
     broken = tmp_path / "broken_lr"
     broken.mkdir()
     for name in NAMES:
         (broken / f"{name}.png").write_bytes((test_set["lr"] / f"{name}.png").read_bytes()[:100])
-    assert_one_line_error(run_evaluate("--lr", str(broken), *base[2:], "--out", str(tmp_path / "c")),
-                          "astronaut.png")  # fmt: skip
+    assert_one_line_error(run_evaluate("--lr", str(broken), *base[2:], "--out", str(tmp_path / "c")), "astronaut.png")
     # An empty folder.
     (tmp_path / "empty").mkdir()
-    assert_one_line_error(run_evaluate("--lr", str(tmp_path / "empty"), *base[2:], "--out", str(tmp_path / "d")),
-                          "holds no images")  # fmt: skip
+    assert_one_line_error(
+        run_evaluate("--lr", str(tmp_path / "empty"), *base[2:], "--out", str(tmp_path / "d")), "holds no images"
+    )
     # A checkpoint that is not an SR checkpoint.
     save_checkpoint(tmp_path / "flow.pt", {"kind": "degradation_flow", "step": 1})
-    assert_one_line_error(run_evaluate(*base, "--model", f"x={tmp_path / 'flow.pt'}", "--out", str(tmp_path / "e")),
-                          "is a degradation-flow checkpoint, expected an SR checkpoint")  # fmt: skip
+    assert_one_line_error(
+        run_evaluate(*base, "--model", f"x={tmp_path / 'flow.pt'}", "--out", str(tmp_path / "e")),
+        "is a degradation-flow checkpoint, expected an SR checkpoint",
+    )
     # A --sr folder with the wrong sizes.
     small = tmp_path / "small_sr"
     small.mkdir()
     for name in NAMES:
         write_image(small / f"{name}.png", real_photo(name)[:32, :40])
-    assert_one_line_error(run_evaluate(*base, "--sr", f"small={small}", "--out", str(tmp_path / "f")),
-                          "--sr small", "is 40x32, expected 80x64")  # fmt: skip
+    assert_one_line_error(
+        run_evaluate(*base, "--sr", f"small={small}", "--out", str(tmp_path / "f")),
+        "--sr small",
+        "is 40x32, expected 80x64",
+    )
     assert_one_line_error(run_evaluate(*base, "--model", "nonsense", "--out", str(tmp_path / "g")), "NAME=PATH")
     for name in "abcdefg":
         assert not (tmp_path / name).exists()  # nothing half-written

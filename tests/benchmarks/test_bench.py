@@ -14,8 +14,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_quick_benchmark_prints_every_case():
-    result = subprocess.run([sys.executable, "benchmarks/bench.py", "--quick", "--device", "cpu"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "benchmarks/bench.py", "--quick", "--device", "cpu"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     cases = [(line["case"], line.get("form") or line.get("config")) for line in lines]

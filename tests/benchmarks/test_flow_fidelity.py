@@ -72,8 +72,11 @@ def test_high_pass_removes_the_scene_colour():
 
 
 def tiles(image: np.ndarray, size: int = 48) -> list[np.ndarray]:
-    return [image[t : t + size, s : s + size] for t in range(0, image.shape[0] - size + 1, size)
-            for s in range(0, image.shape[1] - size + 1, size)]  # fmt: skip
+    return [
+        image[t : t + size, s : s + size]
+        for t in range(0, image.shape[0] - size + 1, size)
+        for s in range(0, image.shape[1] - size + 1, size)
+    ]
 
 
 def test_two_sample_classifier_tells_noise_and_not_a_reseeded_truth():
@@ -111,9 +114,23 @@ def test_fidelity_command_on_a_tiny_flow(tmp_path):
         write_image(clean / f"{name}.png", real_photo(name, 192))
     for name in ("astronaut", "coffee", "brick"):
         write_image(real / f"{name}.png", np.clip(downscale(real_photo(name, 192), 4), 0, 1))
-    command = [sys.executable, "-m", "degradation.fidelity", "--ckpt", str(tmp_path / "run/checkpoints/last.pt"),
-               "--clean-dir", str(clean), "--real-dir", str(real), "--out", str(tmp_path / "out"),
-               "--steps", "5", "--device", "cpu"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "degradation.fidelity",
+        "--ckpt",
+        str(tmp_path / "run/checkpoints/last.pt"),
+        "--clean-dir",
+        str(clean),
+        "--real-dir",
+        str(real),
+        "--out",
+        str(tmp_path / "out"),
+        "--steps",
+        "5",
+        "--device",
+        "cpu",
+    ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "two-sample classifier accuracy" in result.stdout and "colour shift" in result.stdout

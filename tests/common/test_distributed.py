@@ -19,8 +19,20 @@ BATCH_WORDS = ("--flow_train.batch_size", "--sr_train.batch_size", "--train.batc
 
 
 def run_pipeline(out: Path, data_dirs: dict[str, str], batch_size: int, processes: int) -> None:
-    words = ["train_joint.py", "--config", "configs/joint.yaml", "--out", str(out), "--device", "cpu",
-             "--data.clean_dir", data_dirs["clean"], "--data.real_dir", data_dirs["real"], *TINY]  # fmt: skip
+    words = [
+        "train_joint.py",
+        "--config",
+        "configs/joint.yaml",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--data.clean_dir",
+        data_dirs["clean"],
+        "--data.real_dir",
+        data_dirs["real"],
+        *TINY,
+    ]
     for word in BATCH_WORDS:
         words += [word, str(batch_size)]
     launcher = [sys.executable]

@@ -69,8 +69,11 @@ def test_sigkill_then_resume_reaches_the_uninterrupted_result(tmp_path):
     assert 10 <= killed_at < 300
     resumed = subprocess.run(
         [sys.executable, "-m", "degradation.train", "--resume", str(last), "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resumed at step {killed_at}" in (out / "train.log").read_text()
     assert load_checkpoint(last, "degradation_flow")["step"] == 300
@@ -93,8 +96,9 @@ def test_sigterm_writes_a_checkpoint_after_the_current_step(tmp_path):
     assert "stopped by SIGTERM after step" in stderr and "--resume" in stderr and "Traceback" not in stderr
     step = load_checkpoint(out / "checkpoints" / "last.pt", "degradation_flow")["step"]
     assert step >= 3 and f"stopped after step {step}" in log.read_text()
-    resumed = start_training(tmp_path / "config.yaml", out, "--resume", str(out / "checkpoints" / "last.pt"),
-                             "--max-steps", "2")  # fmt: skip
+    resumed = start_training(
+        tmp_path / "config.yaml", out, "--resume", str(out / "checkpoints" / "last.pt"), "--max-steps", "2"
+    )
     resumed.communicate(timeout=120)
     assert resumed.returncode == 0
     assert load_checkpoint(out / "checkpoints" / "last.pt", "degradation_flow")["step"] == step + 2
@@ -108,8 +112,9 @@ def test_sigterm_to_the_process_group_with_loader_workers_writes_a_checkpoint(tm
     save_config(config, tmp_path / "config.yaml")
     out = tmp_path / "run"
     command = [sys.executable, "-m", "degradation.train", "--config", str(tmp_path / "config.yaml"), "--out", str(out)]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     log = out / "train.log"
     wait_for(lambda: log.exists() and log.read_text().count("nll_clean=") >= 3, process)
     os.killpg(process.pid, signal.SIGTERM)
@@ -191,8 +196,11 @@ def test_pickled_code_in_a_checkpoint_is_refused(tmp_path):
             return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
 
     torch.save({"kind": "sr", "model": Payload()}, tmp_path / "evil.pt")
-    with pytest.raises(UserError, match=r"evil.pt was refused: it contains a pickled Python object \(\S*system\)"
-                                        ", and unpickling it could run arbitrary code"):  # fmt: skip
+    with pytest.raises(
+        UserError,
+        match=r"evil.pt was refused: it contains a pickled Python object \(\S*system\)"
+        ", and unpickling it could run arbitrary code",
+    ):
         load_checkpoint(tmp_path / "evil.pt", "sr")
     assert not (tmp_path / "pwned").exists()
 

@@ -136,8 +136,14 @@ def test_checkpoints_from_before_the_image_noise_load_and_sample_as_they_did(tmp
     flow = build_flow(FlowModelConfig(num_steps=2, hidden_channels=16, cond_channels=8, cond_blocks=1))
     flow.image_noise.load_estimate(hand_made([0.02] * NUM_BINS))
     path = tmp_path / "flow.pt"
-    save_checkpoint(path, {"kind": "degradation_flow", "config": {"model": {"num_steps": 2, "hidden_channels": 16,
-                    "cond_channels": 8, "cond_blocks": 1}}, "model": flow.state_dict()})  # fmt: skip
+    save_checkpoint(
+        path,
+        {
+            "kind": "degradation_flow",
+            "config": {"model": {"num_steps": 2, "hidden_channels": 16, "cond_channels": 8, "cond_blocks": 1}},
+            "model": flow.state_dict(),
+        },
+    )
     assert load_flow(path)[0].image_noise.is_estimated
     state = load_checkpoint(path, "degradation_flow")
     state["model"] = {k: v for k, v in state["model"].items() if not k.startswith("image_noise.")}

@@ -236,11 +236,28 @@ def test_synthesize_command_bad_checkpoints(tmp_path, trained_flow, photo_folder
 def test_train_command_runs_both_configs(tmp_path, config_file):
     config = tiny_config(tmp_path)  # writes the tiny photo folders
     command = [
-        sys.executable, "-m", "degradation.train", "--config", config_file,
-        "--data.clean_dir", config.data.clean_dir, "--data.real_dir", config.data.real_dir,
-        "--out", str(tmp_path / "run"), "--device", "cpu", "--max-steps", "2",
-        "--train.batch_size", "2", "--data.crop_size", "24", "--data.num_workers", "0",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "degradation.train",
+        "--config",
+        config_file,
+        "--data.clean_dir",
+        config.data.clean_dir,
+        "--data.real_dir",
+        config.data.real_dir,
+        "--out",
+        str(tmp_path / "run"),
+        "--device",
+        "cpu",
+        "--max-steps",
+        "2",
+        "--train.batch_size",
+        "2",
+        "--data.crop_size",
+        "24",
+        "--data.num_workers",
+        "0",
+    ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "M parameters" in result.stdout
@@ -252,8 +269,9 @@ def test_train_command_runs_both_configs(tmp_path, config_file):
 
 
 def test_train_help_lists_config_fields():
-    result = subprocess.run([sys.executable, "-m", "degradation.train", "--help"], cwd=ROOT, capture_output=True,
-                            text=True)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "degradation.train", "--help"], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0 and "--train.n_iter" in result.stdout and "--model.num_levels" in result.stdout
 
 

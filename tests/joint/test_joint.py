@@ -24,13 +24,43 @@ from tests.degradation.test_train_and_synthesize import tiny_config as tiny_flow
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
-    "--data.crop_size", "16", "--data.num_workers", "0",
-    "--flow.num_steps", "2", "--flow.hidden_channels", "16", "--flow.cond_channels", "8", "--flow.cond_blocks", "1",
-    "--sr.num_features", "8", "--sr.num_layers", "4",
-    "--flow_train.n_iter", "4", "--flow_train.batch_size", "2", "--flow_train.warmup_iter", "0",
-    "--sr_train.n_iter", "3", "--sr_train.batch_size", "2", "--sr_train.warmup_iter", "0",
-    "--train.n_iter", "3", "--train.batch_size", "2", "--train.warmup_iter", "0", "--train.log_every", "1",
-]  # fmt: skip
+    "--data.crop_size",
+    "16",
+    "--data.num_workers",
+    "0",
+    "--flow.num_steps",
+    "2",
+    "--flow.hidden_channels",
+    "16",
+    "--flow.cond_channels",
+    "8",
+    "--flow.cond_blocks",
+    "1",
+    "--sr.num_features",
+    "8",
+    "--sr.num_layers",
+    "4",
+    "--flow_train.n_iter",
+    "4",
+    "--flow_train.batch_size",
+    "2",
+    "--flow_train.warmup_iter",
+    "0",
+    "--sr_train.n_iter",
+    "3",
+    "--sr_train.batch_size",
+    "2",
+    "--sr_train.warmup_iter",
+    "0",
+    "--train.n_iter",
+    "3",
+    "--train.batch_size",
+    "2",
+    "--train.warmup_iter",
+    "0",
+    "--train.log_every",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -49,17 +79,25 @@ def stage_checkpoints(tmp_path_factory, data_dirs) -> dict[str, Path]:
     from train_joint import run_pipeline
 
     out = tmp_path_factory.mktemp("stages")
-    run_pipeline(pipeline_config(data_dirs, "--flow_train.device", "cpu", "--sr_train.device", "cpu"), out,
-                 stages=("flow", "sr"))  # fmt: skip
+    run_pipeline(
+        pipeline_config(data_dirs, "--flow_train.device", "cpu", "--sr_train.device", "cpu"), out, stages=("flow", "sr")
+    )
     return {"flow": out / "flow" / "checkpoints" / "last.pt", "sr": out / "sr" / "checkpoints" / "last.pt"}
 
 
 @pytest.mark.parametrize("cycle_sr_weight", [0.0, 1.0])
 def test_sr_loss_reaches_the_flow_only_with_a_cycle_weight(tmp_path, data_dirs, stage_checkpoints, cycle_sr_weight):
     config = pipeline_config(
-        data_dirs, "--train.nll_weight", "0", "--train.content_penalty", "0",
-        "--train.cycle_sr_weight", str(cycle_sr_weight), "--train.n_iter", "1",
-    )  # fmt: skip
+        data_dirs,
+        "--train.nll_weight",
+        "0",
+        "--train.content_penalty",
+        "0",
+        "--train.cycle_sr_weight",
+        str(cycle_sr_weight),
+        "--train.n_iter",
+        "1",
+    )
     train_joint(config, tmp_path / "joint", stage_checkpoints["flow"], stage_checkpoints["sr"])
     before, _ = load_flow(stage_checkpoints["flow"])
     after, _ = load_flow(tmp_path / "joint" / "checkpoints" / "last.pt")
@@ -84,8 +122,9 @@ def test_joint_resume_continues_exactly(tmp_path, data_dirs, stage_checkpoints):
 
 
 def run_command(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "train_joint.py", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "train_joint.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
 
 
 def flat_joint_layout(state: dict) -> dict:
@@ -119,8 +158,9 @@ def test_pipeline_command_end_to_end_with_resume(tmp_path, data_dirs):
     base = ["--data.clean_dir", data_dirs["clean"], "--data.real_dir", data_dirs["real"], *TINY, "--device", "cpu"]
     out = tmp_path / "run"
     # A run that stops half-way through the flow stage, as a killed run would.
-    first = run_command("--config", "configs/joint.yaml", *base, "--out", str(out), "--stages", "flow",
-                        "--max-steps", "2")  # fmt: skip
+    first = run_command(
+        "--config", "configs/joint.yaml", *base, "--out", str(out), "--stages", "flow", "--max-steps", "2"
+    )
     assert first.returncode == 0, first.stderr[-2000:]
     assert load_checkpoint(out / "flow" / "checkpoints" / "last.pt", "degradation_flow")["step"] == 2
     again = run_command("--config", "configs/joint.yaml", *base, "--out", str(out))
@@ -149,8 +189,14 @@ def test_a_wrong_data_folder_leaves_no_run_behind(tmp_path, data_dirs):
     )
     assert not (tmp_path / "run").exists()  # so the corrected command starts afresh
     (tmp_path / "a_file").write_text("x")
-    under_a_file = run_command("--config", "configs/joint.yaml", "--data.clean_dir", data_dirs["clean"], *base[:-1],
-                               str(tmp_path / "a_file" / "run"))  # fmt: skip
+    under_a_file = run_command(
+        "--config",
+        "configs/joint.yaml",
+        "--data.clean_dir",
+        data_dirs["clean"],
+        *base[:-1],
+        str(tmp_path / "a_file" / "run"),
+    )
     assert under_a_file.returncode == 2 and "Traceback" not in under_a_file.stderr
     assert "cannot create run folder" in under_a_file.stderr
 
@@ -158,9 +204,25 @@ def test_a_wrong_data_folder_leaves_no_run_behind(tmp_path, data_dirs):
 @pytest.mark.slow
 def test_the_pipeline_stop_hint_is_a_command_that_resumes_it(tmp_path, data_dirs):
     out = tmp_path / "run"
-    command = [sys.executable, "train_joint.py", "--config", "configs/joint.yaml", "--data.clean_dir",
-               data_dirs["clean"], "--data.real_dir", data_dirs["real"], *TINY, "--flow_train.n_iter", "100000",
-               "--flow_train.log_every", "1", "--device", "cpu", "--out", str(out)]  # fmt: skip
+    command = [
+        sys.executable,
+        "train_joint.py",
+        "--config",
+        "configs/joint.yaml",
+        "--data.clean_dir",
+        data_dirs["clean"],
+        "--data.real_dir",
+        data_dirs["real"],
+        *TINY,
+        "--flow_train.n_iter",
+        "100000",
+        "--flow_train.log_every",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = out / "flow" / "train.log"
     deadline = time.monotonic() + 120
@@ -173,7 +235,8 @@ def test_the_pipeline_stop_hint_is_a_command_that_resumes_it(tmp_path, data_dirs
     hint = re.search(r"continue with (.+)\)$", stderr.strip().splitlines()[-1]).group(1)
     assert hint == f"python train_joint.py --resume {out}"
     words = shlex.split(hint)
-    resumed = subprocess.run([sys.executable, *words[1:], "--max-steps", "1"], cwd=ROOT, capture_output=True,
-                             text=True, timeout=300)  # fmt: skip
+    resumed = subprocess.run(
+        [sys.executable, *words[1:], "--max-steps", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed at step" in log.read_text()

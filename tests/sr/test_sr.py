@@ -101,8 +101,10 @@ def clean_pairs(tmp_path_factory) -> dict:
     for name, (top, left) in {"astronaut": (0, 0), "coffee": (100, 200), "chelsea": (0, 0), "camera": (0, 0)}.items():
         write_image(hr / f"{name}.png", real_photo(name)[top : top + 192, left : left + 192])
     held_out = [real_photo("rocket")[200:328, 200:328], real_photo("immunohistochemistry")[:128, :128]]
-    lr = [image_to_tensor(np.round(np.clip(downscale(image, 4), 0, 1) * 255).astype(np.float32) / 255)
-          for image in held_out]  # fmt: skip
+    lr = [
+        image_to_tensor(np.round(np.clip(downscale(image, 4), 0, 1) * 255).astype(np.float32) / 255)
+        for image in held_out
+    ]
     return {"hr": hr, "held_out": list(zip(lr, held_out))}
 
 
@@ -112,12 +114,35 @@ def test_training_on_clean_pairs_beats_bicubic_and_no_layer_dies(tmp_path, clean
     # photos, 2-core CPU): post_upsample +0.31 / +0.41 dB (seeds 0 / 1), pre_upsample +0.29 dB; with the old
     # last-layer init (random x 0.1) +0.000 / +0.000 and +0.04 dB, the last ReLU layer 4-5% active.
     words = [
-        "--data.hr_dir", str(clean_pairs["hr"]), "--data.degradation", "bicubic", "--data.num_workers", "0",
-        "--data.crop_size", str(crop_size), "--model.form", form, "--model.num_layers", "10",
-        "--model.num_features", "32", "--train.n_iter", "300", "--train.batch_size", "16",
-        "--train.warmup_iter", "20", "--train.device", "cpu", "--train.save_every", "300",
-        "--train.log_every", "300", "--train.val_every", "150",
-    ]  # fmt: skip
+        "--data.hr_dir",
+        str(clean_pairs["hr"]),
+        "--data.degradation",
+        "bicubic",
+        "--data.num_workers",
+        "0",
+        "--data.crop_size",
+        str(crop_size),
+        "--model.form",
+        form,
+        "--model.num_layers",
+        "10",
+        "--model.num_features",
+        "32",
+        "--train.n_iter",
+        "300",
+        "--train.batch_size",
+        "16",
+        "--train.warmup_iter",
+        "20",
+        "--train.device",
+        "cpu",
+        "--train.save_every",
+        "300",
+        "--train.log_every",
+        "300",
+        "--train.val_every",
+        "150",
+    ]
     train(load_config(SRConfig, "configs/sr_vdsr_fast.yaml", words), tmp_path / "run")
     model, _ = load_sr(tmp_path / "run" / "checkpoints" / "last.pt")
     gains = []
@@ -152,11 +177,31 @@ def photos(tmp_path_factory) -> dict[str, Path]:
 
 def tiny_sr_config(photos, **overrides) -> SRConfig:
     words = [
-        "--data.hr_dir", str(photos["hr"]), "--data.crop_size", "12", "--data.num_workers", "0",
-        "--model.num_features", "8", "--model.num_layers", "4",
-        "--train.n_iter", "6", "--train.batch_size", "2", "--train.log_every", "1", "--train.save_every", "3",
-        "--train.val_every", "3", "--train.warmup_iter", "0", "--train.device", "cpu",
-    ]  # fmt: skip
+        "--data.hr_dir",
+        str(photos["hr"]),
+        "--data.crop_size",
+        "12",
+        "--data.num_workers",
+        "0",
+        "--model.num_features",
+        "8",
+        "--model.num_layers",
+        "4",
+        "--train.n_iter",
+        "6",
+        "--train.batch_size",
+        "2",
+        "--train.log_every",
+        "1",
+        "--train.save_every",
+        "3",
+        "--train.val_every",
+        "3",
+        "--train.warmup_iter",
+        "0",
+        "--train.device",
+        "cpu",
+    ]
     for key, value in overrides.items():
         words += [f"--{key}", str(value)]
     return load_config(SRConfig, "configs/sr_vdsr_fast.yaml", words)
@@ -175,8 +220,10 @@ def test_resume_continues_the_same_loss_curve(tmp_path, photos):
 
 
 def test_validation_writes_best_checkpoint_and_curves(tmp_path, photos, flow_ckpt):
-    config = tiny_sr_config(photos, **{"data.degradation": "bicubic", "data.val_lr_dir": photos["val_lr"],
-                                       "data.val_hr_dir": photos["val_hr"]})  # fmt: skip
+    config = tiny_sr_config(
+        photos,
+        **{"data.degradation": "bicubic", "data.val_lr_dir": photos["val_lr"], "data.val_hr_dir": photos["val_hr"]},
+    )
     monitor = train(config, tmp_path / "run")
     assert 15 < monitor["val_psnr"] < 60 and monitor["best_psnr"] >= monitor["val_psnr"]
     assert (tmp_path / "run" / "checkpoints" / "best.pt").exists()
@@ -191,8 +238,14 @@ def test_validation_writes_best_checkpoint_and_curves(tmp_path, photos, flow_ckp
 
 def test_diverging_run_stops_with_advice_and_keeps_its_checkpoint(tmp_path, photos):
     # lr 1e30: the first step blows the weights up, every later loss is inf/NaN and skipped.
-    overrides = {"data.degradation": "bicubic", "train.lr": 1e30, "train.save_every": 1, "train.max_bad_steps": 3,
-                 "train.n_iter": 20, "train.schedule": "constant"}  # fmt: skip
+    overrides = {
+        "data.degradation": "bicubic",
+        "train.lr": 1e30,
+        "train.save_every": 1,
+        "train.max_bad_steps": 3,
+        "train.n_iter": 20,
+        "train.schedule": "constant",
+    }
     config = tiny_sr_config(photos, **overrides)
     with pytest.raises(UserError, match="3 steps in a row had a non-finite loss.*lower train.lr or train.grad_clip"):
         train(config, tmp_path / "run")
@@ -230,8 +283,7 @@ def test_flow_source_equals_synthesize_for_the_same_seed(flow_ckpt, photos):
 
 
 def test_flow_and_pairs_sources_train(tmp_path, photos, flow_ckpt):
-    flow_config = tiny_sr_config(photos, **{"data.degradation": "flow", "data.flow_ckpt": flow_ckpt,
-                                            "train.n_iter": 2})  # fmt: skip
+    flow_config = tiny_sr_config(photos, **{"data.degradation": "flow", "data.flow_ckpt": flow_ckpt, "train.n_iter": 2})
     assert np.isfinite(train(flow_config, tmp_path / "flow")["l1"])
     lq = tmp_path / "lq"
     lq.mkdir()
@@ -256,8 +308,21 @@ def test_infer_command(tmp_path, photos):
     config = tiny_sr_config(photos, **{"data.degradation": "bicubic", "train.n_iter": 1})
     train(config, tmp_path / "run")
     ckpt = tmp_path / "run" / "checkpoints" / "last.pt"
-    command = [sys.executable, "-m", "sr.infer", "--ckpt", str(ckpt), "--input", str(photos["val_lr"]),
-               "--output", str(tmp_path / "sr"), "--device", "cpu", "--tile-size", "32"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "sr.infer",
+        "--ckpt",
+        str(ckpt),
+        "--input",
+        str(photos["val_lr"]),
+        "--output",
+        str(tmp_path / "sr"),
+        "--device",
+        "cpu",
+        "--tile-size",
+        "32",
+    ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert read_image(tmp_path / "sr" / "rocket.png").shape == (64, 64, 3)
@@ -271,8 +336,13 @@ def test_infer_command(tmp_path, photos):
     Image.fromarray(rocket[:, :, 1]).save(special / "gray.png")
     Image.fromarray(rocket).save(special / "photo.jpg", quality=95)
     run = [*command[:5], "--device", "cpu", "--tile-size", "32"]
-    result = subprocess.run([*run, "--input", str(special), "--output", str(tmp_path / "kept"), "--ext", "auto",
-                             "--suffix", "_x4"], cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [*run, "--input", str(special), "--output", str(tmp_path / "kept"), "--ext", "auto", "--suffix", "_x4"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     kept = tmp_path / "kept"
     assert sorted(p.name for p in kept.iterdir()) == ["deep_x4.png", "gray_x4.png", "photo_x4.jpg", "rgba_x4.png"]
@@ -281,15 +351,21 @@ def test_infer_command(tmp_path, photos):
     deep = cv2.imread(str(kept / "deep_x4.png"), cv2.IMREAD_UNCHANGED)
     assert deep.dtype == np.uint16 and deep.shape == (64, 64, 3)
     assert Image.open(kept / "gray_x4.png").mode == "L"
-    result = subprocess.run([*run, "--input", str(special / "photo.jpg"), "--output", str(tmp_path / "one"),
-                             "--outscale", "2.5"], cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [*run, "--input", str(special / "photo.jpg"), "--output", str(tmp_path / "one"), "--outscale", "2.5"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert [p.name for p in (tmp_path / "one").iterdir()] == ["photo.png"]
     assert read_image(tmp_path / "one" / "photo.png").shape == (40, 40, 3)
     save_checkpoint(tmp_path / "flow.pt", {"kind": "degradation_flow", "step": 0})
     command[command.index(str(ckpt))] = str(tmp_path / "flow.pt")
-    result = subprocess.run(command[:-4] + ["--output", str(tmp_path / "sr2")], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        command[:-4] + ["--output", str(tmp_path / "sr2")], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2 and "is a degradation-flow checkpoint, expected an SR checkpoint" in result.stderr
 
 
