@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.flow_fidelity import TEMPERATURES  # noqa: E402
-from benchmarks.flow_fidelity import evaluate as flow_fidelity  # noqa: E402
 from common.config import load_config  # noqa: E402
 from degradation.checkpoint import load_flow  # noqa: E402
+from degradation.oracle_fidelity import TEMPERATURES  # noqa: E402
+from degradation.oracle_fidelity import evaluate as flow_fidelity  # noqa: E402
 from joint.config import PipelineConfig  # noqa: E402
 from joint.train import train_joint  # noqa: E402
 from sr.evaluation import evaluate, format_table  # noqa: E402

@@ -1,0 +1,131 @@
+"""How close a flow's degradations are to the true ones, on a benchmark whose truth is known.
+
+On a ``data_tools.make_benchmark`` folder, the flow degrades ``train_hr`` and
+its residuals against the clean LR are compared with those of the true
+degradation (``train_oracle_lr``), arm by arm: the truth re-seeded (the floor),
+no degradation, white noise of the real std, and the flow at each temperature.
+``benchmarks/flow_fidelity.py`` (tables over several benchmarks) and
+``benchmarks/joint_effect.py`` use it; users without an oracle use
+``degradation.fidelity`` instead.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.figures import grid, upscale_nearest
+from common.image_io import image_to_tensor, list_images, read_image
+from common.matlab_resize import clean_lr_from_hr
+from data_tools.degrade_classical import degrade, image_rng
+from degradation.realism import (
+    RegionMap,
+    frechet_distance,
+    gradient_magnitude,
+    latent_check,
+    luma,
+    patches,
+    photo_group,
+    region_std,
+    residual_statistics,
+    two_sample_accuracy,
+)
+from degradation.sampling import degrade_image, sample_seed
+
+TEMPERATURES = (0.5, 0.8, 1.0)
+
+
+REAL = "real (oracle)"
+
+
+def region_summary(arm_std: dict[int, list[float]], real_std: dict[int, list[float]]) -> dict[str, float]:
+    """Worst ratio (arm / real, RMS over channels) over the regions, and the share within 25%."""
+    ratios = [
+        float(np.sqrt(np.mean(np.square(arm_std[label]))) / max(np.sqrt(np.mean(np.square(real))), 1e-8))
+        for label, real in real_std.items()
+    ]
+    worst = max(ratios, key=lambda ratio: abs(np.log(max(ratio, 1e-8))))
+    return {"worst_region_ratio": worst, "regions_within_25pct": float(np.mean([0.75 <= r <= 1.25 for r in ratios]))}
+
+
+def figure_crops(clean: dict[str, np.ndarray], arms: dict[str, dict[str, np.ndarray]], size: int = 24) -> np.ndarray:
+    """The flattest and the darkest crop of the set, and two more: clean | each arm."""
+    candidates = []
+    for name, image in clean.items():
+        for top in range(0, image.shape[0] - size + 1, size // 2):
+            for left in range(0, image.shape[1] - size + 1, size // 2):
+                crop = image[top : top + size, left : left + size]
+                candidates.append((name, top, left, gradient_magnitude(crop).mean(), luma(crop).mean()))
+    flattest = min(candidates, key=lambda c: c[3])
+    darkest = min(candidates, key=lambda c: c[4])
+    busiest = max(candidates, key=lambda c: c[3])
+    middle = sorted(candidates, key=lambda c: c[3])[len(candidates) // 2]
+    rows = []
+    for name, top, left, *_ in (flattest, darkest, middle, busiest):
+        images = [clean[name], *(arm[name] for arm in arms.values())]
+        rows.append(
+            [upscale_nearest(np.clip(image[top : top + size, left : left + size], 0, 1), 5) for image in images]
+        )
+    return grid(rows, ["clean LR", *arms])
+
+
+def evaluate(
+    flow, bench: Path, temperatures: tuple[float, ...], num_bins: int, seed: int = 0, classifier_steps: int = 300
+):
+    meta = json.loads((bench / "benchmark.json").read_text())
+    scale, preset = meta["scale"], meta["degradation"]
+    names = [p.stem for p in list_images(bench / "train_hr")]
+    clean, lr_images = {}, {}
+    clean_tensors = {}
+    for name in names:
+        hr = read_image(bench / "train_hr" / f"{name}.png")
+        clean_tensors[name] = clean_lr_from_hr(image_to_tensor(hr)[None], scale)[0]
+        clean[name] = clean_tensors[name].permute(1, 2, 0).numpy()
+        reseeded = degrade(hr, scale, preset, image_rng(meta["seed"] + 1000, name))
+        lr_images.setdefault("true, re-seeded", {})[name] = np.round(np.clip(reseeded, 0, 1) * 255) / 255
+        lr_images.setdefault(REAL, {})[name] = read_image(bench / "train_oracle_lr" / f"{name}.png")
+    real_residuals = [lr_images[REAL][n] - clean[n] for n in names]
+    real_std = np.concatenate([r.reshape(-1, 3) for r in real_residuals]).std(axis=0)
+    rng = np.random.default_rng(seed)
+    lr_images["no degradation"] = dict(clean)
+    lr_images["white gaussian"] = {n: np.clip(clean[n] + rng.normal(0, real_std, clean[n].shape), 0, 1) for n in names}
+    for temperature in temperatures:
+        lr_images[f"flow T={temperature}"] = {
+            n: (torch.round(degrade_image(flow, clean_tensors[n], temperature, sample_seed(seed, n)) * 255) / 255)
+            .permute(1, 2, 0)
+            .numpy()
+            for n in names
+        }
+    real_paths = list_images(bench / "train_real_lr")
+    real_lr = [read_image(path) for path in real_paths]
+    real_groups = [photo_group(path.stem) for path in real_paths]
+    regions = RegionMap.of([clean[n] for n in names])
+    real_regions = region_std(real_residuals, regions)
+    real_patches = patches(real_residuals)
+    rows = []
+    for arm, images in lr_images.items():
+        residuals = [images[n] - clean[n] for n in names]
+        row = {"arm": arm, **residual_statistics(residuals)}
+        arm_regions = region_std(residuals, regions)
+        row["region_std"] = {RegionMap.name(label): arm_regions[label] for label in real_regions}
+        row.update(region_summary(arm_regions, real_regions))
+        row["frechet_8x8"] = 0.0 if arm == REAL else frechet_distance(patches(residuals), real_patches)
+        if arm != REAL:
+            test = two_sample_accuracy(
+                real_lr,
+                [images[n] for n in names],
+                steps=classifier_steps,
+                seed=seed,
+                real_groups=real_groups,
+                synthesized_groups=[photo_group(n) for n in names],
+            )
+            row["two_sample_accuracy"] = test["accuracy"]
+        rows.append(row)
+    latents = latent_check(
+        flow, [clean_tensors[n] for n in names], [image_to_tensor(image) for image in real_lr[: len(names)]], num_bins
+    )
+    shown = {arm: lr_images[arm] for arm in lr_images if arm.startswith("flow") or arm == REAL}
+    return rows, latents, figure_crops(clean, shown)
