@@ -8,7 +8,7 @@ VENV ?= $(CACHE_DIR)/venv-$(DEPS_HASH)
 PY := $(VENV)/bin/python
 DEMO_DIR ?= runs/demo
 
-.PHONY: venv test lint demo lpips-weights clean-venv
+.PHONY: venv test test-fast lint demo lpips-weights clean-venv
 
 venv: $(VENV)/.ready
 
@@ -34,6 +34,10 @@ test: venv
 	-$(PY) -m data_tools.fetch_lpips_weights
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q tests
+
+# The fast loop while developing: everything but the trainings and command-line runs (about a minute).
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow" tests
 
 lint: venv
 	$(PY) -m ruff check .

@@ -1,4 +1,4 @@
-"""Shared fixtures: small real photos from scikit-image, written where a test wants them."""
+"""Shared fixtures: small real photos from scikit-image, tiny configs, a tiny trained flow."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from common.config import load_config
 from common.image_io import write_image
+from degradation.config import FlowConfig
 
 torch.set_num_threads(2)
 
@@ -19,6 +21,31 @@ torch.set_num_threads(2)
 # in pyproject.toml) and this ends the run half a minute later, so CI fails with
 # the place of the hang instead of idling to its time limit.
 HUNG_TEST_SECONDS = 630
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--device",
+        default="cpu",
+        help="where tests taking the `device` fixture run (e.g. cuda); tests marked gpu need a device other than cpu",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--device") == "cpu":
+        skip = pytest.mark.skip(reason="a GPU test: run with --device cuda on a machine with one")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def device(request) -> torch.device:
+    """The device of ``--device`` (default cpu)."""
+    name = request.config.getoption("--device")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise pytest.UsageError(f"--device {name}: no CUDA device is visible to torch here")
+    return torch.device(name)
 
 
 @pytest.fixture(autouse=True)
@@ -53,3 +80,103 @@ def photo_folder(tmp_path: Path):
         return out
 
     return make
+
+
+def tiny_flow_config(tmp_path: Path, **train_overrides) -> FlowConfig:
+    hr, real = tmp_path / "hr", tmp_path / "real"
+    for folder, names, size in ((hr, ("astronaut", "coffee", "chelsea"), 128), (real, ("rocket", "camera"), 48)):
+        folder.mkdir(exist_ok=True)
+        for name in names:
+            photo = real_photo(name, size)
+            if folder == real:  # a noisy "real" domain
+                photo = np.clip(photo + np.random.default_rng(0).normal(0, 0.05, photo.shape), 0, 1)
+            write_image(folder / f"{name}.png", photo)
+    overrides = {
+        "n_iter": 6,
+        "batch_size": 4,
+        "log_every": 1,
+        "save_every": 3,
+        "sample_every": 1000,
+        "warmup_iter": 0,
+        "device": "cpu",
+        **train_overrides,
+    }
+    words = [
+        "--data.clean_dir",
+        str(hr),
+        "--data.real_dir",
+        str(real),
+        "--data.crop_size",
+        "16",
+        "--data.num_workers",
+        "0",
+        "--model.num_steps",
+        "2",
+        "--model.hidden_channels",
+        "16",
+        "--model.cond_channels",
+        "8",
+        "--model.cond_blocks",
+        "1",
+    ]
+    for key, value in overrides.items():
+        words += [f"--train.{key}", str(value)]
+    return load_config(FlowConfig, "configs/deflow_light.yaml", words)
+
+
+# Command-line words that make every stage of the pipeline (configs/joint.yaml) tiny.
+TINY_PIPELINE = [
+    "--data.crop_size",
+    "16",
+    "--data.num_workers",
+    "0",
+    "--flow.num_steps",
+    "2",
+    "--flow.hidden_channels",
+    "16",
+    "--flow.cond_channels",
+    "8",
+    "--flow.cond_blocks",
+    "1",
+    "--sr.num_features",
+    "8",
+    "--sr.num_layers",
+    "4",
+    "--flow_train.n_iter",
+    "4",
+    "--flow_train.batch_size",
+    "2",
+    "--flow_train.warmup_iter",
+    "0",
+    "--sr_train.n_iter",
+    "3",
+    "--sr_train.batch_size",
+    "2",
+    "--sr_train.warmup_iter",
+    "0",
+    "--train.n_iter",
+    "3",
+    "--train.batch_size",
+    "2",
+    "--train.warmup_iter",
+    "0",
+    "--train.log_every",
+    "1",
+]
+
+
+@pytest.fixture(scope="session")
+def data_dirs(tmp_path_factory) -> dict[str, str]:
+    """Tiny clean HR and real LR folders, as ``tiny_flow_config`` writes them."""
+    config = tiny_flow_config(tmp_path_factory.mktemp("joint_data"))  # writes tiny HR and real folders
+    return {"clean": config.data.clean_dir, "real": config.data.real_dir}
+
+
+@pytest.fixture(scope="session")
+def flow_ckpt(tmp_path_factory) -> Path:
+    """A tiny flow trained for two steps: its checkpoint."""
+    from degradation.train import train as train_flow
+
+    root = tmp_path_factory.mktemp("flow_for_sr")
+    train_flow(tiny_flow_config(root, n_iter=2, save_every=2), root / "run")
+    return root / "run" / "checkpoints" / "last.pt"

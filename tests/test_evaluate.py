@@ -165,6 +165,7 @@ def assert_one_line_error(result, *fragments):
         assert fragment in errors[0], errors[0]
 
 
+@pytest.mark.slow
 def test_bad_input(tmp_path, test_set):
     base = ["--lr", str(test_set["lr"]), "--hr", str(test_set["hr"]), "--scale", "4", "--no-lpips", "--device", "cpu"]
     result = run_evaluate(*base, "--out", str(tmp_path / "ok"))
@@ -219,6 +220,7 @@ def test_bad_input(tmp_path, test_set):
         assert not (tmp_path / name).exists()  # nothing half-written
 
 
+@pytest.mark.slow
 def test_tiny_and_mixed_size_images(tmp_path, test_set):
     lr, hr = tmp_path / "lr", tmp_path / "hr"
     lr.mkdir(), hr.mkdir()

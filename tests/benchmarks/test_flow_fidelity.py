@@ -79,6 +79,7 @@ def tiles(image: np.ndarray, size: int = 48) -> list[np.ndarray]:
     ]
 
 
+@pytest.mark.slow
 def test_two_sample_classifier_tells_noise_and_not_a_reseeded_truth():
     # "Real": noisy tiles (std 8 levels) of eight photos; the other set: other tiles of the same photos, clean
     # (plainly different) or with the same noise drawn again (indistinguishable). Split by photo.
@@ -100,13 +101,14 @@ def test_two_sample_classifier_tells_noise_and_not_a_reseeded_truth():
     assert photo_group("rocket_t003") == "rocket" and photo_group("0001_s012") == "0001" and photo_group("a_t") == "a_t"
 
 
+@pytest.mark.slow
 def test_fidelity_command_on_a_tiny_flow(tmp_path):
     from common.image_io import write_image
     from common.matlab_resize import downscale
     from degradation.train import train
-    from tests.degradation.test_train_and_synthesize import tiny_config
+    from tests.conftest import tiny_flow_config
 
-    train(tiny_config(tmp_path, n_iter=2, save_every=2), tmp_path / "run")
+    train(tiny_flow_config(tmp_path, n_iter=2, save_every=2), tmp_path / "run")
     clean, real = tmp_path / "clean_photos", tmp_path / "real_photos"
     clean.mkdir()
     real.mkdir()

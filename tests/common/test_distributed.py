@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from common.checkpoint import load_checkpoint
-from tests.joint.test_joint import TINY
-from tests.joint.test_joint import data_dirs as data_dirs  # noqa: F401  (a fixture)
+from tests.conftest import TINY_PIPELINE
 
 ROOT = Path(__file__).resolve().parents[2]
 BATCH_WORDS = ("--flow_train.batch_size", "--sr_train.batch_size", "--train.batch_size")
@@ -31,7 +30,7 @@ def run_pipeline(out: Path, data_dirs: dict[str, str], batch_size: int, processe
         data_dirs["clean"],
         "--data.real_dir",
         data_dirs["real"],
-        *TINY,
+        *TINY_PIPELINE,
     ]
     for word in BATCH_WORDS:
         words += [word, str(batch_size)]

@@ -25,9 +25,7 @@ from common.image_io import read_image
 from degradation.checkpoint import load_flow
 from degradation.train import train as train_flow
 from sr.checkpoint import load_sr
-from tests.conftest import real_photo
-from tests.degradation.test_train_and_synthesize import tiny_config
-from tests.sr.test_sr import flow_ckpt as flow_ckpt  # noqa: F401  (a fixture: a tiny trained flow)
+from tests.conftest import real_photo, tiny_flow_config
 from tools.export import export_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,7 +53,7 @@ def flow_weights(checkpoint: Path) -> dict[str, torch.Tensor]:
 
 @pytest.mark.slow
 def test_sigkill_then_resume_reaches_the_uninterrupted_result(tmp_path):
-    config = tiny_config(tmp_path, n_iter=300, save_every=5, log_every=50, keep_last=2)
+    config = tiny_flow_config(tmp_path, n_iter=300, save_every=5, log_every=50, keep_last=2)
     save_config(config, tmp_path / "config.yaml")
     train_flow(config, tmp_path / "straight")
 
@@ -84,7 +82,7 @@ def test_sigkill_then_resume_reaches_the_uninterrupted_result(tmp_path):
 
 @pytest.mark.slow
 def test_sigterm_writes_a_checkpoint_after_the_current_step(tmp_path):
-    config = tiny_config(tmp_path, n_iter=100000, save_every=100000, log_every=1)
+    config = tiny_flow_config(tmp_path, n_iter=100000, save_every=100000, log_every=1)
     save_config(config, tmp_path / "config.yaml")
     out = tmp_path / "run"
     process = start_training(tmp_path / "config.yaml", out)
@@ -107,7 +105,7 @@ def test_sigterm_writes_a_checkpoint_after_the_current_step(tmp_path):
 @pytest.mark.slow
 def test_sigterm_to_the_process_group_with_loader_workers_writes_a_checkpoint(tmp_path):
     # Schedulers signal the whole group: the DataLoader workers get SIGTERM as well.
-    config = tiny_config(tmp_path, n_iter=100000, save_every=100000, log_every=1)
+    config = tiny_flow_config(tmp_path, n_iter=100000, save_every=100000, log_every=1)
     config.data.num_workers = 2
     save_config(config, tmp_path / "config.yaml")
     out = tmp_path / "run"
@@ -126,7 +124,7 @@ def test_sigterm_to_the_process_group_with_loader_workers_writes_a_checkpoint(tm
 
 
 def test_disk_full_keeps_the_earlier_checkpoints(tmp_path, monkeypatch):
-    config = tiny_config(tmp_path, n_iter=9, save_every=3)
+    config = tiny_flow_config(tmp_path, n_iter=9, save_every=3)
     train_flow(config, tmp_path / "run", max_steps=3)
     last = tmp_path / "run" / "checkpoints" / "last.pt"
     before = last.read_bytes()
@@ -152,7 +150,7 @@ def test_disk_full_keeps_the_earlier_checkpoints(tmp_path, monkeypatch):
 
 
 def test_unwritable_run_folder_is_one_clear_error(tmp_path):
-    config = tiny_config(tmp_path)
+    config = tiny_flow_config(tmp_path)
     (tmp_path / "a_file").write_text("x")
     with pytest.raises(UserError, match="cannot create run folder .*a_file/run"):
         train_flow(config, tmp_path / "a_file" / "run")
@@ -230,7 +228,7 @@ def test_hand_made_checkpoints_missing_parts_are_one_clear_error(tmp_path, flow_
 
 
 def test_stale_temporaries_are_swept_when_a_run_starts_or_resumes(tmp_path):
-    config = tiny_config(tmp_path, n_iter=6, save_every=3)
+    config = tiny_flow_config(tmp_path, n_iter=6, save_every=3)
     train_flow(config, tmp_path / "run", max_steps=3)
     checkpoints = tmp_path / "run" / "checkpoints"
     stale = checkpoints / ".last.pt.k1ll3d.tmp"  # what a kill during a checkpoint write leaves

@@ -36,6 +36,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
         assert fragment in lines[0], lines[0]
 
 
+@pytest.mark.slow
 def test_bad_inputs(tmp_path):
     out = tmp_path / "out"
     assert_one_line_error(
@@ -66,6 +67,7 @@ def test_bad_inputs(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
 
 
+@pytest.mark.slow
 def test_commands_run(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()

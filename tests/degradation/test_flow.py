@@ -21,10 +21,10 @@ def photo_batch(size: int = 32) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("config_file", ["configs/deflow_light.yaml", "configs/deflow_standard.yaml"])
-def test_round_trip_both_configs_on_random_and_real_images(config_file):
+def test_round_trip_both_configs_on_random_and_real_images(config_file, device):
     config = load_config(FlowConfig, config_file)
-    flow = build_flow(config.model)
-    images = torch.cat([photo_batch(32), torch.rand(1, 3, 32, 32)])
+    flow = build_flow(config.model).to(device)
+    images = torch.cat([photo_batch(32), torch.rand(1, 3, 32, 32)]).to(device)
     flow.train()
     flow.encode(images)  # ActNorm's data-dependent initialisation, as in training
     flow.eval()
@@ -173,3 +173,17 @@ def test_conditioning_noise_only_in_training():
     assert not torch.equal(first, encoder(image)[0])  # fresh noise each call
     encoder.eval()
     assert torch.equal(encoder(image)[0], encoder(image)[0])
+
+
+@pytest.mark.gpu
+def test_degrade_on_the_device_matches_the_cpu(device):
+    flow = build_flow(load_config(FlowConfig, "configs/deflow_light.yaml").model)
+    images = photo_batch(32)
+    flow.train()
+    flow.encode(images)
+    flow.eval()
+    noise = flow.sample_noise(2, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        on_cpu = flow.degrade(images, 1.0, noise=noise)
+        on_device = flow.to(device).degrade(images.to(device), 1.0, noise=[n.to(device) for n in noise])
+    assert (on_device.cpu() - on_cpu).abs().max() < 1e-3

@@ -11,66 +11,22 @@ import pytest
 import torch
 
 from common.checkpoint import load_checkpoint, save_checkpoint
-from common.config import load_config
 from common.errors import UserError
 from common.image_io import image_to_tensor, read_image, write_image
 from data_tools.datasets import ImageFolderCache, check_pairs
 from degradation.checkpoint import load_flow
-from degradation.config import FlowConfig
 from degradation.noise import ImageNoise
 from degradation.sampling import degrade_image
 from degradation.synthesize import synthesize_folder
 from degradation.train import train
-from tests.conftest import real_photo
+from tests.conftest import real_photo, tiny_flow_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def tiny_config(tmp_path: Path, **train_overrides) -> FlowConfig:
-    hr, real = tmp_path / "hr", tmp_path / "real"
-    for folder, names, size in ((hr, ("astronaut", "coffee", "chelsea"), 128), (real, ("rocket", "camera"), 48)):
-        folder.mkdir(exist_ok=True)
-        for name in names:
-            photo = real_photo(name, size)
-            if folder == real:  # a noisy "real" domain
-                photo = np.clip(photo + np.random.default_rng(0).normal(0, 0.05, photo.shape), 0, 1)
-            write_image(folder / f"{name}.png", photo)
-    overrides = {
-        "n_iter": 6,
-        "batch_size": 4,
-        "log_every": 1,
-        "save_every": 3,
-        "sample_every": 1000,
-        "warmup_iter": 0,
-        "device": "cpu",
-        **train_overrides,
-    }
-    words = [
-        "--data.clean_dir",
-        str(hr),
-        "--data.real_dir",
-        str(real),
-        "--data.crop_size",
-        "16",
-        "--data.num_workers",
-        "0",
-        "--model.num_steps",
-        "2",
-        "--model.hidden_channels",
-        "16",
-        "--model.cond_channels",
-        "8",
-        "--model.cond_blocks",
-        "1",
-    ]
-    for key, value in overrides.items():
-        words += [f"--train.{key}", str(value)]
-    return load_config(FlowConfig, "configs/deflow_light.yaml", words)
-
-
 @pytest.mark.slow
 def test_nll_falls_within_a_few_hundred_steps(tmp_path):
-    config = tiny_config(tmp_path, n_iter=200, log_every=20, save_every=200, lr=1e-3)
+    config = tiny_flow_config(tmp_path, n_iter=200, log_every=20, save_every=200, lr=1e-3)
     history = []
     train(config, tmp_path / "run", max_steps=20)
     history.append(load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", "degradation_flow"))
@@ -86,7 +42,7 @@ def test_nll_falls_within_a_few_hundred_steps(tmp_path):
 
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):
-    config = tiny_config(tmp_path)
+    config = tiny_flow_config(tmp_path)
     straight = train(config, tmp_path / "straight")
     train(config, tmp_path / "split", max_steps=3)
     resumed = train(config, tmp_path / "split", resume=tmp_path / "split" / "checkpoints" / "step_0000003.pt")
@@ -102,7 +58,7 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
 
 
 def test_resume_with_the_discriminator_reproduces_the_uninterrupted_run(tmp_path):
-    config = tiny_config(tmp_path, adv_weight=0.5, adv_start=2, adv_batch=2)
+    config = tiny_flow_config(tmp_path, adv_weight=0.5, adv_start=2, adv_batch=2)
     straight = train(config, tmp_path / "straight")
     train(config, tmp_path / "split", max_steps=3)
     resumed = train(config, tmp_path / "split", resume=tmp_path / "split" / "checkpoints" / "step_0000003.pt")
@@ -117,7 +73,7 @@ def test_resume_with_the_discriminator_reproduces_the_uninterrupted_run(tmp_path
 
 
 def test_checkpoints_rotate_and_a_second_fresh_run_is_refused(tmp_path):
-    config = tiny_config(tmp_path, n_iter=4, save_every=1, keep_last=2)
+    config = tiny_flow_config(tmp_path, n_iter=4, save_every=1, keep_last=2)
     train(config, tmp_path / "run")
     names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     assert names == ["last.pt", "step_0000003.pt", "step_0000004.pt"]
@@ -128,7 +84,7 @@ def test_checkpoints_rotate_and_a_second_fresh_run_is_refused(tmp_path):
 @pytest.fixture(scope="module")
 def trained_flow(tmp_path_factory) -> Path:
     tmp_path = tmp_path_factory.mktemp("flow")
-    train(tiny_config(tmp_path, n_iter=3, save_every=3), tmp_path / "run")
+    train(tiny_flow_config(tmp_path, n_iter=3, save_every=3), tmp_path / "run")
     return tmp_path / "run" / "checkpoints" / "last.pt"
 
 
@@ -198,6 +154,7 @@ def test_non_finite_output_is_an_error_not_a_black_image(trained_flow):
         degrade_image(flow, image_to_tensor(real_photo("coffee", 32)), 0.8, seed=0)
 
 
+@pytest.mark.slow
 def test_synthesize_command_bad_checkpoints(tmp_path, trained_flow, photo_folder):
     photos = photo_folder(size=64)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
@@ -232,9 +189,10 @@ def test_synthesize_command_bad_checkpoints(tmp_path, trained_flow, photo_folder
     assert "wrote 4 images" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config_file", ["configs/deflow_light.yaml", "configs/deflow_standard.yaml"])
 def test_train_command_runs_both_configs(tmp_path, config_file):
-    config = tiny_config(tmp_path)  # writes the tiny photo folders
+    config = tiny_flow_config(tmp_path)  # writes the tiny photo folders
     command = [
         sys.executable,
         "-m",
@@ -275,6 +233,7 @@ def test_train_help_lists_config_fields():
     assert result.returncode == 0 and "--train.n_iter" in result.stdout and "--model.num_levels" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_colour_difference_between_the_sets_is_not_learned_as_degradation(tmp_path):
     # Clean photos, and "real" LR photos of other scenes, redder (+20 levels) and noisy. The latent mean
     # shift learns how the two sets' colours differ as if the camera made it; the kept low-pass takes it
@@ -288,7 +247,7 @@ def test_a_colour_difference_between_the_sets_is_not_learned_as_degradation(tmp_
     for name in ("rocket", "camera", "immunohistochemistry"):
         photo = real_photo(name, 48) + np.array([20 / 255, 0, 0]) + rng.normal(0, 8 / 255, (48, 48, 3))
         write_image(real / f"{name}.png", np.clip(photo, 0, 1))
-    config = tiny_config(tmp_path, n_iter=300, save_every=300, log_every=100, lr=1e-3)
+    config = tiny_flow_config(tmp_path, n_iter=300, save_every=300, log_every=100, lr=1e-3)
     config.data.clean_dir, config.data.real_dir = str(hr), str(real)
     train(config, tmp_path / "run")
     flow, _ = load_flow(tmp_path / "run" / "checkpoints" / "last.pt")
@@ -304,7 +263,7 @@ def test_a_colour_difference_between_the_sets_is_not_learned_as_degradation(tmp_
 
 
 def test_training_with_the_detail_statistics_logs_them_and_resumes_exactly(tmp_path):
-    config = tiny_config(tmp_path, stats_weight=0.1, adv_start=2, adv_batch=2)
+    config = tiny_flow_config(tmp_path, stats_weight=0.1, adv_start=2, adv_batch=2)
     straight = train(config, tmp_path / "straight")
     train(config, tmp_path / "split", max_steps=3)
     resumed = train(config, tmp_path / "split", resume=tmp_path / "split" / "checkpoints" / "step_0000003.pt")
@@ -320,9 +279,9 @@ def test_an_overlap_as_large_as_the_tile_is_one_clear_error(trained_flow):
 
 
 def test_a_resume_trains_at_the_learning_rate_of_the_command_line(tmp_path):
-    train(tiny_config(tmp_path, lr=1e-3), tmp_path / "run", max_steps=3)
+    train(tiny_flow_config(tmp_path, lr=1e-3), tmp_path / "run", max_steps=3)
     ckpt = tmp_path / "run" / "checkpoints" / "step_0000003.pt"
-    train(tiny_config(tmp_path, lr=1e-4), tmp_path / "run", resume=ckpt)
+    train(tiny_flow_config(tmp_path, lr=1e-4), tmp_path / "run", resume=ckpt)
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", "degradation_flow")
     flow_group, shift_group = state["optimizer"]["param_groups"]
     assert flow_group["initial_lr"] == 1e-4 and shift_group["initial_lr"] == pytest.approx(1e-4 * 10)
@@ -332,7 +291,7 @@ def test_a_resume_trains_at_the_learning_rate_of_the_command_line(tmp_path):
 
 
 def test_images_too_small_for_a_noise_estimate_are_one_clear_error(tmp_path):
-    config = tiny_config(tmp_path)
+    config = tiny_flow_config(tmp_path)
     for folder, size in ((tmp_path / "hr", 16), (tmp_path / "real", 4)):
         for image in folder.iterdir():
             write_image(image, real_photo(image.stem, size))
@@ -353,6 +312,6 @@ def test_resuming_a_finished_run_says_there_is_nothing_to_do(trained_flow, capsy
 
 
 def test_a_warmup_longer_than_the_run_is_a_warning_in_the_log(tmp_path):
-    train(tiny_config(tmp_path, n_iter=2, save_every=2, warmup_iter=5), tmp_path / "run")
+    train(tiny_flow_config(tmp_path, n_iter=2, save_every=2, warmup_iter=5), tmp_path / "run")
     log = (tmp_path / "run" / "train.log").read_text()
     assert "warning: train.warmup_iter 5 >= train.n_iter 2: the learning rate never reaches train.lr" in log

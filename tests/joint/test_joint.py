@@ -20,57 +20,13 @@ from degradation.checkpoint import load_flow
 from joint.config import PipelineConfig
 from joint.train import train_joint
 from sr.checkpoint import load_sr
-from tests.degradation.test_train_and_synthesize import tiny_config as tiny_flow_config
+from tests.conftest import TINY_PIPELINE
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = [
-    "--data.crop_size",
-    "16",
-    "--data.num_workers",
-    "0",
-    "--flow.num_steps",
-    "2",
-    "--flow.hidden_channels",
-    "16",
-    "--flow.cond_channels",
-    "8",
-    "--flow.cond_blocks",
-    "1",
-    "--sr.num_features",
-    "8",
-    "--sr.num_layers",
-    "4",
-    "--flow_train.n_iter",
-    "4",
-    "--flow_train.batch_size",
-    "2",
-    "--flow_train.warmup_iter",
-    "0",
-    "--sr_train.n_iter",
-    "3",
-    "--sr_train.batch_size",
-    "2",
-    "--sr_train.warmup_iter",
-    "0",
-    "--train.n_iter",
-    "3",
-    "--train.batch_size",
-    "2",
-    "--train.warmup_iter",
-    "0",
-    "--train.log_every",
-    "1",
-]
-
-
-@pytest.fixture(scope="module")
-def data_dirs(tmp_path_factory) -> dict[str, str]:
-    config = tiny_flow_config(tmp_path_factory.mktemp("joint_data"))  # writes tiny HR and real folders
-    return {"clean": config.data.clean_dir, "real": config.data.real_dir}
 
 
 def pipeline_config(data_dirs, *extra: str) -> PipelineConfig:
-    words = ["--data.clean_dir", data_dirs["clean"], "--data.real_dir", data_dirs["real"], *TINY, *extra]
+    words = ["--data.clean_dir", data_dirs["clean"], "--data.real_dir", data_dirs["real"], *TINY_PIPELINE, *extra]
     return load_config(PipelineConfig, "configs/joint.yaml", words + ["--train.device", "cpu"])
 
 
@@ -154,8 +110,17 @@ def test_joint_checkpoints_of_the_flat_layout_still_load_and_resume(tmp_path, da
     assert resumed["l1"] == pytest.approx(straight["l1"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_pipeline_command_end_to_end_with_resume(tmp_path, data_dirs):
-    base = ["--data.clean_dir", data_dirs["clean"], "--data.real_dir", data_dirs["real"], *TINY, "--device", "cpu"]
+    base = [
+        "--data.clean_dir",
+        data_dirs["clean"],
+        "--data.real_dir",
+        data_dirs["real"],
+        *TINY_PIPELINE,
+        "--device",
+        "cpu",
+    ]
     out = tmp_path / "run"
     # A run that stops half-way through the flow stage, as a killed run would.
     first = run_command(
@@ -181,8 +146,9 @@ def test_pipeline_command_end_to_end_with_resume(tmp_path, data_dirs):
     assert bad.returncode == 2 and "needs a flow" in bad.stderr
 
 
+@pytest.mark.slow
 def test_a_wrong_data_folder_leaves_no_run_behind(tmp_path, data_dirs):
-    base = ["--data.real_dir", data_dirs["real"], *TINY, "--device", "cpu", "--out", str(tmp_path / "run")]
+    base = ["--data.real_dir", data_dirs["real"], *TINY_PIPELINE, "--device", "cpu", "--out", str(tmp_path / "run")]
     typo = run_command("--config", "configs/joint.yaml", "--data.clean_dir", str(tmp_path / "hr_typo"), *base)
     assert (
         typo.returncode == 2 and "clean HR folder (--data.clean_dir)" in typo.stderr and "does not exist" in typo.stderr
@@ -213,7 +179,7 @@ def test_the_pipeline_stop_hint_is_a_command_that_resumes_it(tmp_path, data_dirs
         data_dirs["clean"],
         "--data.real_dir",
         data_dirs["real"],
-        *TINY,
+        *TINY_PIPELINE,
         "--flow_train.n_iter",
         "100000",
         "--flow_train.log_every",

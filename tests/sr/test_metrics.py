@@ -47,8 +47,15 @@ def test_hand_computed_psnr():
     # On Y, a gray offset of 10 (0-255) moves luma by 10 * (65.481 + 128.553 + 24.966) / 255 = 8.588...
     y_offset = 10 * (65.481 + 128.553 + 24.966) / 255
     assert psnr(sr, hr, y_channel=True) == pytest.approx(10 * math.log10(255**2 / (y_offset**2 / 2)), abs=1e-9)
-    # The crop removes the differing rows entirely.
-    assert psnr(sr[:, :], hr, crop_border=0) < psnr(sr[10:], hr[10:])
+    # The border crop removes exactly crop_border pixels from each side: differences in that frame do not count.
+    framed = hr.copy()
+    framed[:4], framed[-4:], framed[:, :4], framed[:, -4:] = 50, 50, 50, 50
+    assert psnr(framed, hr, crop_border=4) == math.inf and ssim(framed, hr, crop_border=4) == pytest.approx(1.0)
+    assert psnr(framed, hr, crop_border=3) < 30 and ssim(framed, hr, crop_border=3) < 1
+    one_pixel = hr.copy()
+    one_pixel[15, 4] = 10  # 4 from the left, 4 from the bottom (20 - 15 - 1)
+    assert psnr(one_pixel, hr, crop_border=4, y_channel=False) < math.inf
+    assert psnr(one_pixel, hr, crop_border=5, y_channel=False) == math.inf
 
 
 def test_mismatched_and_small_inputs_raise():

@@ -36,7 +36,6 @@ from sr.model import VDSR, relu_activity
 from sr.train import train
 from sr.upscale import upscale_image, upscale_strips
 from tests.conftest import real_photo
-from tests.degradation.test_train_and_synthesize import tiny_config as tiny_flow_config
 from tools.curves import plot_curves
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,13 +49,14 @@ def test_output_shapes(form, scale):
 
 
 @pytest.mark.parametrize("form", ["pre_upsample", "post_upsample"])
-def test_tiled_inference_equals_whole_image(form):
+def test_tiled_inference_equals_whole_image(form, device):
     torch.manual_seed(0)
     model = VDSR(4, form, num_features=16, num_layers=8).eval()
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
-    lr = image_to_tensor(real_photo("chelsea")[:70, :93])
+    model.to(device)
+    lr = image_to_tensor(real_photo("chelsea")[:70, :93]).to(device)
     whole = upscale_image(model, lr, tile_size=512)
     tiled = upscale_image(model, lr, tile_size=40, batch_size=3)
     assert (whole - tiled).abs().max() < 1e-5
@@ -108,6 +108,7 @@ def clean_pairs(tmp_path_factory) -> dict:
     return {"hr": hr, "held_out": list(zip(lr, held_out))}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form, crop_size", [("post_upsample", 24), ("pre_upsample", 8)])
 def test_training_on_clean_pairs_beats_bicubic_and_no_layer_dies(tmp_path, clean_pairs, form, crop_size):
     # 300 steps of a 10-layer, 32-wide VDSR on bicubic pairs. Measured (mean gain over the two held-out
@@ -257,15 +258,6 @@ def test_diverging_run_stops_with_advice_and_keeps_its_checkpoint(tmp_path, phot
     assert "skipped=2" in log and "no checkpoint: the last 2 steps were non-finite" in log
 
 
-@pytest.fixture(scope="module")
-def flow_ckpt(tmp_path_factory) -> Path:
-    from degradation.train import train as train_flow
-
-    root = tmp_path_factory.mktemp("flow_for_sr")
-    train_flow(tiny_flow_config(root, n_iter=2, save_every=2), root / "run")
-    return root / "run" / "checkpoints" / "last.pt"
-
-
 def test_flow_source_equals_synthesize_for_the_same_seed(flow_ckpt, photos):
     flow, _ = load_flow(flow_ckpt)
     with torch.no_grad():
@@ -304,6 +296,7 @@ def test_bad_sources(tmp_path, photos):
             train(tiny_sr_config(photos, **overrides), tmp_path / "bad")
 
 
+@pytest.mark.slow
 def test_infer_command(tmp_path, photos):
     config = tiny_sr_config(photos, **{"data.degradation": "bicubic", "train.n_iter": 1})
     train(config, tmp_path / "run")
