@@ -38,35 +38,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.config import load_config  # noqa: E402
 from common.image_io import write_image  # noqa: E402
 from data_tools.prepare_demo import prepare_demo  # noqa: E402
 from degradation.checkpoint import load_flow  # noqa: E402
-from degradation.config import FlowConfig  # noqa: E402
-from degradation.oracle_fidelity import REAL, TEMPERATURES, evaluate  # noqa: E402
+from degradation.oracle_fidelity import REAL, TEMPERATURES, benchmark_flow_config, evaluate  # noqa: E402
 from degradation.train import train  # noqa: E402
 
 
 def train_flow(bench: Path, run: Path, config_file: str, steps: int, device: str, overrides: list[str]) -> dict:
-    config = load_config(
-        FlowConfig,
-        config_file,
-        [
-            "--data.clean_dir",
-            str(bench / "train_hr"),
-            "--data.real_dir",
-            str(bench / "train_real_lr"),
-            "--train.n_iter",
-            str(steps),
-            "--train.device",
-            device,
-            "--train.sample_every",
-            str(steps),
-            "--train.save_every",
-            str(steps),
-            *overrides,
-        ],
-    )
+    config = benchmark_flow_config(bench, config_file, steps, device, overrides)
     start = time.perf_counter()
     last = run / "checkpoints" / "last.pt"
     monitor = train(config, run, resume=last if last.exists() else None)

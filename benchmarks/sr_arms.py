@@ -35,7 +35,7 @@ from common.config import load_config  # noqa: E402
 from common.image_io import list_images, read_image, write_image  # noqa: E402
 from common.matlab_resize import downscale  # noqa: E402
 from data_tools.prepare_demo import prepare_demo  # noqa: E402
-from degradation.config import FlowConfig  # noqa: E402
+from degradation.oracle_fidelity import benchmark_flow_config  # noqa: E402
 from degradation.train import train as train_flow  # noqa: E402
 from sr.config import SRConfig  # noqa: E402
 from sr.evaluation import evaluate, format_table  # noqa: E402
@@ -52,24 +52,7 @@ def resume_path(run: Path) -> Path | None:
 
 def run_flow(bench: Path, out: Path, steps: int, config_file: str, device: str) -> Path:
     run = out / "flow"
-    config = load_config(
-        FlowConfig,
-        config_file,
-        [
-            "--data.clean_dir",
-            str(bench / "train_hr"),
-            "--data.real_dir",
-            str(bench / "train_real_lr"),
-            "--train.n_iter",
-            str(steps),
-            "--train.sample_every",
-            str(steps),
-            "--train.save_every",
-            str(steps),
-            "--train.device",
-            device,
-        ],
-    )
+    config = benchmark_flow_config(bench, config_file, steps, device)
     train_flow(config, run, resume=resume_path(run))
     return run / "checkpoints" / "last.pt"
 

@@ -184,7 +184,16 @@ def _load_exported(path: Path) -> dict[str, Any]:
 
 
 def load_weights(module: nn.Module, weights: dict[str, torch.Tensor], source: str | Path, what: str) -> None:
-    """``module.load_state_dict(weights)``, or an error that names what differs (keys, shapes)."""
+    """``module.load_state_dict(weights)``, or an error that names what differs (keys, shapes).
+
+    The file is tried first: a module may fill in what files older than one of
+    its parts lack (``ImageNoise`` does), which a comparison of keys would refuse.
+    """
+    try:
+        module.load_state_dict(weights)
+        return
+    except RuntimeError:
+        pass
     expected = module.state_dict()
     missing = [name for name in expected if name not in weights]
     unexpected = [name for name in weights if name not in expected]
@@ -202,7 +211,7 @@ def load_weights(module: nn.Module, weights: dict[str, torch.Tensor], source: st
         problems.append(f"{len(reshaped)} of another shape (e.g. {reshaped[0]})")
     if problems:
         raise UserError(f"{source}: the weights do not fit the {what} its config describes: {'; '.join(problems)}")
-    module.load_state_dict(weights)
+    raise UserError(f"{source}: the weights do not load into the {what} its config describes")
 
 
 def rng_state() -> dict[str, Any]:

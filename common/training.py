@@ -156,11 +156,16 @@ def state_dicts(parts: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_state_dicts(
-    parts: dict[str, Any], state: dict[str, Any], rate_names: dict[str, str] | None = None
+    parts: dict[str, Any],
+    state: dict[str, Any],
+    rate_names: dict[str, str] | None = None,
+    optional: tuple[str, ...] = (),
 ) -> list[str]:
-    """Load the parts of ``parts`` found in ``state`` (``state_dicts``'s layout); returns the learning-rate changes.
+    """Load every part of ``parts`` from ``state`` (``state_dicts``'s layout); returns the learning-rate changes.
 
-    A part the checkpoint lacks (a critic switched on at resume) keeps its fresh state.
+    Parts named in ``optional`` (a critic switched on at resume) may be missing
+    from the checkpoint and then keep their fresh state; any other missing part
+    is a damaged checkpoint.
 
     Schedulers keep the *config's* base rates (see ``restore_optimizer``);
     ``rate_names`` names each scheduler's config field by its dotted path in
@@ -172,7 +177,9 @@ def load_state_dicts(
     def load(level: dict[str, Any], saved: dict[str, Any], path: str) -> None:
         for name, part in level.items():
             if name not in saved:
-                continue
+                if name in optional:
+                    continue
+                raise UserError(f"the checkpoint has no {path}{name} to resume from: it is damaged or hand-made")
             if isinstance(part, dict):
                 load(part, saved[name], f"{path}{name}.")
                 continue
@@ -185,6 +192,19 @@ def load_state_dicts(
     for path, (scheduler, config_rates) in schedulers.items():
         changes += keep_config_rates(scheduler, config_rates, rate_names.get(path, "lr"))
     return changes
+
+
+def progress_bar(start_step: int, end_step: int, total: int, desc: str, world: Distributed) -> tqdm:
+    """The steps this call runs, as a progress bar of the whole run (on the main process only)."""
+    return tqdm(
+        range(start_step, end_step),
+        initial=start_step,
+        total=total,
+        desc=desc,
+        unit="step",
+        dynamic_ncols=True,
+        disable=not world.is_main,
+    )
 
 
 class LogWindow:

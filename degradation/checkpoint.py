@@ -30,15 +30,6 @@ def build_flow(model: FlowModelConfig, seed: int = 0) -> DegradationFlow:
     )
 
 
-def with_image_noise(flow: DegradationFlow, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A flow's weights, with the (zero) image-noise buffers that checkpoints older than them lack.
-
-    Such a flow samples as it did when it was trained, with the latent shift's noise.
-    """
-    missing = {name: tensor for name, tensor in flow.state_dict().items() if name.startswith("image_noise.")}
-    return {**missing, **weights}
-
-
 def load_flow(path: str | Path, device: torch.device | str = "cpu") -> tuple[DegradationFlow, FlowConfig]:
     """A trained flow (in eval mode, on ``device``) and its config, from a flow or joint checkpoint (or export)."""
     saved = network_state(load_checkpoint(path, (FLOW_KIND, JOINT_KIND)), "flow")
@@ -47,5 +38,5 @@ def load_flow(path: str | Path, device: torch.device | str = "cpu") -> tuple[Deg
     except ConfigError as error:
         raise UserError(f"{path}: its config does not fit this version of the flow ({error})") from error
     flow = build_flow(config.model)
-    load_weights(flow, with_image_noise(flow, saved["model"]), path, "flow")
+    load_weights(flow, saved["model"], path, "flow")
     return flow.to(device).eval(), config

@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.config import load_config
 from common.figures import grid, upscale_nearest
 from common.image_io import image_to_tensor, list_images, read_image
 from common.matlab_resize import clean_lr_from_hr
 from data_tools.degrade_classical import degrade, image_rng
+from degradation.config import FlowConfig
 from degradation.realism import (
     RegionMap,
     frechet_distance,
@@ -129,3 +131,13 @@ def evaluate(
     )
     shown = {arm: lr_images[arm] for arm in lr_images if arm.startswith("flow") or arm == REAL}
     return rows, latents, figure_crops(clean, shown)
+
+
+def benchmark_flow_config(
+    bench: Path, config_file: str, steps: int, device: str, overrides: list[str] = ()
+) -> FlowConfig:
+    """The flow config for training on a benchmark's ``train_hr`` + ``train_real_lr`` for ``steps`` steps."""
+    words = ["--data.clean_dir", str(bench / "train_hr"), "--data.real_dir", str(bench / "train_real_lr")]
+    words += ["--train.n_iter", str(steps), "--train.device", device]
+    words += ["--train.sample_every", str(steps), "--train.save_every", str(steps), *overrides]
+    return load_config(FlowConfig, config_file, words)

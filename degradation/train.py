@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from common.checkpoint import FLOW_KIND, load_checkpoint, restore_rng_state, rng_state, save_training_checkpoint
 from common.cli import run_cli
@@ -34,6 +33,7 @@ from common.training import (
     load_state_dicts,
     lr_factor,
     prepare_out_dir,
+    progress_bar,
     select_device,
     setup_device,
     state_dicts,
@@ -128,7 +128,8 @@ def train(
                 f"{resume} was trained with model settings {saved_model}, the config asks for "
                 f"{config.model}; drop --config to use the checkpoint's own"
             )
-        rate_changes = load_state_dicts(parts, state, {"scheduler": "train.lr"})
+        critics = ("discriminator", "disc_optimizer", "detail_moments")
+        rate_changes = load_state_dicts(parts, state, {"scheduler": "train.lr"}, optional=critics)
         restore_rng_state(state["rng"])
         start_step = state["step"]
 
@@ -181,15 +182,7 @@ def train(
             state = {"kind": FLOW_KIND, "step": step, "config": config_to_dict(config), "rng": rng_state()}
             save_training_checkpoint(out.checkpoints, {**state, **state_dicts(parts)}, config.train.keep_last)
 
-    progress = tqdm(
-        range(start_step, end_step),
-        initial=start_step,
-        total=config.train.n_iter,
-        desc="flow",
-        unit="step",
-        dynamic_ncols=True,
-        disable=not world.is_main,
-    )
+    progress = progress_bar(start_step, end_step, config.train.n_iter, "flow", world)
     objective = None
     try:
         with StopSignals(world) as stop:

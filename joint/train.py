@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from common.checkpoint import JOINT_KIND, load_checkpoint, restore_rng_state, rng_state, save_training_checkpoint
 from common.config import config_to_dict
@@ -34,6 +33,7 @@ from common.training import (
     load_state_dicts,
     lr_factor,
     prepare_out_dir,
+    progress_bar,
     select_device,
     setup_device,
     state_dicts,
@@ -204,15 +204,7 @@ def train_joint(
         state["sr"].update(config=config_to_dict(sr_stage_config(config, "")), ema_updates=ema.updates)
         save_training_checkpoint(out.checkpoints, state, train.keep_last)
 
-    progress = tqdm(
-        range(start_step, end_step),
-        initial=start_step,
-        total=train.n_iter,
-        desc="joint",
-        unit="step",
-        dynamic_ncols=True,
-        disable=not world.is_main,
-    )
+    progress = progress_bar(start_step, end_step, train.n_iter, "joint", world)
     try:
         with StopSignals(world) as stop:
             batches = iter(loader)
@@ -240,7 +232,9 @@ def train_joint(
                 sr_sched.step()
                 # How strong the synthesized degradation is (residual_std): a flow that learned to
                 # make degradations trivially easy for the SR network shows it here first.
-                window.add(nll_clean=nll_clean, nll_real=nll_real, l1=l1, residual_std=(synth_lr - clean_lr).std())
+                with torch.no_grad():
+                    residual_std = (synth_lr - clean_lr).std()
+                window.add(nll_clean=nll_clean, nll_real=nll_real, l1=l1, residual_std=residual_std)
                 window.step()
                 done = step + 1
                 log_point = done % train.log_every == 0 or done == end_step

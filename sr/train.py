@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from common.checkpoint import (
     SR_KIND,
@@ -44,6 +43,7 @@ from common.training import (
     load_state_dicts,
     lr_factor,
     prepare_out_dir,
+    progress_bar,
     select_device,
     setup_device,
     state_dicts,
@@ -190,15 +190,7 @@ def train(
         else:
             save_checkpoint(path, state)
 
-    progress = tqdm(
-        range(start_step, end_step),
-        initial=start_step,
-        total=config.train.n_iter,
-        desc="SR",
-        unit="step",
-        dynamic_ncols=True,
-        disable=not world.is_main,
-    )
+    progress = progress_bar(start_step, end_step, config.train.n_iter, "SR", world)
     try:
         with StopSignals(world) as stop:
             batches = iter(loader)
