@@ -66,7 +66,7 @@ def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> tu
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_process_with_the_doubled_batch(tmp_path, data_dirs):  # noqa: F811
+def test_two_processes_match_one_process_with_the_doubled_batch(tmp_path, data_dirs):
     run_pipeline(tmp_path / "one", data_dirs, batch_size=4, processes=1)
     run_pipeline(tmp_path / "two", data_dirs, batch_size=2, processes=2)
     run_pipeline(tmp_path / "half", data_dirs, batch_size=2, processes=1)  # the control: half the data

@@ -156,7 +156,7 @@ def test_unwritable_run_folder_is_one_clear_error(tmp_path):
         train_flow(config, tmp_path / "a_file" / "run")
 
 
-def test_safetensors_export_loads_like_the_checkpoint(tmp_path, flow_ckpt):  # noqa: F811
+def test_safetensors_export_loads_like_the_checkpoint(tmp_path, flow_ckpt):
     out = tmp_path / "flow.safetensors"
     assert export_checkpoint(flow_ckpt, out) == "degradation_flow"
     original, _ = load_flow(flow_ckpt)
@@ -175,7 +175,7 @@ def test_safetensors_export_loads_like_the_checkpoint(tmp_path, flow_ckpt):  # n
         load_flow(out)
 
 
-def test_incompatible_architecture_names_what_differs(tmp_path, flow_ckpt):  # noqa: F811
+def test_incompatible_architecture_names_what_differs(tmp_path, flow_ckpt):
     state = load_checkpoint(flow_ckpt, "degradation_flow")
     state["config"]["model"]["hidden_channels"] = 24  # the weights are for 16
     save_checkpoint(tmp_path / "wrong.pt", state)
@@ -212,7 +212,7 @@ def test_random_bytes_as_a_checkpoint_are_one_clear_error(tmp_path, seed):
         load_checkpoint(path, "sr")
 
 
-def test_hand_made_checkpoints_missing_parts_are_one_clear_error(tmp_path, flow_ckpt):  # noqa: F811
+def test_hand_made_checkpoints_missing_parts_are_one_clear_error(tmp_path, flow_ckpt):
     save_checkpoint(tmp_path / "bare.pt", {"kind": "sr"})
     with pytest.raises(UserError, match=r"bare.pt is damaged or hand-made: no config, model"):
         load_sr(tmp_path / "bare.pt")
@@ -225,6 +225,15 @@ def test_hand_made_checkpoints_missing_parts_are_one_clear_error(tmp_path, flow_
     load_flow(tmp_path / "no_rng.pt")  # enough to use it
     with pytest.raises(UserError, match="no rng"):
         load_checkpoint(tmp_path / "no_rng.pt", "degradation_flow", resume=True)  # not enough to resume it
+
+
+def test_resuming_from_a_checkpoint_without_its_optimizer_is_one_clear_error(tmp_path, flow_ckpt):
+    state = load_checkpoint(flow_ckpt, "degradation_flow")
+    del state["optimizer"]
+    save_checkpoint(tmp_path / "no_optimizer.pt", state)
+    config = tiny_flow_config(tmp_path, n_iter=4)
+    with pytest.raises(UserError, match="has no optimizer to resume from: it is damaged or hand-made"):
+        train_flow(config, tmp_path / "run", resume=tmp_path / "no_optimizer.pt")
 
 
 def test_stale_temporaries_are_swept_when_a_run_starts_or_resumes(tmp_path):
