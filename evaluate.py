@@ -25,7 +25,6 @@ from pathlib import Path
 
 from common.cli import ArgumentParser, at_least, run_cli
 from common.errors import UserError
-from common.image_io import set_max_pixels
 from sr.evaluation import evaluate, format_table
 
 
@@ -40,45 +39,33 @@ def parse_named(values: list[str], flag: str) -> list[tuple[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(prog="python evaluate.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lr", required=True, help="folder of LR test images")
-    parser.add_argument("--hr", help="folder of HR ground truth, matched by name (optional)")
+    parser = ArgumentParser("python evaluate.py", __doc__)
+    parser.add_argument("--lr", dest="lr_dir", metavar="LR", required=True, help="folder of LR test images")
+    parser.add_argument(
+        "--hr", dest="hr_dir", metavar="HR", help="folder of HR ground truth, matched by name (optional)"
+    )
     parser.add_argument("--scale", type=int, default=4)
-    parser.add_argument("--model", action="append", default=[], metavar="NAME=CKPT", help="an SR checkpoint")
-    parser.add_argument("--sr", action="append", default=[], metavar="NAME=DIR", help="a folder of SR outputs")
-    parser.add_argument("--out", required=True, help="results folder (created)")
+    parser.add_argument(
+        "--model", dest="models", action="append", default=[], metavar="NAME=CKPT", help="an SR checkpoint"
+    )
+    parser.add_argument(
+        "--sr", dest="sr_dirs", action="append", default=[], metavar="NAME=DIR", help="a folder of SR outputs"
+    )
+    parser.add_argument("--out", dest="out_dir", metavar="OUT", required=True, help="results folder (created)")
     parser.add_argument("--crop-border", type=at_least(0), help="pixels removed at each border (default: the scale)")
     parser.add_argument("--channel", default="y", choices=("y", "rgb"), help="PSNR/SSIM on luma or RGB")
     parser.add_argument("--lpips-weights", help="AlexNet weights file (default: the one make lpips-weights fetched)")
-    parser.add_argument("--no-lpips", action="store_true", help="skip LPIPS silently")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-lpips", dest="use_lpips", action="store_false", help="skip LPIPS silently")
     parser.add_argument("--tile-size", type=at_least(8), default=128)
     parser.add_argument("--self-ensemble", action="store_true", help="x8 self-ensemble for checkpoints")
     parser.add_argument("--figure-images", type=at_least(0), default=4, help="rows of the comparison figure")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty results folder")
-    parser.add_argument("--max-pixels", type=at_least(1), help="refuse larger images, in pixels (default 200000000)")
-    args = parser.parse_args(argv)
-    if args.max_pixels:
-        set_max_pixels(args.max_pixels)
-    summary = evaluate(
-        args.lr,
-        args.hr,
-        args.scale,
-        args.out,
-        models=parse_named(args.model, "--model"),
-        sr_dirs=parse_named(args.sr, "--sr"),
-        crop_border=args.crop_border,
-        channel=args.channel,
-        lpips_weights=args.lpips_weights,
-        use_lpips=not args.no_lpips,
-        device=args.device,
-        tile_size=args.tile_size,
-        self_ensemble=args.self_ensemble,
-        figure_images=args.figure_images,
-        overwrite=args.overwrite,
-    )
+    parser.add_folder_options("results folder")
+    args = parser.parse_folder_args(argv)
+    args.models = parse_named(args.models, "--model")
+    args.sr_dirs = parse_named(args.sr_dirs, "--sr")
+    summary = evaluate(**vars(args))
     print(format_table(summary))
-    print(f"wrote {Path(args.out) / 'summary.json'}, per_image.csv, comparison.png and SR images")
+    print(f"wrote {Path(args.out_dir) / 'summary.json'}, per_image.csv, comparison.png and SR images")
 
 
 if __name__ == "__main__":

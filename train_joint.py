@@ -13,7 +13,6 @@ on at the stage and step where the run stopped; finished stages are skipped.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -112,10 +111,7 @@ def run_pipeline(
 
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser(
-        prog="python train_joint.py",
-        description=__doc__.split("\n\n")[0],
-        epilog="config fields:\n  " + "\n  ".join(describe_fields(PipelineConfig)),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "python train_joint.py", __doc__, epilog="config fields:\n  " + "\n  ".join(describe_fields(PipelineConfig))
     )
     parser.add_argument("--config", help="YAML config (default with --resume: RUN_DIR/config.yaml)")
     parser.add_argument("--out", help="run folder")

@@ -64,19 +64,8 @@ def main() -> None:
         folder.mkdir()
         reps = -(-size // 256)
         write_image(folder / "image.png", np.tile(tile, (reps, reps, 1))[:size, :size])
-        command = [
-            sys.executable,
-            "-m",
-            "sr.infer",
-            "--ckpt",
-            str(ckpt),
-            "--input",
-            str(folder),
-            "--output",
-            str(work / f"sr_{size}"),
-            "--device",
-            args.device,
-        ]
+        command = [sys.executable, "-m", "sr.infer", "--ckpt", str(ckpt), "--input", str(folder)]
+        command += ["--output", str(work / f"sr_{size}"), "--device", args.device]
         rss, seconds = peak_rss_mb(command)
         megapixels = (size * config.data.scale) ** 2 / 1e6
         print(f"{size:>9} {megapixels:>14.1f} {rss:>14.0f} {seconds:>8.1f}", flush=True)

@@ -94,15 +94,8 @@ def main() -> None:
             monitor = train_joint(config, run, args.flow_ckpt, args.sr_ckpt)
         report["arms"][name] = {"monitor": monitor, "flow": fidelity_row(last, bench)}
         models.append((name, str(last)))
-    summary = evaluate(
-        str(bench / "test_lr"),
-        str(bench / "test_hr"),
-        4,
-        out / "eval",
-        models=models,
-        device=args.device,
-        overwrite=True,
-    )
+    test_set = (bench / "test_lr", bench / "test_hr")
+    summary = evaluate(*test_set, 4, out / "eval", models=models, device=args.device, overwrite=True)
     for name, entry in summary["methods"].items():
         report["arms"].setdefault(name, {})["sr"] = {k: entry.get(k) for k in ("psnr", "ssim", "lpips")}
         print(json.dumps({"arm": name, **report["arms"][name]}))

@@ -173,15 +173,8 @@ def main() -> None:
         )
     training = {arm: run_arm(arm, bench, out, flow_ckpt, args) for arm in arms}
     models = [("bicubic_sr" if arm == "bicubic" else arm, training[arm]["ckpt"]) for arm in arms]
-    summary = evaluate(
-        str(bench / "test_lr"),
-        str(bench / "test_hr"),
-        4,
-        out / "eval",
-        models=models,
-        device=args.device,
-        overwrite=True,
-    )
+    test_set = (bench / "test_lr", bench / "test_hr")
+    summary = evaluate(*test_set, 4, out / "eval", models=models, device=args.device, overwrite=True)
     report = {
         "settings": vars(args) | {"bench": str(bench), "flow_ckpt": str(flow_ckpt)},
         "training": training,

@@ -37,7 +37,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from common.errors import UserError
+from common.config import config_from_dict
+from common.errors import ConfigError, UserError
 from common.files import atomic_write_bytes
 
 FLOW_KIND = "degradation_flow"
@@ -155,6 +156,20 @@ def network_state(state: dict[str, Any], network: str) -> dict[str, Any]:
     if state["kind"] == JOINT_KIND:
         return state[network]
     raise UserError(f"{KIND_NAMES.get(state['kind'], state['kind'])} holds no {network} network")
+
+
+def load_network(path: str | Path, network: str, schema: type, what: str) -> tuple[dict[str, Any], Any]:
+    """One network's saved part (``network_state``) of the checkpoint at ``path``, and its config as ``schema``.
+
+    Reads the network's own checkpoints, joint ones and exports alike.
+    """
+    own_kind = {"flow": FLOW_KIND, "sr": SR_KIND}[network]
+    saved = network_state(load_checkpoint(path, (own_kind, JOINT_KIND)), network)
+    try:
+        config = config_from_dict(schema, saved["config"])
+    except ConfigError as error:
+        raise UserError(f"{path}: its config does not fit this version of the {what} ({error})") from error
+    return saved, config
 
 
 EXPORT_FORMAT = "unpaired-sr weights 1"

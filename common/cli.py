@@ -5,14 +5,37 @@ import sys
 from collections.abc import Callable
 
 from common.errors import TrainingStopped, UserError
+from common.image_io import set_max_pixels
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but a bad argument is one ``error:`` line (and exit status 2), like every other input error."""
+    """argparse, but a bad argument is one ``error:`` line (and exit status 2), like every other input error.
+
+    ``doc`` is the program's module docstring: its first paragraph is the
+    description, laid out as written.
+    """
+
+    def __init__(self, prog: str, doc: str, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(prog=prog, description=doc.split("\n\n")[0], **kwargs)
 
     def error(self, message: str):
         print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(2)
+
+    def add_folder_options(self, output: str) -> None:
+        """``--device``, ``--overwrite`` and ``--max-pixels``: what every program over image folders takes."""
+        self.add_argument("--device", default="auto", help="auto, cpu or cuda")
+        self.add_argument("--overwrite", action="store_true", help=f"replace a non-empty {output}")
+        self.add_argument("--max-pixels", type=at_least(1), help="refuse larger images, in pixels (default 200000000)")
+
+    def parse_folder_args(self, argv: list[str] | None) -> argparse.Namespace:
+        """``parse_args``, then the ``--max-pixels`` limit set for this process (and taken out of the result)."""
+        args = self.parse_args(argv)
+        if args.max_pixels:
+            set_max_pixels(args.max_pixels)
+        del args.max_pixels
+        return args
 
 
 def run_cli(main: Callable[[list[str] | None], object], argv: list[str] | None = None) -> None:

@@ -329,6 +329,24 @@ def _plain(value: Any) -> Any:
 
 
 @dataclasses.dataclass
+class CropDataConfig:
+    """The ``data`` fields every training loop reads (crops and their loading); each stage extends it."""
+
+    RANGES: ClassVar[dict[str, str]] = {
+        "scale": "{2, 3, 4}",
+        "crop_size": ">= 4",
+        "num_workers": ">= 0",
+        "seed": ">= 0",
+    }
+
+    scale: int = 4
+    crop_size: int = 32  # LR crop size; the HR crop is crop_size * scale
+    num_workers: int = 2
+    storage: Literal["auto", "memory", "memmap"] = "auto"  # memmap: decoded once to ~/.cache, mapped
+    seed: int = 0
+
+
+@dataclasses.dataclass
 class TrainLoopConfig:
     """The ``train`` fields every training loop reads; each stage extends it."""
 

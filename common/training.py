@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 import platform
@@ -10,19 +9,18 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from common.checkpoint import load_checkpoint
+from common.checkpoint import load_checkpoint, restore_rng_state, rng_state
 from common.cli import ArgumentParser
-from common.config import describe_fields, load_config, save_config
-from common.distributed import Distributed, any_across, mean_across
+from common.config import TrainLoopConfig, config_to_dict, describe_fields, load_config, save_config
+from common.distributed import Distributed, any_across, barrier, init_distributed, mean_across
 from common.errors import TrainingStopped, UserError
 from common.files import sweep_temporaries
 from common.image_io import write_image
@@ -44,6 +42,18 @@ def setup_device(device: torch.device) -> None:
     """Speed settings that do not change results beyond float noise."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop sizes: autotuned kernels pay off after a step
+
+
+def start_process(train: TrainLoopConfig) -> tuple[Distributed, torch.device]:
+    """This process's place in the run and its device, set up and seeded from ``train``.
+
+    Under torchrun each process trains on its slice of the global batch
+    ``world_size * train.batch_size`` (see ``common.distributed``).
+    """
+    world, device = init_distributed(select_device(train.device))
+    setup_device(device)
+    torch.manual_seed(train.seed)
+    return world, device
 
 
 def autocast(device: torch.device, enabled: bool):
@@ -71,6 +81,12 @@ def lr_factor(
         return 1.0
 
     return factor
+
+
+def lr_scheduler(optimizer: torch.optim.Optimizer, train: TrainLoopConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """The config's schedule (``train.schedule`` with its warmup, milestones and gamma) for ``optimizer``."""
+    factor = lr_factor(train.schedule, train.n_iter, train.warmup_iter, train.milestones, train.gamma)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 @dataclass
@@ -194,6 +210,44 @@ def load_state_dicts(
     return changes
 
 
+def resume_parts(
+    state: dict[str, Any],
+    parts: dict[str, Any],
+    rate_names: dict[str, str] | None = None,
+    optional: tuple[str, ...] = (),
+) -> tuple[int, list[str]]:
+    """Load ``parts`` (``load_state_dicts``) and the RNG state from a training checkpoint's ``state``.
+
+    Returns the step to continue from and the learning-rate changes.
+    """
+    rate_changes = load_state_dicts(parts, state, rate_names, optional)
+    restore_rng_state(state["rng"])
+    return state["step"], rate_changes
+
+
+def training_state(kind: str, step: int, config: Any, parts: dict[str, Any]) -> dict[str, Any]:
+    """What a training checkpoint holds: kind, step, config, RNG state and every part's state."""
+    state = {"kind": kind, "step": step, "config": config_to_dict(config), "rng": rng_state()}
+    return {**state, **state_dicts(parts)}
+
+
+def open_run(
+    out_dir: str | Path,
+    config: Any,
+    title: str,
+    world: Distributed,
+    resume: str | Path | None,
+    start_step: int,
+    rate_changes: list[str],
+) -> RunFolder:
+    """The run folder, started: config saved, a header line, and the learning rates a resume changed."""
+    out = RunFolder(prepare_out_dir(out_dir, resuming=resume is not None), active=world.is_main)
+    out.start(config, f"{title}, {'resumed at step ' + str(start_step) if resume else 'new run'}")
+    if rate_changes:
+        out.log(f"learning rate from the config, not the checkpoint: {'; '.join(rate_changes)}")
+    return out
+
+
 def progress_bar(start_step: int, end_step: int, total: int, desc: str, world: Distributed) -> tqdm:
     """The steps this call runs, as a progress bar of the whole run (on the main process only)."""
     return tqdm(
@@ -281,7 +335,7 @@ class RunFolder:
 
     root: Path
     active: bool = True
-    writer: SummaryWriter | None = field(init=False, default=None)
+    writer: Any = field(init=False, default=None)  # a TensorBoard SummaryWriter on the active rank
 
     def __post_init__(self) -> None:
         if not self.active:
@@ -292,6 +346,8 @@ class RunFolder:
             self._log = open(self.root / "train.log", "a", buffering=1)  # noqa: SIM115  (closed in close())
         except OSError as error:
             raise UserError(f"cannot write to run folder {self.root}: {error.strerror or error}") from error
+        from torch.utils.tensorboard import SummaryWriter  # here, not at the top: slow, and only a run writes
+
         self.writer = SummaryWriter(log_dir=str(self.root / "tb"))
 
     @property
@@ -417,6 +473,77 @@ class StopSignals:
             raise TrainingStopped(signum.name, 128 + int(signum), done, out.checkpoints / "last.pt")
 
 
+class TrainingSteps:
+    """The steps one training call runs, with everything around them that is not training::
+
+        with TrainingSteps(loader, start_step, end_step, train, "flow", world, out, checkpoint, guard) as steps:
+            for step, batch in steps:
+                ...  # forward, losses, backward, optimizer step
+                if steps.log_point:
+                    ...  # log
+
+    It draws the batches, shows the progress bar, and after each step's body
+    calls ``checkpoint(done)`` when one is due (every ``train.save_every``
+    steps and at ``end_step``) or a stop signal came (``StopSignals``: then
+    the run ends there). On leaving, it closes the progress bar and the run
+    folder and waits for every rank: the next stage may read the checkpoint
+    rank 0 just wrote.
+    """
+
+    def __init__(
+        self,
+        loader: Iterable[Any],
+        start_step: int,
+        end_step: int,
+        train: TrainLoopConfig,
+        desc: str,
+        world: Distributed,
+        out: RunFolder,
+        checkpoint: Callable[[int], None],
+        guard: NonFiniteGuard,
+    ):
+        self.loader, self.end_step, self.train, self.world = loader, end_step, train, world
+        self.out, self.checkpoint, self.guard = out, checkpoint, guard
+        self.progress = progress_bar(start_step, end_step, train.n_iter, desc, world)
+        self.stop = StopSignals(world)
+        self.done, self.log_point = start_step, False
+
+    def __enter__(self) -> TrainingSteps:
+        self.stop.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self.stop.__exit__(*exc_info)
+            self.progress.close()
+            self.out.close()
+        finally:
+            barrier(self.world)
+
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
+        batches = iter(self.loader)
+        for step in self.progress:
+            batch = self.stop.next_batch(batches, step, self.checkpoint, self.out, skipping=self.guard.in_a_row)
+            self.done = step + 1
+            self.log_point = self.every(self.train.log_every)
+            yield step, batch
+            save_due = self.every(self.train.save_every)
+            self.stop.end_of_step(self.done, self.log_point, save_due, self.checkpoint, self.out, self.guard.in_a_row)
+
+    def every(self, interval: int) -> bool:
+        """Whether the step just run is one of every ``interval`` steps, or this call's last."""
+        return self.done % interval == 0 or self.done == self.end_step
+
+    def set_postfix(self, **values: float) -> None:
+        """Show ``values`` after the progress bar."""
+        self.progress.set_postfix({name: f"{value:.4f}" for name, value in values.items()})
+
+
+def end_step(start_step: int, n_iter: int, max_steps: int | None) -> int:
+    """Where this call stops: ``n_iter``, or ``max_steps`` after ``start_step`` if that comes first."""
+    return n_iter if max_steps is None else min(n_iter, start_step + max_steps)
+
+
 def ignore_stop_signals(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: SIGINT and SIGTERM are the main process's to handle.
 
@@ -450,12 +577,7 @@ def training_main(
     argv: list[str] | None, *, prog: str, doc: str, schema: type, kind: str, train: Callable[..., Any]
 ) -> None:
     """The command line every training entry point shares: config, overrides, --out, --resume, --device."""
-    parser = ArgumentParser(
-        prog=prog,
-        description=doc.split("\n\n")[0],
-        epilog="config fields:\n  " + "\n  ".join(describe_fields(schema)),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = ArgumentParser(prog, doc, epilog="config fields:\n  " + "\n  ".join(describe_fields(schema)))
     parser.add_argument("--config", help="YAML config (default: the checkpoint's own when resuming)")
     parser.add_argument("--out", required=True, help="run folder")
     parser.add_argument("--resume", help="checkpoint to continue from (RUN_DIR/checkpoints/last.pt)")

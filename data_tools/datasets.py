@@ -27,13 +27,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
+from common.distributed import Distributed
 from common.errors import ImageReadError, UserError
 from common.files import atomic_file
 from common.image_io import LUMA_WEIGHTS, image_size, image_to_tensor, list_images, read_image_native, to_float32
 from common.registry import cache_dir
+from common.training import ignore_stop_signals
 
 STORE_ABOVE_BYTES = 2 * 1024**3  # decoded size above which a folder is memory-mapped ($UNPAIRED_SR_STORE_ABOVE)
 STORAGE_MODES = ("auto", "memory", "memmap")
@@ -333,7 +335,38 @@ class StepSampler(Sampler[int]):
     def __init__(self, batch_size: int, start_step: int = 0, rank: int = 0, world_size: int = 1):
         self.batch_size, self.start_step, self.rank, self.world_size = batch_size, start_step, rank, world_size
 
+    def first_sample(self, step: int) -> int:
+        """The global index of this rank's first sample at ``step`` (per-sample seeds derive from it)."""
+        return (step * self.world_size + self.rank) * self.batch_size
+
     def __iter__(self) -> Iterator[int]:
         for step in itertools.count(self.start_step):
-            first = (step * self.world_size + self.rank) * self.batch_size
+            first = self.first_sample(step)
             yield from range(first, first + self.batch_size)
+
+
+def step_loader(
+    dataset: Dataset,
+    batch_size: int,
+    start_step: int,
+    world: Distributed,
+    device: torch.device,
+    num_workers: int,
+    seed: int,
+) -> DataLoader:
+    """The training loader: step ``s`` of this rank reads its slice of the global batch, from ``start_step`` on.
+
+    Its workers leave SIGINT/SIGTERM to the main process (``ignore_stop_signals``),
+    and it has its own generator: creating an iterator would otherwise draw from
+    the global RNG after a resume restored it.
+    """
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=StepSampler(batch_size, start_step, world.rank, world.world_size),
+        num_workers=num_workers,
+        worker_init_fn=ignore_stop_signals,
+        pin_memory=device.type == "cuda",
+        persistent_workers=num_workers > 0,
+        generator=torch.Generator().manual_seed(seed),
+    )

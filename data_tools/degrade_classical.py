@@ -34,7 +34,6 @@ Command:
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Callable
 from functools import partial
@@ -328,11 +327,7 @@ def degrade_folder(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(
-        prog="python -m data_tools.degrade_classical",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = ArgumentParser("python -m data_tools.degrade_classical", __doc__)
     parser.add_argument("--input", required=True, help="folder of HR images")
     parser.add_argument("--output", required=True, help="folder for the LR PNGs (created)")
     parser.add_argument("--scale", type=int, default=4, choices=(2, 3, 4))

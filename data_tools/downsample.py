@@ -49,7 +49,7 @@ def downsample_folder(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(prog="python -m data_tools.downsample", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser("python -m data_tools.downsample", __doc__)
     parser.add_argument("--input", required=True, help="folder of HR images")
     parser.add_argument("--output", required=True, help="folder for the LR PNGs (created)")
     parser.add_argument("--scale", type=int, default=4, choices=(2, 3, 4))

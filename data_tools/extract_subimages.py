@@ -65,19 +65,19 @@ def extract_subimages(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(prog="python -m data_tools.extract_subimages", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input", required=True, help="folder of large images")
-    parser.add_argument("--output", required=True, help="folder for the crops (created)")
+    parser = ArgumentParser("python -m data_tools.extract_subimages", __doc__)
+    parser.add_argument("--input", dest="input_dir", metavar="INPUT", required=True, help="folder of large images")
+    parser.add_argument(
+        "--output", dest="output_dir", metavar="OUTPUT", required=True, help="folder for the crops (created)"
+    )
     parser.add_argument("--crop-size", type=int, default=480)
     parser.add_argument("--step", type=int, default=240)
     parser.add_argument("--thresh-size", type=int, default=0, help="leftover pixels ignored at the far border")
-    parser.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
+    parser.add_argument("--workers", dest="num_workers", type=int, default=0, help="processes (default: all cores)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     args = parser.parse_args(argv)
-    count = extract_subimages(
-        args.input, args.output, args.crop_size, args.step, args.thresh_size, args.workers, args.overwrite
-    )
-    print(f"wrote {count} sub-images to {args.output}")
+    count = extract_subimages(**vars(args))
+    print(f"wrote {count} sub-images to {args.output_dir}")
 
 
 if __name__ == "__main__":

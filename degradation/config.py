@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import ClassVar
 
-from common.config import TrainLoopConfig
+from common.config import CropDataConfig, TrainLoopConfig
 
 
 @dataclass
-class FlowDataConfig:
+class FlowDataConfig(CropDataConfig):
     RANGES: ClassVar[dict[str, str]] = {
-        "scale": "{2, 3, 4}",
-        "crop_size": ">= 4",
-        "num_workers": ">= 0",
-        "seed": ">= 0",
         "content_candidates": ">= 1",
     }
 
     clean_dir: str = ""  # clean HR photos; bicubic-downscaled on the fly to clean LR
     real_dir: str = ""  # real LR images (unpaired)
-    scale: int = 4
-    crop_size: int = 32  # LR crop size; the HR crop is crop_size * scale
-    num_workers: int = 2
-    seed: int = 0
-    storage: Literal["auto", "memory", "memmap"] = "auto"  # memmap: decoded once to ~/.cache, mapped
     # >1: of this many clean crops, the one closest to the real crop in brightness and coarse texture is used
     content_candidates: int = 1
 

@@ -18,7 +18,6 @@ and synthesized crops side by side).
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -113,11 +112,7 @@ def summary_lines(report: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(
-        prog="python -m degradation.fidelity",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = ArgumentParser("python -m degradation.fidelity", __doc__)
     parser.add_argument("--ckpt", required=True, help="a trained flow (or joint) checkpoint")
     parser.add_argument("--clean-dir", required=True, help="clean HR photos (other than the ones the flow trained on)")
     parser.add_argument("--real-dir", required=True, help="real LR images")

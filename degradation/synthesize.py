@@ -24,7 +24,7 @@ from tqdm import tqdm
 from common.cli import ArgumentParser, at_least, run_cli
 from common.errors import UserError
 from common.files import staged_output_dir
-from common.image_io import image_to_tensor, list_inputs, read_image, set_max_pixels, tensor_to_image, write_image
+from common.image_io import image_to_tensor, list_inputs, read_image, tensor_to_image, write_image
 from common.matlab_resize import clean_lr_from_hr, mod_crop
 from common.training import select_device
 from degradation.checkpoint import load_flow
@@ -84,10 +84,18 @@ def synthesize_folder(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(prog="python -m degradation.synthesize", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser("python -m degradation.synthesize", __doc__)
     parser.add_argument("--ckpt", required=True, help="degradation-flow (or joint) checkpoint")
-    parser.add_argument("--input", required=True, help="an HR image or a folder of them (LR with --input-is-lr)")
-    parser.add_argument("--output", required=True, help="folder for the LQ PNGs (created)")
+    parser.add_argument(
+        "--input",
+        dest="input_dir",
+        metavar="INPUT",
+        required=True,
+        help="an HR image or a folder of them (LR with --input-is-lr)",
+    )
+    parser.add_argument(
+        "--output", dest="output_dir", metavar="OUTPUT", required=True, help="folder for the LQ PNGs (created)"
+    )
     parser.add_argument("--scale", type=int, choices=(2, 3, 4), help="HR -> LR factor (default: the flow's)")
     parser.add_argument(
         "--temperature", type=at_least(0.0, float), default=1.0, help="scales the noise (0: none; 1: as estimated)"
@@ -95,31 +103,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-samples", type=at_least(1), default=1, help="LQ versions per image")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--input-is-lr", action="store_true", help="the inputs are already clean LR")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--tile-size", type=at_least(8), default=128, help="LR tile size")
     parser.add_argument("--overlap", type=at_least(0), default=16, help="LR overlap between tiles")
     parser.add_argument("--batch-size", type=at_least(1), default=8, help="tiles per forward pass")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
-    parser.add_argument("--max-pixels", type=at_least(1), help="refuse larger images, in pixels (default 200000000)")
-    args = parser.parse_args(argv)
-    if args.max_pixels:
-        set_max_pixels(args.max_pixels)
-    count = synthesize_folder(
-        args.ckpt,
-        args.input,
-        args.output,
-        args.scale,
-        args.temperature,
-        args.n_samples,
-        args.seed,
-        args.input_is_lr,
-        args.device,
-        args.tile_size,
-        args.overlap,
-        args.batch_size,
-        args.overwrite,
-    )
-    print(f"wrote {count} images to {args.output}")
+    parser.add_folder_options("output folder")
+    args = parser.parse_folder_args(argv)
+    count = synthesize_folder(**vars(args))
+    print(f"wrote {count} images to {args.output_dir}")
 
 
 if __name__ == "__main__":

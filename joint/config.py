@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import ClassVar
 
-from common.config import TrainLoopConfig
+from common.config import CropDataConfig, TrainLoopConfig
 from degradation.config import FlowConfig, FlowDataConfig, FlowModelConfig, FlowTrainConfig
 from sr.config import SRConfig, SRDataConfig, SRModelConfig, SRTrainConfig
 
 
 @dataclass
-class PipelineDataConfig:
-    RANGES: ClassVar[dict[str, str]] = {
-        "scale": "{2, 3, 4}",
-        "crop_size": ">= 4",
-        "num_workers": ">= 0",
-        "seed": ">= 0",
-    }
-
+class PipelineDataConfig(CropDataConfig):
     clean_dir: str = ""  # clean HR photos
     real_dir: str = ""  # real LR images (unpaired)
-    scale: int = 4
-    crop_size: int = 32  # LR crop
-    num_workers: int = 2
-    storage: Literal["auto", "memory", "memmap"] = "auto"  # memmap: decoded once to ~/.cache, mapped
-    seed: int = 0
     val_lr_dir: str = ""  # optional paired validation set
     val_hr_dir: str = ""
 

@@ -15,30 +15,26 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 
-from common.checkpoint import JOINT_KIND, load_checkpoint, restore_rng_state, rng_state, save_training_checkpoint
+from common.checkpoint import JOINT_KIND, load_checkpoint, save_training_checkpoint
 from common.config import config_to_dict
-from common.distributed import barrier, init_distributed, wrap_ddp
+from common.distributed import wrap_ddp
 from common.errors import UserError
 from common.matlab_resize import clean_lr_from_hr
 from common.training import (
     EMA,
     LogWindow,
     NonFiniteGuard,
-    RunFolder,
-    StopSignals,
+    TrainingSteps,
     autocast,
-    ignore_stop_signals,
-    load_state_dicts,
-    lr_factor,
-    prepare_out_dir,
-    progress_bar,
-    select_device,
-    setup_device,
-    state_dicts,
+    end_step,
+    lr_scheduler,
+    open_run,
+    resume_parts,
+    start_process,
+    training_state,
 )
-from data_tools.datasets import ImageFolderCache, StepSampler, UnpairedCrops, dequant_noise_batch
+from data_tools.datasets import ImageFolderCache, UnpairedCrops, dequant_noise_batch, step_loader
 from degradation.checkpoint import build_flow, load_flow
 from degradation.flow import DegradationFlow, domain_bits_per_dim, flow_optimizer
 from degradation.samples import sample_figure
@@ -108,15 +104,9 @@ def train_joint(
     resume: str | Path | None = None,
     max_steps: int | None = None,
 ) -> dict[str, float]:
-    """Run (or resume) the joint phase from a trained flow and SR network; returns the last monitor values.
-
-    Under torchrun each process trains on its slice of the global batch
-    ``world_size * train.batch_size`` (see ``common.distributed``).
-    """
-    train = config.train
-    world, device = init_distributed(select_device(train.device))
-    setup_device(device)
-    torch.manual_seed(train.seed)
+    """Run (or resume) the joint phase from a trained flow and SR network; returns the last monitor values."""
+    train, data = config.train, config.data
+    world, device = start_process(train)
     if resume is None and (flow_ckpt is None or sr_ckpt is None):
         raise UserError("the joint phase starts from a trained flow and SR network: give both checkpoints")
     if resume is None:
@@ -124,7 +114,7 @@ def train_joint(
         sr, _ = load_sr(sr_ckpt, device)  # its EMA weights: the better starting point
     else:
         flow = build_flow(config.flow).to(device)
-        sr = build_sr(config.sr, config.data.scale).to(device)
+        sr = build_sr(config.sr, data.scale).to(device)
     memory_format = torch.channels_last if train.channels_last and device.type == "cuda" else None
     sr.to(memory_format=memory_format)
     flow.train()
@@ -133,9 +123,7 @@ def train_joint(
     ema = EMA(sr, train.ema_decay)
     flow_opt = flow_optimizer(flow, train.flow_lr, train.shift_lr_mult)
     sr_opt = torch.optim.Adam(sr_parameters, lr=train.lr)
-    schedule = lr_factor(train.schedule, train.n_iter, train.warmup_iter, train.milestones, train.gamma)
-    flow_sched = torch.optim.lr_scheduler.LambdaLR(flow_opt, schedule)
-    sr_sched = torch.optim.lr_scheduler.LambdaLR(sr_opt, schedule)
+    flow_sched, sr_sched = lr_scheduler(flow_opt, train), lr_scheduler(sr_opt, train)
     guard = NonFiniteGuard(train.max_bad_steps)
     # What a checkpoint keeps, saved and restored through this one dict.
     parts = {
@@ -147,10 +135,8 @@ def train_joint(
     if resume is not None:
         state = load_checkpoint(resume, JOINT_KIND, resume=True)
         rate_names = {"flow.scheduler": "train.flow_lr", "sr.scheduler": "train.lr"}
-        rate_changes = load_state_dicts(parts, state, rate_names)
+        start_step, rate_changes = resume_parts(state, parts, rate_names)
         ema.updates = state["sr"]["ema_updates"]
-        restore_rng_state(state["rng"])
-        start_step = state["step"]
     # A flow loaded from a checkpoint is initialised already (ActNorm): DDP may wrap it at once.
     # With nll_weight = cycle_sr_weight = 0 the flow gets no gradient at all: tell DDP so.
     objective = wrap_ddp(
@@ -162,15 +148,11 @@ def train_joint(
     if train.compile:
         objective = torch.compile(objective)
 
-    out = RunFolder(prepare_out_dir(out_dir, resuming=resume is not None), active=world.is_main)
-    out.start(config, f"joint phase, {'resumed at step ' + str(start_step) if resume else 'new run'}")
-    if rate_changes:
-        out.log(f"learning rate from the config, not the checkpoint: {'; '.join(rate_changes)}")
+    out = open_run(out_dir, config, "joint phase", world, resume, start_step, rate_changes)
     out.log(
         f"joint: cycle_sr_weight={train.cycle_sr_weight} nll_weight={train.nll_weight} device {device}"
         f"{world.describe(train.batch_size)}"
     )
-    data = config.data
     dataset = UnpairedCrops(
         ImageFolderCache(data.clean_dir, "clean HR folder", min_size=data.crop_size * data.scale, storage=data.storage),
         ImageFolderCache(data.real_dir, "real LR folder", min_size=data.crop_size, storage=data.storage),
@@ -178,87 +160,65 @@ def train_joint(
         scale=data.scale,
         seed=data.seed,
     )
-    loader = DataLoader(
-        dataset,
-        batch_size=train.batch_size,
-        sampler=StepSampler(train.batch_size, start_step, world.rank, world.world_size),
-        num_workers=data.num_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=data.num_workers > 0,
-        worker_init_fn=ignore_stop_signals,
-        generator=torch.Generator().manual_seed(data.seed),
-    )
+    loader = step_loader(dataset, train.batch_size, start_step, world, device, data.num_workers, data.seed)
     validation = None
     if world.is_main:  # the joint phase logs PSNR only: no LPIPS model to load
         validation = ValidationSet.from_dirs(data.val_lr_dir, data.val_hr_dir, data.scale, with_lpips=False)
-    end_step = train.n_iter if max_steps is None else min(train.n_iter, start_step + max_steps)
     window = LogWindow(["nll_clean", "nll_real", "l1", "residual_std"], device)
     monitor: dict[str, float] = {}
 
     def checkpoint(step: int) -> None:
         if not world.is_main:
             return
-        state = {"kind": JOINT_KIND, "step": step, "config": config_to_dict(config), "rng": rng_state()}
-        state.update(state_dicts(parts))
+        state = training_state(JOINT_KIND, step, config, parts)
         state["flow"]["config"] = config_to_dict(flow_stage_config(config))
         state["sr"].update(config=config_to_dict(sr_stage_config(config, "")), ema_updates=ema.updates)
         save_training_checkpoint(out.checkpoints, state, train.keep_last)
 
-    progress = progress_bar(start_step, end_step, train.n_iter, "joint", world)
-    try:
-        with StopSignals(world) as stop:
-            batches = iter(loader)
-            for step in progress:
-                batch = stop.next_batch(batches, step, checkpoint, out, skipping=guard.in_a_row)
-                hr = batch["hr"].to(device, non_blocking=True)
-                real_lr = batch["real_lr"].to(device, non_blocking=True)
-                dequant_noise = dequant_noise_batch(batch["dequant_noise"].to(device, non_blocking=True))
-                first = (step * world.world_size + world.rank) * train.batch_size  # this rank's first global sample
-                seeds = [noise_seed(data.seed, first + i) for i in range(hr.shape[0])]
-                with autocast(device, train.amp):
-                    total, l1, nll_clean, nll_real, synth_lr, clean_lr = objective(
-                        hr, real_lr, dequant_noise, seeds, memory_format
-                    )
-                flow_opt.zero_grad(set_to_none=True)
-                sr_opt.zero_grad(set_to_none=True)
-                total.backward()  # always, also when non-finite: under DDP every rank must join the all-reduce
-                sr_norm = torch.nn.utils.clip_grad_norm_(sr_parameters, train.grad_clip)
-                flow_norm = torch.nn.utils.clip_grad_norm_(flow_parameters, train.grad_clip)
-                if guard.ok(total, sr_norm, flow_norm, world=world):
-                    sr_opt.step()
-                    flow_opt.step()
-                    ema.update(sr)
-                flow_sched.step()
-                sr_sched.step()
-                # How strong the synthesized degradation is (residual_std): a flow that learned to
-                # make degradations trivially easy for the SR network shows it here first.
-                with torch.no_grad():
-                    residual_std = (synth_lr - clean_lr).std()
-                window.add(nll_clean=nll_clean, nll_real=nll_real, l1=l1, residual_std=residual_std)
-                window.step()
-                done = step + 1
-                log_point = done % train.log_every == 0 or done == end_step
-                if log_point:
-                    monitor = window.means(world)
-                    monitor.update(flow.shift.summary(), skipped_steps=guard.total)
-                    out.scalars({f"joint/{k}": v for k, v in monitor.items()}, done)
-                    out.log(
-                        f"[{done:>7}/{train.n_iter}] l1={monitor['l1']:.5f} nll_clean={monitor['nll_clean']:.4f} "
-                        f"nll_real={monitor['nll_real']:.4f} residual_std={monitor['residual_std'] * 255:.2f}/255 "
-                        f"{monitor['steps_per_s']:.2f} steps/s skipped={guard.total}"
-                    )
-                    progress.set_postfix(l1=f"{monitor['l1']:.4f}", real=f"{monitor['nll_real']:.3f}")
-                if validation is not None and (done % train.val_every == 0 or done == end_step):
-                    monitor["val_psnr"] = validation.psnr(ema.module)
-                    out.scalars({"joint/val_psnr": monitor["val_psnr"]}, done)
-                    out.log(f"[{done:>7}/{train.n_iter}] validation PSNR {monitor['val_psnr']:.3f} dB")
-                if world.is_main and (done % train.sample_every == 0 or done == train.n_iter):
-                    out.image("joint/samples", sample_figure(flow, clean_lr, real_lr), done)
-                # A checkpoint when one is due, or when a stop signal came (then the run ends here).
-                save_due = done % train.save_every == 0 or done == end_step
-                stop.end_of_step(done, log_point, save_due, checkpoint, out, skipping=guard.in_a_row)
-    finally:
-        progress.close()
-        out.close()
-        barrier(world)  # the next stage (or process) may read the checkpoint rank 0 just wrote
+    end = end_step(start_step, train.n_iter, max_steps)
+    with TrainingSteps(loader, start_step, end, train, "joint", world, out, checkpoint, guard) as steps:
+        for step, batch in steps:
+            hr = batch["hr"].to(device, non_blocking=True)
+            real_lr = batch["real_lr"].to(device, non_blocking=True)
+            dequant_noise = dequant_noise_batch(batch["dequant_noise"].to(device, non_blocking=True))
+            first = loader.sampler.first_sample(step)
+            seeds = [noise_seed(data.seed, first + i) for i in range(hr.shape[0])]
+            with autocast(device, train.amp):
+                total, l1, nll_clean, nll_real, synth_lr, clean_lr = objective(
+                    hr, real_lr, dequant_noise, seeds, memory_format
+                )
+            flow_opt.zero_grad(set_to_none=True)
+            sr_opt.zero_grad(set_to_none=True)
+            total.backward()  # always, also when non-finite: under DDP every rank must join the all-reduce
+            sr_norm = torch.nn.utils.clip_grad_norm_(sr_parameters, train.grad_clip)
+            flow_norm = torch.nn.utils.clip_grad_norm_(flow_parameters, train.grad_clip)
+            if guard.ok(total, sr_norm, flow_norm, world=world):
+                sr_opt.step()
+                flow_opt.step()
+                ema.update(sr)
+            flow_sched.step()
+            sr_sched.step()
+            # How strong the synthesized degradation is (residual_std): a flow that learned to
+            # make degradations trivially easy for the SR network shows it here first.
+            with torch.no_grad():
+                residual_std = (synth_lr - clean_lr).std()
+            window.add(nll_clean=nll_clean, nll_real=nll_real, l1=l1, residual_std=residual_std)
+            window.step()
+            done = steps.done
+            if steps.log_point:
+                monitor = window.means(world)
+                monitor.update(flow.shift.summary(), skipped_steps=guard.total)
+                out.scalars({f"joint/{k}": v for k, v in monitor.items()}, done)
+                out.log(
+                    f"[{done:>7}/{train.n_iter}] l1={monitor['l1']:.5f} nll_clean={monitor['nll_clean']:.4f} "
+                    f"nll_real={monitor['nll_real']:.4f} residual_std={monitor['residual_std'] * 255:.2f}/255 "
+                    f"{monitor['steps_per_s']:.2f} steps/s skipped={guard.total}"
+                )
+                steps.set_postfix(l1=monitor["l1"], real=monitor["nll_real"])
+            if validation is not None and steps.every(train.val_every):
+                monitor["val_psnr"] = validation.psnr(ema.module)
+                out.scalars({"joint/val_psnr": monitor["val_psnr"]}, done)
+                out.log(f"[{done:>7}/{train.n_iter}] validation PSNR {monitor['val_psnr']:.3f} dB")
+            if world.is_main and (done % train.sample_every == 0 or done == train.n_iter):
+                out.image("joint/samples", sample_figure(flow, clean_lr, real_lr), done)
     return monitor

@@ -5,20 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from common.config import TrainLoopConfig
+from common.config import CropDataConfig, TrainLoopConfig
 
 # Where the training pairs come from: a paired folder, the learned flow, or a classical preset.
 PAIR_SOURCES = ("pairs", "flow")
 
 
 @dataclass
-class SRDataConfig:
+class SRDataConfig(CropDataConfig):
     RANGES: ClassVar[dict[str, str]] = {
         "temperature": ">= 0",
-        "scale": "{2, 3, 4}",
-        "crop_size": ">= 4",
-        "num_workers": ">= 0",
-        "seed": ">= 0",
     }
 
     hr_dir: str = ""  # HR photos
@@ -26,11 +22,6 @@ class SRDataConfig:
     lq_dir: str = ""  # with degradation=pairs: LQ images named like the HR ones
     flow_ckpt: str = ""  # with degradation=flow: a trained degradation flow
     temperature: float = 1.0  # with degradation=flow
-    scale: int = 4
-    crop_size: int = 32  # LR crop; HR crop is crop_size * scale
-    num_workers: int = 2
-    storage: Literal["auto", "memory", "memmap"] = "auto"  # memmap: decoded once to ~/.cache, mapped
-    seed: int = 0
     val_lr_dir: str = ""  # optional paired validation set
     val_hr_dir: str = ""
 

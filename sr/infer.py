@@ -31,7 +31,6 @@ from common.image_io import (
     PngStripWriter,
     decode_image,
     list_inputs,
-    set_max_pixels,
     to_uint8,
     to_uint16,
     write_image,
@@ -141,37 +140,25 @@ def infer_folder(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(prog="python -m sr.infer", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser("python -m sr.infer", __doc__)
     parser.add_argument("--ckpt", required=True, help="SR (or joint) checkpoint")
-    parser.add_argument("--input", required=True, help="an LR image or a folder of them")
-    parser.add_argument("--output", required=True, help="folder for the SR images (created)")
+    parser.add_argument(
+        "--input", dest="input_dir", metavar="INPUT", required=True, help="an LR image or a folder of them"
+    )
+    parser.add_argument(
+        "--output", dest="output_dir", metavar="OUTPUT", required=True, help="folder for the SR images (created)"
+    )
     parser.add_argument("--outscale", type=float, help="final scale, if not the network's (antialiased bicubic resize)")
     parser.add_argument("--suffix", default="", help="appended to each output name, e.g. _x4")
     parser.add_argument("--ext", choices=("auto", "png", "jpg"), default="png", help="auto: JPEG stays JPEG")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--tile-size", type=at_least(8), help="LR tile (default 256 post-upsample, 128 pre-upsample)")
     parser.add_argument("--batch-size", type=at_least(1), default=8, help="tiles per forward pass")
     parser.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
-    parser.add_argument("--max-pixels", type=at_least(1), help="refuse larger images, in pixels (default 200000000)")
-    args = parser.parse_args(argv)
-    if args.max_pixels:
-        set_max_pixels(args.max_pixels)
-    stats = infer_folder(
-        args.ckpt,
-        args.input,
-        args.output,
-        args.device,
-        args.tile_size,
-        args.batch_size,
-        args.self_ensemble,
-        args.overwrite,
-        args.outscale,
-        args.suffix,
-        args.ext,
-    )
+    parser.add_folder_options("output folder")
+    args = parser.parse_folder_args(argv)
+    stats = infer_folder(**vars(args))
     print(
-        f"wrote {stats['images']} images to {args.output} ({stats['seconds_per_image']:.3f} s/image, "
+        f"wrote {stats['images']} images to {args.output_dir} ({stats['seconds_per_image']:.3f} s/image, "
         f"{stats['megapixels_per_s']:.2f} output MP/s)"
     )
 

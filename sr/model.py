@@ -80,8 +80,13 @@ class VDSR(nn.Module):
         nn.init.zeros_(self.body[-1].bias)
         # The convolutions see images centred on 0 (EDSR subtracts the mean too): measured, it keeps
         # the last ReLU layer about 1.5x as active. A buffer, so that networks saved before it
-        # (without it) load with offset 0 and compute what they always did (sr.checkpoint).
+        # (without it) load with offset 0 and compute what they always did (_load_from_state_dict).
         self.register_buffer("input_offset", torch.tensor(0.5))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Networks saved before the input was centred lack the offset: they were trained without one.
+        state_dict.setdefault(prefix + "input_offset", torch.tensor(0.0))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def receptive_radius(self) -> int:

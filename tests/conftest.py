@@ -101,24 +101,11 @@ def tiny_flow_config(tmp_path: Path, **train_overrides) -> FlowConfig:
         "device": "cpu",
         **train_overrides,
     }
-    words = [
-        "--data.clean_dir",
-        str(hr),
-        "--data.real_dir",
-        str(real),
-        "--data.crop_size",
-        "16",
-        "--data.num_workers",
-        "0",
-        "--model.num_steps",
-        "2",
-        "--model.hidden_channels",
-        "16",
-        "--model.cond_channels",
-        "8",
-        "--model.cond_blocks",
-        "1",
-    ]
+    words = ["--data.clean_dir", str(hr), "--data.real_dir", str(real)]
+    words += (
+        "--data.crop_size 16 --data.num_workers 0 --model.num_steps 2 --model.hidden_channels 16 "
+        "--model.cond_channels 8 --model.cond_blocks 1"
+    ).split()
     for key, value in overrides.items():
         words += [f"--train.{key}", str(value)]
     return load_config(FlowConfig, "configs/deflow_light.yaml", words)

@@ -43,30 +43,12 @@ def test_set(tmp_path_factory) -> dict[str, Path]:
     train_hr = root / "train_hr"
     train_hr.mkdir()
     write_image(train_hr / "rocket.png", real_photo("rocket", 64))
-    config = load_config(
-        SRConfig,
-        "configs/sr_vdsr_fast.yaml",
-        [
-            "--data.hr_dir",
-            str(train_hr),
-            "--data.degradation",
-            "bicubic",
-            "--data.crop_size",
-            "8",
-            "--data.num_workers",
-            "0",
-            "--model.num_features",
-            "8",
-            "--model.num_layers",
-            "4",
-            "--train.n_iter",
-            "1",
-            "--train.batch_size",
-            "2",
-            "--train.device",
-            "cpu",
-        ],
-    )
+    words = ["--data.hr_dir", str(train_hr)]
+    words += (
+        "--data.degradation bicubic --data.crop_size 8 --data.num_workers 0 --model.num_features 8 "
+        "--model.num_layers 4 --train.n_iter 1 --train.batch_size 2 --train.device cpu"
+    ).split()
+    config = load_config(SRConfig, "configs/sr_vdsr_fast.yaml", words)
     train(config, root / "sr_run")
     return {
         "lr": lr_dir,

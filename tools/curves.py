@@ -76,7 +76,7 @@ def plot_curves(folders: list[Path], out: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(prog="python -m tools.curves", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser("python -m tools.curves", __doc__)
     parser.add_argument("folders", nargs="+", type=Path, help="run folders, or folders holding several")
     parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
     args = parser.parse_args(argv)

@@ -45,7 +45,7 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, part: str | None = None
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(prog="python -m tools.export", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser("python -m tools.export", __doc__)
     parser.add_argument("--ckpt", required=True, help="a flow, SR or joint checkpoint (.pt)")
     parser.add_argument("--out", required=True, help="the .safetensors file to write")
     parser.add_argument("--part", choices=("flow", "sr"), help="which network of a joint checkpoint")

@@ -94,6 +94,20 @@ def test_new_network_is_bicubic_upsampling(form):
     assert len(activity) == 19 and min(activity) > 0.2 and model.training
 
 
+def test_a_network_saved_before_input_centring_loads_without_an_offset():
+    lr = image_to_tensor(real_photo("coffee", 32))[None]
+    trained = VDSR(2, "post_upsample")
+    with torch.no_grad():
+        trained.body[-1].weight.normal_(std=0.01)  # not bicubic: the offset matters
+    old_weights = {name: value for name, value in trained.state_dict().items() if name != "input_offset"}
+    loaded = VDSR(2, "post_upsample")
+    loaded.load_state_dict(old_weights)
+    assert float(loaded.input_offset) == 0.0
+    trained.input_offset.fill_(0.0)
+    with torch.no_grad():
+        assert torch.equal(loaded(lr), trained(lr))
+
+
 @pytest.fixture(scope="module")
 def clean_pairs(tmp_path_factory) -> dict:
     """Four HR photos to train on, and two held-out photos with their bicubic-downsampled LR."""
@@ -177,32 +191,12 @@ def photos(tmp_path_factory) -> dict[str, Path]:
 
 
 def tiny_sr_config(photos, **overrides) -> SRConfig:
-    words = [
-        "--data.hr_dir",
-        str(photos["hr"]),
-        "--data.crop_size",
-        "12",
-        "--data.num_workers",
-        "0",
-        "--model.num_features",
-        "8",
-        "--model.num_layers",
-        "4",
-        "--train.n_iter",
-        "6",
-        "--train.batch_size",
-        "2",
-        "--train.log_every",
-        "1",
-        "--train.save_every",
-        "3",
-        "--train.val_every",
-        "3",
-        "--train.warmup_iter",
-        "0",
-        "--train.device",
-        "cpu",
-    ]
+    words = ["--data.hr_dir", str(photos["hr"])]
+    words += (
+        "--data.crop_size 12 --data.num_workers 0 --model.num_features 8 --model.num_layers 4 --train.n_iter 6 "
+        "--train.batch_size 2 --train.log_every 1 --train.save_every 3 --train.val_every 3 --train.warmup_iter 0 "
+        "--train.device cpu"
+    ).split()
     for key, value in overrides.items():
         words += [f"--{key}", str(value)]
     return load_config(SRConfig, "configs/sr_vdsr_fast.yaml", words)
@@ -301,21 +295,8 @@ def test_infer_command(tmp_path, photos):
     config = tiny_sr_config(photos, **{"data.degradation": "bicubic", "train.n_iter": 1})
     train(config, tmp_path / "run")
     ckpt = tmp_path / "run" / "checkpoints" / "last.pt"
-    command = [
-        sys.executable,
-        "-m",
-        "sr.infer",
-        "--ckpt",
-        str(ckpt),
-        "--input",
-        str(photos["val_lr"]),
-        "--output",
-        str(tmp_path / "sr"),
-        "--device",
-        "cpu",
-        "--tile-size",
-        "32",
-    ]
+    command = [sys.executable, "-m", "sr.infer", "--ckpt", str(ckpt), "--input", str(photos["val_lr"])]
+    command += ["--output", str(tmp_path / "sr"), "--device", "cpu", "--tile-size", "32"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert read_image(tmp_path / "sr" / "rocket.png").shape == (64, 64, 3)
