@@ -45,7 +45,7 @@ lint: venv
 # The whole pipeline on the bundled photos: benchmark, flow, SR from four sources, evaluation.
 # Re-running it resumes what is there.
 demo: venv lpips-weights
-	$(PY) benchmarks/sr_arms.py --out $(DEMO_DIR) --flow-steps 1500 --steps 600
+	$(PY) benchmarks/sr_arms.py --output $(DEMO_DIR) --flow-steps 1500 --steps 600
 
 clean-venv:
 	rm -rf $(VENV)

@@ -51,12 +51,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--sr", dest="sr_dirs", action="append", default=[], metavar="NAME=DIR", help="a folder of SR outputs"
     )
-    parser.add_argument("--out", dest="out_dir", metavar="OUT", required=True, help="results folder (created)")
+    parser.add_output_option("results folder (created)", dest="out_dir")
     parser.add_argument("--crop-border", type=at_least(0), help="pixels removed at each border (default: the scale)")
     parser.add_argument("--channel", default="y", choices=("y", "rgb"), help="PSNR/SSIM on luma or RGB")
     parser.add_argument("--lpips-weights", help="AlexNet weights file (default: the one make lpips-weights fetched)")
     parser.add_argument("--no-lpips", dest="use_lpips", action="store_false", help="skip LPIPS silently")
-    parser.add_argument("--tile-size", type=at_least(8), default=128)
+    parser.add_argument("--tile-size", type=at_least(8), help="LR tile (default 256 post-upsample, 128 pre-upsample)")
     parser.add_argument("--self-ensemble", action="store_true", help="x8 self-ensemble for checkpoints")
     parser.add_argument("--figure-images", type=at_least(0), default=4, help="rows of the comparison figure")
     parser.add_folder_options("results folder")

@@ -14,11 +14,12 @@ on at the stage and step where the run stopped; finished stages are skipped.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from common.checkpoint import FLOW_KIND, JOINT_KIND, SR_KIND, load_checkpoint
 from common.cli import ArgumentParser, run_cli
-from common.config import describe_fields, load_config, save_config
+from common.config import fields_help, load_config, save_config
 from common.distributed import launched_rank
 from common.errors import TrainingStopped, UserError
 from common.files import atomic_write_bytes
@@ -37,6 +38,15 @@ def stage_state(run: Path, kind: str) -> tuple[Path | None, int]:
     if not last.exists():
         return None, 0
     return last, load_checkpoint(last, kind)["step"]
+
+
+def pipeline_folder(path: Path) -> Path:
+    """The pipeline run folder ``--resume`` names: the folder itself, or a stage folder or checkpoint inside it."""
+    for folder in (path, *path.parents):
+        # Each stage folder has a config.yaml too: the pipeline's is the one beside the stage folders.
+        if (folder / "config.yaml").exists() and any((folder / stage).is_dir() for stage in STAGES):
+            return folder
+    raise UserError(f"{path} is not in a pipeline run folder (one with config.yaml and flow/, sr/ or joint/)")
 
 
 def run_pipeline(
@@ -109,12 +119,24 @@ def run_pipeline(
     return summary
 
 
+SUMMARY_KEYS = ("nll_clean", "nll_real", "l1", "val_psnr", "best_psnr")  # the numbers worth a glance per stage
+
+
+def describe_summary(summary: dict) -> list[str]:
+    """One line per stage this run trained: its main final numbers and checkpoint (all of them: summary.json)."""
+    lines = []
+    for name, stage in summary["stages"].items():
+        final = stage.get("final", {})
+        numbers = " ".join(f"{key}={final[key]:.4f}" for key in SUMMARY_KEYS if key in final)
+        lines.append(f"{name}: {numbers} -> {stage['checkpoint']}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(
-        "python train_joint.py", __doc__, epilog="config fields:\n  " + "\n  ".join(describe_fields(PipelineConfig))
-    )
+    argv = sys.argv[1:] if argv is None else argv
+    parser = ArgumentParser("python train_joint.py", __doc__, epilog=fields_help(PipelineConfig, argv))
     parser.add_argument("--config", help="YAML config (default with --resume: RUN_DIR/config.yaml)")
-    parser.add_argument("--out", help="run folder")
+    parser.add_output_option("run folder", dest="out", required=False)
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run where it stopped")
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of flow,sr,joint")
     parser.add_argument("--flow-ckpt", help="a trained flow, when the flow stage is not run")
@@ -123,9 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-steps", type=int, help="cap every stage at this many steps of this call")
     args, overrides = parser.parse_known_args(argv)
     if args.resume:
-        out = Path(args.resume)
-        if not (out / "config.yaml").exists():
-            raise UserError(f"{out} is not a pipeline run folder (no config.yaml)")
+        out = pipeline_folder(Path(args.resume))
         source = args.config or out / "config.yaml"
     else:
         if not args.config or not args.out:
@@ -145,7 +165,8 @@ def main(argv: list[str] | None = None) -> None:
         stage_words = "" if args.stages == ",".join(STAGES) else f" --stages {args.stages}"
         raise stopped.resumed_by(f"python train_joint.py --resume {out}{stage_words}") from None
     if launched_rank() == 0:
-        print(json.dumps(summary, indent=2))
+        for line in describe_summary(summary):
+            print(line)
         print(f"run folder: {out} (summary.json, config.yaml, {', '.join(stages)}/)")
 
 

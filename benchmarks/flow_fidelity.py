@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--classifier-steps", type=int, default=300)
     parser.add_argument("--keep-low-pass-sigma", type=float, help="override the flow's keep_low_pass_sigma")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", default="runs/flow_fidelity")
+    parser.add_argument("--output", "--out", dest="out", default="runs/flow_fidelity")
     parser.add_argument("overrides", nargs="*", help="flow config overrides, e.g. --model.num_levels 3 (after --)")
     args = parser.parse_args()
     out = Path(args.out)

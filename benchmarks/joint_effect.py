@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--weights", default="0,1,10")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", default="runs/joint_effect")
+    parser.add_argument("--output", "--out", dest="out", default="runs/joint_effect")
     args = parser.parse_args()
     bench, out = Path(args.bench), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

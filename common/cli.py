@@ -3,6 +3,7 @@
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from common.errors import TrainingStopped, UserError
 from common.image_io import set_max_pixels
@@ -23,6 +24,12 @@ class ArgumentParser(argparse.ArgumentParser):
         print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(2)
 
+    def add_output_option(self, help: str, dest: str = "output", required: bool = True) -> None:
+        """``--output`` (the one spelling every command uses), with the old ``--out`` accepted for one release."""
+        group = self.add_mutually_exclusive_group(required=required)
+        group.add_argument("--output", dest=dest, metavar="OUTPUT", help=help)
+        group.add_argument("--out", dest=dest, action=_DeprecatedSpelling, new="--output", help=argparse.SUPPRESS)
+
     def add_folder_options(self, output: str) -> None:
         """``--device``, ``--overwrite`` and ``--max-pixels``: what every program over image folders takes."""
         self.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -36,6 +43,35 @@ class ArgumentParser(argparse.ArgumentParser):
             set_max_pixels(args.max_pixels)
         del args.max_pixels
         return args
+
+
+class _DeprecatedSpelling(argparse.Action):
+    """An old option name that still works, with one line saying the new one."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"note: {option_string} is now {self.new}; the old spelling goes in the next release", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def resume_checkpoint(path: str | Path) -> Path:
+    """What ``--resume`` names: a run folder (its ``checkpoints/last.pt``) or a checkpoint file."""
+    path = Path(path)
+    if path.is_dir():
+        last = path / "checkpoints" / "last.pt"
+        if not last.exists():
+            raise UserError(f"{path} holds no checkpoints/last.pt to resume from")
+        return last
+    return path
+
+
+def run_folder_of(checkpoint: Path) -> Path:
+    """The run folder a training checkpoint lies in (``RUN/checkpoints/x.pt`` -> ``RUN``), else its folder."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
 
 
 def run_cli(main: Callable[[list[str] | None], object], argv: list[str] | None = None) -> None:

@@ -22,6 +22,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import inspect
+import re
 import types
 from collections.abc import Sequence
 from pathlib import Path
@@ -109,19 +111,71 @@ def config_from_dict(schema: type[T], tree: dict[str, Any]) -> T:
     return _build(schema, tree, prefix="")
 
 
-def describe_fields(schema: type, prefix: str = "") -> list[str]:
-    """One line per leaf field, ``section.key (type, default)``, for ``--help`` texts."""
+def describe_fields(schema: type, values: Any = None, prefix: str = "") -> list[str]:
+    """One line per leaf field for ``--help``: ``--section.key (type, allowed values, default) what it is``.
+
+    With ``values`` (a config of ``schema``: the one ``--config`` loads) each
+    line gives the value in force instead of the dataclass default.
+    """
     lines = []
     hints = get_type_hints(schema)
+    ranges, comments = field_ranges(schema), _field_comments(schema)
     for field in dataclasses.fields(schema):
         name = f"{prefix}{field.name}"
         field_type = hints[field.name]
+        value = getattr(values, field.name) if values is not None else None
         if dataclasses.is_dataclass(field_type):
-            lines += describe_fields(field_type, prefix=f"{name}.")
-        else:
-            default = _default_of(field)
-            lines.append(f"--{name} ({_type_name(field_type)}, default {default!r})")
+            lines += describe_fields(field_type, value, prefix=f"{name}.")
+            continue
+        allowed = f", {ranges[field.name]}" if field.name in ranges else ""
+        shown = f"value {value!r}" if values is not None else f"default {_default_of(field)!r}"
+        line = f"--{name} ({_type_name(field_type)}{allowed}, {shown})"
+        lines.append(f"{line}  {comments[field.name]}" if field.name in comments else line)
     return lines
+
+
+def fields_help(schema: type, argv: Sequence[str]) -> str:
+    """The ``--help`` epilog of a training command: every config field, with the values of ``--config`` if given."""
+    words = list(argv)
+    path = None
+    for index, word in enumerate(words):
+        if word == "--config" and index + 1 < len(words):
+            path = words[index + 1]
+        elif word.startswith("--config="):
+            path = word.split("=", 1)[1]
+    values = None
+    if path is not None and ("-h" in words or "--help" in words):
+        try:
+            values = load_config(schema, path)
+        except UserError:  # a broken config still gets help; the run itself will say what is wrong
+            values = None
+    title = f"config fields (values from {path})" if values is not None else "config fields"
+    return f"{title}:\n  " + "\n  ".join(describe_fields(schema, values))
+
+
+def _field_comments(schema: type) -> dict[str, str]:
+    """Each field's comment in the source (on its line, or the line above): the ``--help`` descriptions."""
+    comments: dict[str, str] = {}
+    for cls in reversed(schema.__mro__):
+        if not dataclasses.is_dataclass(cls):
+            continue
+        try:
+            source = inspect.getsource(cls)
+        except (OSError, TypeError):  # no source (a frozen build): help without descriptions
+            continue
+        above = ""
+        for line in source.splitlines():
+            stripped = line.strip()
+            if stripped.startswith("#"):
+                above = stripped.lstrip("# ")
+                continue
+            match = re.match(r"(\w+)\s*:[^#]*?(?:#\s*(.*))?$", stripped)
+            if match and not stripped.startswith(("def ", "class ", "RANGES")):
+                comment = match.group(2) or above
+                if comment:
+                    comments[match.group(1)] = comment
+            above = ""
+    return comments
 
 
 # --------------------------------------------------------------------------- internals
@@ -165,8 +219,14 @@ def _build(schema: type[T], tree: dict[str, Any], prefix: str) -> T:
     built = schema(**values)
     for name, spec in field_ranges(schema).items():
         value = getattr(built, name)
-        if not in_range(value, spec):
-            raise ConfigError(f"{prefix}{name} = {value!r} is out of range (allowed: {spec})")
+        if in_range(value, spec):
+            continue
+        if isinstance(value, str):  # a set of names: say them, and the nearest one
+            names = [item.strip() for item in spec.strip()[1:-1].split(",")]
+            close = difflib.get_close_matches(value, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{prefix}{name} = {value!r} is not one of {', '.join(names)}{hint}")
+        raise ConfigError(f"{prefix}{name} = {value!r} is out of range (allowed: {spec})")
     return built
 
 
@@ -181,6 +241,8 @@ def field_ranges(schema: type) -> dict[str, str]:
 def in_range(value: float, spec: str) -> bool:
     """Whether ``value`` satisfies ``">= a"``, ``"> a"``, ``"[a, b]"`` (any of ``[ ( ] )``) or ``"{a, b}"``."""
     spec = spec.strip()
+    if spec.startswith("{") and isinstance(value, str):
+        return value in {item.strip() for item in spec[1:-1].split(",")}
     if spec.startswith("{"):
         return value in {float(item) for item in spec[1:-1].split(",")}
     if spec[0] in "[(":
@@ -339,11 +401,11 @@ class CropDataConfig:
         "seed": ">= 0",
     }
 
-    scale: int = 4
+    scale: int = 4  # super-resolution factor: HR size = LR size * scale
     crop_size: int = 32  # LR crop size; the HR crop is crop_size * scale
-    num_workers: int = 2
+    num_workers: int = 2  # DataLoader worker processes (0: load in the training process)
     storage: Literal["auto", "memory", "memmap"] = "auto"  # memmap: decoded once to ~/.cache, mapped
-    seed: int = 0
+    seed: int = 0  # the crops drawn and the noise sampled for them
 
 
 @dataclasses.dataclass
@@ -364,19 +426,19 @@ class TrainLoopConfig:
         "seed": ">= 0",
     }
 
-    n_iter: int = 20000
-    batch_size: int = 16
-    lr: float = 2e-4
+    n_iter: int = 20000  # training steps in all (a resume continues to this step)
+    batch_size: int = 16  # crops per step (per process under torchrun)
+    lr: float = 2e-4  # peak learning rate (Adam)
     schedule: Literal["cosine", "multistep", "constant"] = "cosine"
-    warmup_iter: int = 100
-    milestones: list[int] = dataclasses.field(default_factory=list)
-    gamma: float = 0.5
-    grad_clip: float = 10.0
-    save_every: int = 1000
-    log_every: int = 100
-    keep_last: int = 3
-    max_bad_steps: int = 20
-    seed: int = 0
-    device: str = "auto"
+    warmup_iter: int = 100  # steps of linear warmup to the peak rate
+    milestones: list[int] = dataclasses.field(default_factory=list)  # multistep: steps where the rate drops
+    gamma: float = 0.5  # multistep: the factor of each drop
+    grad_clip: float = 10.0  # gradient norm clipped to this
+    save_every: int = 1000  # steps between checkpoints (and one at the end)
+    log_every: int = 100  # steps between log lines and TensorBoard points
+    keep_last: int = 3  # numbered checkpoints kept besides last.pt (0: last.pt only)
+    max_bad_steps: int = 20  # non-finite steps in a row that stop the run
+    seed: int = 0  # weights' initialisation and the global RNG
+    device: str = "auto"  # auto (CUDA when there is one), cpu or cuda
     amp: bool = False  # bf16 autocast where it is numerically safe (CUDA only)
     compile: bool = False  # torch.compile the model (the first steps are slow while it compiles)

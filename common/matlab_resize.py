@@ -19,6 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 
 def cubic(x: np.ndarray) -> np.ndarray:
@@ -133,3 +134,38 @@ def downscale_torch(images: torch.Tensor, factor: int) -> torch.Tensor:
 def clean_lr_from_hr(hr: torch.Tensor, scale: int) -> torch.Tensor:
     """MATLAB-bicubic downscaling of an HR batch rounded to 8 bits: the clean LR a data set would store."""
     return torch.round(downscale_torch(hr, scale).clamp(0, 1) * 255) / 255
+
+
+def upscale_taps(scale: int) -> np.ndarray:
+    """(scale, 5) weights of ``imresize``'s integer upscaling: output phase ``p`` of input pixel ``i``.
+
+    Upscaling by an integer never stretches the kernel, so every output pixel
+    ``scale * i + p`` weights inputs ``i - 2 .. i + 2`` the same way, whatever
+    ``i``: the resize is a convolution per phase.
+    """
+    offsets = (np.arange(scale) + 0.5) / scale - 0.5  # where each phase falls between input pixels
+    taps = cubic(offsets[:, None] - np.arange(-2, 3)[None, :])
+    return taps / taps.sum(axis=1, keepdims=True)
+
+
+def _upscale_last_axis(images: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """``imresize`` by an integer along the last axis of (N, 1, H, W), as a convolution and an interleave."""
+    # MATLAB mirrors with the edge pixel repeated: 2 1 | 1 2 ... n | n n-1.
+    padded = torch.cat([images[..., 1:2], images[..., :1], images, images[..., -1:], images[..., -2:-1]], dim=-1)
+    phases = F.conv2d(padded, taps[:, None, None, :])  # (N, scale, H, W)
+    n, scale, height, width = phases.shape
+    return phases.permute(0, 2, 3, 1).reshape(n, 1, height, width * scale)
+
+
+def upscale_by_convolution(images: torch.Tensor, scale: int) -> torch.Tensor:
+    """``imresize_torch(images, scale)`` for an integer ``scale``, without size-dependent matrices.
+
+    The same result (to float rounding) from convolutions alone, so it traces for any
+    input size (ONNX export with dynamic height and width). Inputs need 2 pixels per side.
+    """
+    taps = torch.as_tensor(upscale_taps(scale), dtype=images.dtype, device=images.device)
+    batch, channels = images.shape[:2]
+    planes = images.reshape(-1, 1, *images.shape[2:])
+    wide = _upscale_last_axis(planes, taps)
+    tall = _upscale_last_axis(wide.transpose(2, 3), taps).transpose(2, 3)
+    return tall.reshape(batch, channels, *tall.shape[2:])

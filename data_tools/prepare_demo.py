@@ -110,7 +110,7 @@ def prepare_demo(
 
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser("python -m data_tools.prepare_demo", __doc__)
-    parser.add_argument("--out", dest="out_dir", metavar="OUT", required=True, help="benchmark folder (created)")
+    parser.add_output_option("benchmark folder (created)", dest="out_dir")
     parser.add_argument("--scale", type=int, default=4, choices=(2, 3, 4))
     parser.add_argument("--tile-size", type=int, default=192, help="HR tile size")
     parser.add_argument("--degradation", default="camera", help="the hidden real-domain degradation")

@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ckpt", required=True, help="a trained flow (or joint) checkpoint")
     parser.add_argument("--clean-dir", required=True, help="clean HR photos (other than the ones the flow trained on)")
     parser.add_argument("--real-dir", required=True, help="real LR images")
-    parser.add_argument("--out", required=True, help="folder for fidelity.json and fidelity.png")
+    parser.add_output_option("folder for fidelity.json and fidelity.png", dest="out")
     parser.add_argument("--temperature", type=at_least(0.0, float), default=1.0)
     parser.add_argument("--steps", type=at_least(1), default=300, help="classifier training steps")
     parser.add_argument("--max-images", type=at_least(1), help="use at most this many images of each folder")

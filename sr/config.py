@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from common.config import CropDataConfig, TrainLoopConfig
+from data_tools.degrade_classical import PRESETS
 
 # Where the training pairs come from: a paired folder, the learned flow, or a classical preset.
 PAIR_SOURCES = ("pairs", "flow")
@@ -15,10 +16,11 @@ PAIR_SOURCES = ("pairs", "flow")
 class SRDataConfig(CropDataConfig):
     RANGES: ClassVar[dict[str, str]] = {
         "temperature": ">= 0",
+        "degradation": "{" + ", ".join((*PAIR_SOURCES, *PRESETS)) + "}",
     }
 
     hr_dir: str = ""  # HR photos
-    degradation: str = "bicubic"  # pairs | flow | bicubic | noise_jpeg | realesrgan | camera
+    degradation: str = "bicubic"  # where the LQ of each pair comes from: a folder, the flow, or a classical preset
     lq_dir: str = ""  # with degradation=pairs: LQ images named like the HR ones
     flow_ckpt: str = ""  # with degradation=flow: a trained degradation flow
     temperature: float = 1.0  # with degradation=flow

@@ -93,7 +93,7 @@ def evaluate(
     lpips_weights: str | None = None,
     use_lpips: bool = True,
     device: str = "auto",
-    tile_size: int = 128,
+    tile_size: int | None = None,
     self_ensemble: bool = False,
     figure_images: int = 4,
     overwrite: bool = False,

@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from common.matlab_resize import imresize_torch
+from common.matlab_resize import imresize_torch, upscale_by_convolution
 
 Form = Literal["pre_upsample", "post_upsample"]
 Norm = Literal["none", "batch", "instance"]
@@ -82,6 +82,9 @@ class VDSR(nn.Module):
         # the last ReLU layer about 1.5x as active. A buffer, so that networks saved before it
         # (without it) load with offset 0 and compute what they always did (_load_from_state_dict).
         self.register_buffer("input_offset", torch.tensor(0.5))
+        # True for export: the bicubic part as convolutions, which trace for any input size
+        # (the resize matrices are built for one size). Same output to float rounding.
+        self.traceable = False
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Networks saved before the input was centred lack the offset: they were trained without one.
@@ -98,7 +101,10 @@ class VDSR(nn.Module):
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) in [0, 1] -> (B, C, h * scale, w * scale), not clamped."""
-        upsampled = imresize_torch(lr, self.scale)
+        if self.traceable:
+            upsampled = upscale_by_convolution(lr, self.scale)
+        else:
+            upsampled = imresize_torch(lr, self.scale)
         if self.form == "pre_upsample":
             return upsampled + self.body(upsampled - self.input_offset)
         return upsampled + self.shuffle(self.body(lr - self.input_offset))

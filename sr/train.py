@@ -196,6 +196,7 @@ def train(
                 scores = validation.scores(ema.module)
                 monitor.update({f"val_{name}": score for name, score in scores.items()})
                 out.scalars({f"sr/val_{name}": score for name, score in scores.items()}, done)
+                out.image("sr/validation", validation.figure(ema.module), done)
                 if scores["psnr"] > best_psnr:
                     best_psnr = monitor["best_psnr"] = scores["psnr"]
                     checkpoint(done, out.checkpoints / "best.pt")

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from common.errors import UserError
+from common.figures import grid, upscale_nearest
 from common.image_io import image_to_tensor, to_float32
 from data_tools.datasets import ImageFolderCache, check_pairs
 from sr.lpips_metric import LPIPSUnavailable, load_lpips
@@ -56,3 +57,18 @@ class ValidationSet:
                 pair = torch.stack([sr_tensor.cpu(), image_to_tensor(hr)])[:, :, crop:-crop, crop:-crop] * 2 - 1
                 lpipses.append(float(self.lpips_model(pair[:1], pair[1:])))
         return {"psnr": float(np.mean(psnrs)), **({"lpips": float(np.mean(lpipses))} if lpipses else {})}
+
+    @torch.no_grad()
+    def figure(self, model: VDSR, count: int = 3, crop: int = 96) -> np.ndarray:
+        """LQ (nearest-upscaled) | SR | HR on the centre ``crop`` x ``crop`` HR pixels of the first ``count`` images."""
+        rows = []
+        for lr, hr in self.pairs[:count]:
+            sr = upscale_image(model, image_to_tensor(lr)).clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+            lr, hr = to_float32(lr), to_float32(hr)[: sr.shape[0], : sr.shape[1]]
+            size = min(crop, sr.shape[0], sr.shape[1]) // self.scale * self.scale
+            top = (sr.shape[0] - size) // 2 // self.scale * self.scale
+            left = (sr.shape[1] - size) // 2 // self.scale * self.scale
+            window = (slice(top, top + size), slice(left, left + size))
+            lr_window = tuple(slice(w.start // self.scale, w.stop // self.scale) for w in window)
+            rows.append([upscale_nearest(lr[lr_window], self.scale), sr[window], hr[window]])
+        return grid(rows, ["LQ", "SR", "HR"])

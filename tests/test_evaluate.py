@@ -150,7 +150,7 @@ def assert_one_line_error(result, *fragments):
 @pytest.mark.slow
 def test_bad_input(tmp_path, test_set):
     base = ["--lr", str(test_set["lr"]), "--hr", str(test_set["hr"]), "--scale", "4", "--no-lpips", "--device", "cpu"]
-    result = run_evaluate(*base, "--out", str(tmp_path / "ok"))
+    result = run_evaluate(*base, "--output", str(tmp_path / "ok"))
     assert result.returncode == 0 and "bicubic" in result.stdout
     # HR of the wrong size.
     wrong_hr = tmp_path / "wrong_hr"
@@ -158,7 +158,7 @@ def test_bad_input(tmp_path, test_set):
     for name in NAMES:
         write_image(wrong_hr / f"{name}.png", real_photo(name)[:60, :80])
     assert_one_line_error(
-        run_evaluate(*base[:2], "--hr", str(wrong_hr), *base[4:], "--out", str(tmp_path / "a")),
+        run_evaluate(*base[:2], "--hr", str(wrong_hr), *base[4:], "--output", str(tmp_path / "a")),
         "HR is 80x60",
         "x4 = 80x64",
     )
@@ -167,7 +167,7 @@ def test_bad_input(tmp_path, test_set):
     partial.mkdir()
     write_image(partial / "coffee.png", real_photo("coffee")[:64, :80])
     assert_one_line_error(
-        run_evaluate(*base[:2], "--hr", str(partial), *base[4:], "--out", str(tmp_path / "b")),
+        run_evaluate(*base[:2], "--hr", str(partial), *base[4:], "--output", str(tmp_path / "b")),
         "astronaut.png has no HR partner",
     )
     # An unreadable LR file.
@@ -175,16 +175,18 @@ def test_bad_input(tmp_path, test_set):
     broken.mkdir()
     for name in NAMES:
         (broken / f"{name}.png").write_bytes((test_set["lr"] / f"{name}.png").read_bytes()[:100])
-    assert_one_line_error(run_evaluate("--lr", str(broken), *base[2:], "--out", str(tmp_path / "c")), "astronaut.png")
+    assert_one_line_error(
+        run_evaluate("--lr", str(broken), *base[2:], "--output", str(tmp_path / "c")), "astronaut.png"
+    )
     # An empty folder.
     (tmp_path / "empty").mkdir()
     assert_one_line_error(
-        run_evaluate("--lr", str(tmp_path / "empty"), *base[2:], "--out", str(tmp_path / "d")), "holds no images"
+        run_evaluate("--lr", str(tmp_path / "empty"), *base[2:], "--output", str(tmp_path / "d")), "holds no images"
     )
     # A checkpoint that is not an SR checkpoint.
     save_checkpoint(tmp_path / "flow.pt", {"kind": "degradation_flow", "step": 1})
     assert_one_line_error(
-        run_evaluate(*base, "--model", f"x={tmp_path / 'flow.pt'}", "--out", str(tmp_path / "e")),
+        run_evaluate(*base, "--model", f"x={tmp_path / 'flow.pt'}", "--output", str(tmp_path / "e")),
         "is a degradation-flow checkpoint, expected an SR checkpoint",
     )
     # A --sr folder with the wrong sizes.
@@ -193,11 +195,11 @@ def test_bad_input(tmp_path, test_set):
     for name in NAMES:
         write_image(small / f"{name}.png", real_photo(name)[:32, :40])
     assert_one_line_error(
-        run_evaluate(*base, "--sr", f"small={small}", "--out", str(tmp_path / "f")),
+        run_evaluate(*base, "--sr", f"small={small}", "--output", str(tmp_path / "f")),
         "--sr small",
         "is 40x32, expected 80x64",
     )
-    assert_one_line_error(run_evaluate(*base, "--model", "nonsense", "--out", str(tmp_path / "g")), "NAME=PATH")
+    assert_one_line_error(run_evaluate(*base, "--model", "nonsense", "--output", str(tmp_path / "g")), "NAME=PATH")
     for name in "abcdefg":
         assert not (tmp_path / name).exists()  # nothing half-written
 
@@ -211,14 +213,16 @@ def test_tiny_and_mixed_size_images(tmp_path, test_set):
         write_image(hr / f"{name}.png", photo)
         write_image(lr / f"{name}.png", downscale(photo, 4))
     base = ["--lr", str(lr), "--hr", str(hr), "--scale", "4", "--no-lpips", "--device", "cpu"]
-    result = run_evaluate(*base, "--out", str(tmp_path / "ok"))
+    result = run_evaluate(*base, "--output", str(tmp_path / "ok"))
     assert result.returncode == 0, result.stderr[-2000:]
     assert read_image(tmp_path / "ok" / "comparison.png").shape[0] > 20
     message = "astronaut.png is 20x20: after --crop-border 5, 10x10 px are left and SSIM needs 11x11"
-    assert_one_line_error(run_evaluate(*base, "--crop-border", "5", "--out", str(tmp_path / "a")), message)
-    assert_one_line_error(run_evaluate(*base, "--crop-border", "400", "--out", str(tmp_path / "b")), "0x0 px are left")
+    assert_one_line_error(run_evaluate(*base, "--crop-border", "5", "--output", str(tmp_path / "a")), message)
+    assert_one_line_error(
+        run_evaluate(*base, "--crop-border", "400", "--output", str(tmp_path / "b")), "0x0 px are left"
+    )
     (tmp_path / "a_file").write_text("x")
-    assert_one_line_error(run_evaluate(*base, "--out", str(tmp_path / "a_file" / "out")), "cannot write into")
+    assert_one_line_error(run_evaluate(*base, "--output", str(tmp_path / "a_file" / "out")), "cannot write into")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 

@@ -78,9 +78,9 @@ def plot_curves(folders: list[Path], out: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser("python -m tools.curves", __doc__)
     parser.add_argument("folders", nargs="+", type=Path, help="run folders, or folders holding several")
-    parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
+    parser.add_output_option("the PNG to write", dest="out")
     args = parser.parse_args(argv)
-    panels = plot_curves(args.folders, args.out)
+    panels = plot_curves(args.folders, Path(args.out))
     print(f"wrote {args.out} ({'; '.join(panels)})")
 
 

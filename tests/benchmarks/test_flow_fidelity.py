@@ -117,7 +117,7 @@ def test_fidelity_command_on_a_tiny_flow(tmp_path):
     for name in ("astronaut", "coffee", "brick"):
         write_image(real / f"{name}.png", np.clip(downscale(real_photo(name, 192), 4), 0, 1))
     command = [sys.executable, "-m", "degradation.fidelity", "--ckpt", str(tmp_path / "run/checkpoints/last.pt")]
-    command += ["--clean-dir", str(clean), "--real-dir", str(real), "--out", str(tmp_path / "out")]
+    command += ["--clean-dir", str(clean), "--real-dir", str(real), "--output", str(tmp_path / "out")]
     command += ["--steps", "5", "--device", "cpu"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

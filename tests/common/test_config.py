@@ -8,7 +8,14 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from common.config import config_from_dict, config_to_dict, describe_fields, load_config, save_config
+from common.config import (
+    config_from_dict,
+    config_to_dict,
+    describe_fields,
+    fields_help,
+    load_config,
+    save_config,
+)
 from common.errors import ConfigError
 
 
@@ -137,6 +144,18 @@ def test_describe_fields_lists_every_leaf():
     assert len(lines) == 9
 
 
+def test_help_describes_each_field_with_the_value_in_force(tmp_path):
+    from sr.config import SRConfig
+
+    path = write_yaml(tmp_path, {"data": {"degradation": "camera"}, "train": {"n_iter": 7}})
+    text = fields_help(SRConfig, ["--config", path, "--help"])
+    assert text.startswith(f"config fields (values from {path}):")
+    assert "--train.n_iter (an integer, >= 1, value 7)  training steps in all" in text
+    degradation = next(line for line in text.splitlines() if "--data.degradation" in line)
+    assert "{pairs, flow, bicubic, noise_jpeg" in degradation and "value 'camera')  where the LQ" in degradation
+    assert "default 20000" in fields_help(SRConfig, ["--help"])  # no --config: the defaults
+
+
 @given(
     n_iter=st.integers(min_value=-(2**40), max_value=2**40),
     lr=st.floats(allow_nan=False, allow_infinity=False),
@@ -221,7 +240,7 @@ def test_an_out_of_range_value_on_the_command_line_exits_2_with_one_line(tmp_pat
     from pathlib import Path
 
     command = [sys.executable, "-m", "degradation.train", "--config", "configs/deflow_light.yaml"]
-    command += ["--out", str(tmp_path / "run"), "--train.grad_clip", "-50"]
+    command += ["--output", str(tmp_path / "run"), "--train.grad_clip", "-50"]
     result = subprocess.run(command, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["error: train.grad_clip = -50.0 is out of range (allowed: > 0)"]

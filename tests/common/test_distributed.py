@@ -22,7 +22,7 @@ def run_pipeline(out: Path, data_dirs: dict[str, str], batch_size: int, processe
         "train_joint.py",
         "--config",
         "configs/joint.yaml",
-        "--out",
+        "--output",
         str(out),
         "--device",
         "cpu",

@@ -7,7 +7,15 @@ import pytest
 import torch
 from PIL import Image
 
-from common.matlab_resize import cubic, downscale, imresize, imresize_torch, mod_crop, output_length
+from common.matlab_resize import (
+    cubic,
+    downscale,
+    imresize,
+    imresize_torch,
+    mod_crop,
+    output_length,
+    upscale_by_convolution,
+)
 from tests.conftest import real_photo
 
 
@@ -107,3 +115,11 @@ def test_output_length_is_matlab_ceil():
     assert output_length(48, 1 / 3) == 16
     assert output_length(50, 1 / 3) == 17
     assert output_length(10, 4) == 40
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("size", [(2, 2), (5, 7), (16, 9)])
+def test_upscaling_by_convolution_is_the_matrix_resize(scale, size):
+    images = torch.rand(2, 3, *size, dtype=torch.float64, generator=torch.Generator().manual_seed(scale))
+    expected = imresize_torch(images, scale)
+    torch.testing.assert_close(upscale_by_convolution(images, scale), expected, rtol=0, atol=1e-12)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -32,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def start_training(config_path: Path, out: Path, *extra: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "degradation.train", "--config", str(config_path), "--out", str(out), *extra]
+    command = [sys.executable, "-m", "degradation.train", "--config", str(config_path), "--output", str(out), *extra]
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -66,7 +68,7 @@ def test_sigkill_then_resume_reaches_the_uninterrupted_result(tmp_path):
     killed_at = load_checkpoint(last, "degradation_flow")["step"]
     assert 10 <= killed_at < 300
     resumed = subprocess.run(
-        [sys.executable, "-m", "degradation.train", "--resume", str(last), "--out", str(out)],
+        [sys.executable, "-m", "degradation.train", "--resume", str(last), "--output", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -94,11 +96,14 @@ def test_sigterm_writes_a_checkpoint_after_the_current_step(tmp_path):
     assert "stopped by SIGTERM after step" in stderr and "--resume" in stderr and "Traceback" not in stderr
     step = load_checkpoint(out / "checkpoints" / "last.pt", "degradation_flow")["step"]
     assert step >= 3 and f"stopped after step {step}" in log.read_text()
-    resumed = start_training(
-        tmp_path / "config.yaml", out, "--resume", str(out / "checkpoints" / "last.pt"), "--max-steps", "2"
+    # The hint is a whole command that works as printed: the run folder holds config and checkpoint.
+    hint = re.search(r"continue with (.+)\)$", stderr.strip().splitlines()[-1]).group(1)
+    assert hint == f"python -m degradation.train --resume {out}"
+    words = shlex.split(hint)
+    resumed = subprocess.run(
+        [sys.executable, *words[1:], "--max-steps", "2"], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
-    resumed.communicate(timeout=120)
-    assert resumed.returncode == 0
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert load_checkpoint(out / "checkpoints" / "last.pt", "degradation_flow")["step"] == step + 2
 
 
@@ -109,7 +114,15 @@ def test_sigterm_to_the_process_group_with_loader_workers_writes_a_checkpoint(tm
     config.data.num_workers = 2
     save_config(config, tmp_path / "config.yaml")
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "degradation.train", "--config", str(tmp_path / "config.yaml"), "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "degradation.train",
+        "--config",
+        str(tmp_path / "config.yaml"),
+        "--output",
+        str(out),
+    ]
     process = subprocess.Popen(
         command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )

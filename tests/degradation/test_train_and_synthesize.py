@@ -203,7 +203,7 @@ def test_train_command_runs_both_configs(tmp_path, config_file):
         config.data.clean_dir,
         "--data.real_dir",
         config.data.real_dir,
-        "--out",
+        "--output",
         str(tmp_path / "run"),
         "--device",
         "cpu",
@@ -304,7 +304,7 @@ def test_resuming_a_finished_run_says_there_is_nothing_to_do(trained_flow, capsy
     from degradation.train import main
 
     before = trained_flow.stat().st_mtime_ns
-    main(["--resume", str(trained_flow), "--out", str(trained_flow.parents[1])])
+    main(["--resume", str(trained_flow), "--output", str(trained_flow.parents[1])])
     printed = capsys.readouterr().out
     assert "nothing to do: " in printed and "is at step 3 and train.n_iter is 3" in printed
     assert "--train.n_iter 6" in printed

@@ -124,11 +124,11 @@ def test_pipeline_command_end_to_end_with_resume(tmp_path, data_dirs):
     out = tmp_path / "run"
     # A run that stops half-way through the flow stage, as a killed run would.
     first = run_command(
-        "--config", "configs/joint.yaml", *base, "--out", str(out), "--stages", "flow", "--max-steps", "2"
+        "--config", "configs/joint.yaml", *base, "--output", str(out), "--stages", "flow", "--max-steps", "2"
     )
     assert first.returncode == 0, first.stderr[-2000:]
     assert load_checkpoint(out / "flow" / "checkpoints" / "last.pt", "degradation_flow")["step"] == 2
-    again = run_command("--config", "configs/joint.yaml", *base, "--out", str(out))
+    again = run_command("--config", "configs/joint.yaml", *base, "--output", str(out))
     assert again.returncode == 2 and "--resume" in again.stderr
     resumed = run_command("--resume", str(out), "--device", "cpu")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -142,13 +142,13 @@ def test_pipeline_command_end_to_end_with_resume(tmp_path, data_dirs):
     load_sr(out / "joint" / "checkpoints" / "last.pt")
     finished = run_command("--resume", str(out), "--device", "cpu")
     assert finished.returncode == 0 and finished.stdout.count("finished earlier") == 3
-    bad = run_command("--config", "configs/joint.yaml", *base, "--out", str(tmp_path / "x"), "--stages", "sr")
+    bad = run_command("--config", "configs/joint.yaml", *base, "--output", str(tmp_path / "x"), "--stages", "sr")
     assert bad.returncode == 2 and "needs a flow" in bad.stderr
 
 
 @pytest.mark.slow
 def test_a_wrong_data_folder_leaves_no_run_behind(tmp_path, data_dirs):
-    base = ["--data.real_dir", data_dirs["real"], *TINY_PIPELINE, "--device", "cpu", "--out", str(tmp_path / "run")]
+    base = ["--data.real_dir", data_dirs["real"], *TINY_PIPELINE, "--device", "cpu", "--output", str(tmp_path / "run")]
     typo = run_command("--config", "configs/joint.yaml", "--data.clean_dir", str(tmp_path / "hr_typo"), *base)
     assert (
         typo.returncode == 2 and "clean HR folder (--data.clean_dir)" in typo.stderr and "does not exist" in typo.stderr
@@ -186,7 +186,7 @@ def test_the_pipeline_stop_hint_is_a_command_that_resumes_it(tmp_path, data_dirs
         "1",
         "--device",
         "cpu",
-        "--out",
+        "--output",
         str(out),
     ]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

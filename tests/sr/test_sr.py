@@ -30,6 +30,7 @@ from degradation.sampling import degrade_image
 from sr.checkpoint import load_sr
 from sr.config import SRConfig
 from sr.data import flow_degrade
+from sr.infer import infer_folder
 from sr.lpips_metric import LPIPSUnavailable, load_lpips
 from sr.metrics import psnr
 from sr.model import VDSR, relu_activity
@@ -223,6 +224,10 @@ def test_validation_writes_best_checkpoint_and_curves(tmp_path, photos, flow_ckp
     assert 15 < monitor["val_psnr"] < 60 and monitor["best_psnr"] >= monitor["val_psnr"]
     assert (tmp_path / "run" / "checkpoints" / "best.pt").exists()
     assert "validation PSNR" in (tmp_path / "run" / "train.log").read_text()
+    # One LQ | SR | HR figure per validation (every 3 steps of 6), of the 64x64 validation image.
+    figures = sorted((tmp_path / "run" / "samples").glob("step_*.png"))
+    assert [path.name for path in figures] == ["step_0000003.png", "step_0000006.png"]
+    assert read_image(figures[-1]).shape[1] == 3 * 64 + 2 * 4
     # The curves figure finds both runs' TensorBoard logs and draws all three panels.
     panels = plot_curves([tmp_path, flow_ckpt.parents[1]], tmp_path / "curves.png")
     assert panels == ["degradation flow: NLL per domain", "SR: training loss", "SR: validation PSNR"]
@@ -281,7 +286,8 @@ def test_flow_and_pairs_sources_train(tmp_path, photos, flow_ckpt):
 
 def test_bad_sources(tmp_path, photos):
     for overrides, message in (
-        ({"data.degradation": "blurry"}, "unknown data.degradation 'blurry'"),
+        ({"data.degradation": "blurry"}, "data.degradation = 'blurry' is not one of pairs, flow, bicubic"),
+        ({"data.degradation": "camrea"}, "did you mean 'camera'"),
         ({"data.degradation": "flow"}, "needs --data.flow_ckpt"),
         ({"data.degradation": "pairs"}, "needs --data.lq_dir"),
         ({"data.degradation": "bicubic", "data.val_lr_dir": photos["val_lr"]}, "give both"),
@@ -341,6 +347,18 @@ def test_infer_command(tmp_path, photos):
         command[:-4] + ["--output", str(tmp_path / "sr2")], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 2 and "is a degradation-flow checkpoint, expected an SR checkpoint" in result.stderr
+
+
+def test_half_is_bfloat16_on_cuda_and_a_note_on_cpu(tmp_path, photos, device, capsys):
+    train(tiny_sr_config(photos, **{"data.degradation": "bicubic", "train.n_iter": 1}), tmp_path / "run")
+    ckpt = tmp_path / "run" / "checkpoints" / "last.pt"
+    infer_folder(ckpt, photos["val_lr"], tmp_path / "full", device=str(device))
+    infer_folder(ckpt, photos["val_lr"], tmp_path / "half", device=str(device), half=True)
+    full, half = read_image(tmp_path / "full" / "rocket.png"), read_image(tmp_path / "half" / "rocket.png")
+    if device.type == "cpu":
+        assert np.array_equal(full, half) and "--half applies on CUDA only" in capsys.readouterr().err
+    else:
+        assert 40 < psnr(half, full) < float("inf")  # bfloat16 ran, and it is close
 
 
 def test_lpips_plumbing_with_a_random_backbone(tmp_path):
