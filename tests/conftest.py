@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -55,6 +59,17 @@ def fail_a_hung_test():
     timer.start()
     yield
     timer.cancel()
+
+
+def run_stop_hint(stderr: str, expected: str, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The resume command a stopped run printed last (checked to be ``expected``), run as printed plus ``extra``."""
+    hint = re.search(r"continue with (.+)\)$", stderr.strip().splitlines()[-1]).group(1)
+    assert hint == expected
+    words = shlex.split(hint)
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run(
+        [sys.executable, *words[1:], *extra], cwd=root, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def real_photo(name: str = "astronaut", size: int | None = None) -> np.ndarray:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import errno
 import io
 import os
-import re
-import shlex
 import signal
 import subprocess
 import sys
@@ -27,7 +25,7 @@ from common.image_io import read_image
 from degradation.checkpoint import load_flow
 from degradation.train import train as train_flow
 from sr.checkpoint import load_sr
-from tests.conftest import real_photo, tiny_flow_config
+from tests.conftest import real_photo, run_stop_hint, tiny_flow_config
 from tools.export import export_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,12 +95,7 @@ def test_sigterm_writes_a_checkpoint_after_the_current_step(tmp_path):
     step = load_checkpoint(out / "checkpoints" / "last.pt", "degradation_flow")["step"]
     assert step >= 3 and f"stopped after step {step}" in log.read_text()
     # The hint is a whole command that works as printed: the run folder holds config and checkpoint.
-    hint = re.search(r"continue with (.+)\)$", stderr.strip().splitlines()[-1]).group(1)
-    assert hint == f"python -m degradation.train --resume {out}"
-    words = shlex.split(hint)
-    resumed = subprocess.run(
-        [sys.executable, *words[1:], "--max-steps", "2"], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+    resumed = run_stop_hint(stderr, f"python -m degradation.train --resume {out}", "--max-steps", "2")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert load_checkpoint(out / "checkpoints" / "last.pt", "degradation_flow")["step"] == step + 2
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
-import shlex
 import signal
 import subprocess
 import sys
@@ -20,7 +18,7 @@ from degradation.checkpoint import load_flow
 from joint.config import PipelineConfig
 from joint.train import train_joint
 from sr.checkpoint import load_sr
-from tests.conftest import TINY_PIPELINE
+from tests.conftest import TINY_PIPELINE, run_stop_hint
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -198,11 +196,6 @@ def test_the_pipeline_stop_hint_is_a_command_that_resumes_it(tmp_path, data_dirs
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
-    hint = re.search(r"continue with (.+)\)$", stderr.strip().splitlines()[-1]).group(1)
-    assert hint == f"python train_joint.py --resume {out}"
-    words = shlex.split(hint)
-    resumed = subprocess.run(
-        [sys.executable, *words[1:], "--max-steps", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
+    resumed = run_stop_hint(stderr, f"python train_joint.py --resume {out}", "--max-steps", "1")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed at step" in log.read_text()
