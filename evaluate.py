@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.cli import ArgumentParser, at_least, run_cli
-from common.errors import UserError
-from sr.evaluation import evaluate, format_table
+from unpaired_sr.common.cli import ArgumentParser, at_least, run_cli
+from unpaired_sr.common.errors import UserError
+from unpaired_sr.sr.evaluation import evaluate, format_table
 
 
 def parse_named(values: list[str], flag: str) -> list[tuple[str, str]]:
@@ -68,5 +68,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {Path(args.out_dir) / 'summary.json'}, per_image.csv, comparison.png and SR images")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -17,17 +17,17 @@ import json
 import sys
 from pathlib import Path
 
-from common.checkpoint import FLOW_KIND, JOINT_KIND, SR_KIND, load_checkpoint
-from common.cli import ArgumentParser, run_cli
-from common.config import fields_help, load_config, save_config
-from common.distributed import launched_rank
-from common.errors import TrainingStopped, UserError
-from common.files import atomic_write_bytes
-from common.image_io import list_images
-from degradation.train import train as train_flow
-from joint.config import PipelineConfig, flow_stage_config, sr_stage_config
-from joint.train import train_joint
-from sr.train import train as train_sr
+from unpaired_sr.common.checkpoint import FLOW_KIND, JOINT_KIND, SR_KIND, load_checkpoint
+from unpaired_sr.common.cli import ArgumentParser, run_cli
+from unpaired_sr.common.config import fields_help, load_config, save_config
+from unpaired_sr.common.distributed import launched_rank
+from unpaired_sr.common.errors import TrainingStopped, UserError
+from unpaired_sr.common.files import atomic_write_bytes
+from unpaired_sr.common.image_io import list_images
+from unpaired_sr.degradation.train import train as train_flow
+from unpaired_sr.joint.config import PipelineConfig, flow_stage_config, sr_stage_config
+from unpaired_sr.joint.train import train_joint
+from unpaired_sr.sr.train import train as train_sr
 
 STAGES = ("flow", "sr", "joint")
 
@@ -170,5 +170,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"run folder: {out} (summary.json, config.yaml, {', '.join(stages)}/)")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

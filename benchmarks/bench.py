@@ -34,18 +34,18 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.config import load_config  # noqa: E402
-from common.matlab_resize import clean_lr_from_hr  # noqa: E402
-from common.training import NonFiniteGuard, autocast, setup_device  # noqa: E402
-from degradation.checkpoint import build_flow  # noqa: E402
-from degradation.config import FlowConfig  # noqa: E402
-from degradation.flow import (
+from unpaired_sr.common.config import load_config  # noqa: E402
+from unpaired_sr.common.matlab_resize import clean_lr_from_hr  # noqa: E402
+from unpaired_sr.common.training import NonFiniteGuard, autocast, setup_device  # noqa: E402
+from unpaired_sr.degradation.checkpoint import build_flow  # noqa: E402
+from unpaired_sr.degradation.config import FlowConfig  # noqa: E402
+from unpaired_sr.degradation.flow import (
     FlowObjective,  # noqa: E402
     flow_optimizer,  # noqa: E402
 )
-from degradation.sampling import degrade_image  # noqa: E402
-from sr.model import VDSR  # noqa: E402
-from sr.upscale import default_tile_size, upscale_image  # noqa: E402
+from unpaired_sr.degradation.sampling import degrade_image  # noqa: E402
+from unpaired_sr.sr.model import VDSR  # noqa: E402
+from unpaired_sr.sr.upscale import default_tile_size, upscale_image  # noqa: E402
 
 # Dense (no sparsity) peak TFLOP/s from NVIDIA's datasheets: (bf16 tensor core, TF32 tensor core).
 # cuDNN runs fp32 convolutions in TF32 by default (torch.backends.cudnn.allow_tf32).

@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from data_tools.datasets import ImageFolderCache, UnpairedCrops  # noqa: E402
+from unpaired_sr.data_tools.datasets import ImageFolderCache, UnpairedCrops  # noqa: E402
 
 
 def main() -> None:

@@ -38,11 +38,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.image_io import write_image  # noqa: E402
-from data_tools.prepare_demo import prepare_demo  # noqa: E402
-from degradation.checkpoint import load_flow  # noqa: E402
-from degradation.oracle_fidelity import REAL, TEMPERATURES, benchmark_flow_config, evaluate  # noqa: E402
-from degradation.train import train  # noqa: E402
+from unpaired_sr.common.image_io import write_image  # noqa: E402
+from unpaired_sr.data_tools.prepare_demo import prepare_demo  # noqa: E402
+from unpaired_sr.degradation.checkpoint import load_flow  # noqa: E402
+from unpaired_sr.degradation.oracle_fidelity import REAL, TEMPERATURES, benchmark_flow_config, evaluate  # noqa: E402
+from unpaired_sr.degradation.train import train  # noqa: E402
 
 
 def train_flow(bench: Path, run: Path, config_file: str, steps: int, device: str, overrides: list[str]) -> dict:

@@ -24,11 +24,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common.checkpoint import SR_KIND, save_checkpoint  # noqa: E402
-from common.config import config_to_dict, load_config  # noqa: E402
-from common.image_io import write_image  # noqa: E402
-from sr.checkpoint import build_sr  # noqa: E402
-from sr.config import SRConfig  # noqa: E402
+from unpaired_sr.common.checkpoint import SR_KIND, save_checkpoint  # noqa: E402
+from unpaired_sr.common.config import config_to_dict, load_config  # noqa: E402
+from unpaired_sr.common.image_io import write_image  # noqa: E402
+from unpaired_sr.sr.checkpoint import build_sr  # noqa: E402
+from unpaired_sr.sr.config import SRConfig  # noqa: E402
+
 from tests.conftest import real_photo  # noqa: E402
 
 MEASURE = (

@@ -22,13 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.config import load_config  # noqa: E402
-from degradation.checkpoint import load_flow  # noqa: E402
-from degradation.oracle_fidelity import TEMPERATURES  # noqa: E402
-from degradation.oracle_fidelity import evaluate as flow_fidelity  # noqa: E402
-from joint.config import PipelineConfig  # noqa: E402
-from joint.train import train_joint  # noqa: E402
-from sr.evaluation import evaluate, format_table  # noqa: E402
+from unpaired_sr.common.config import load_config  # noqa: E402
+from unpaired_sr.degradation.checkpoint import load_flow  # noqa: E402
+from unpaired_sr.degradation.oracle_fidelity import TEMPERATURES  # noqa: E402
+from unpaired_sr.degradation.oracle_fidelity import evaluate as flow_fidelity  # noqa: E402
+from unpaired_sr.joint.config import PipelineConfig  # noqa: E402
+from unpaired_sr.joint.train import train_joint  # noqa: E402
+from unpaired_sr.sr.evaluation import evaluate, format_table  # noqa: E402
 
 
 def fidelity_row(ckpt: str | Path, bench: Path) -> dict:

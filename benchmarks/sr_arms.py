@@ -31,16 +31,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.config import load_config  # noqa: E402
-from common.image_io import list_images, read_image, write_image  # noqa: E402
-from common.matlab_resize import downscale  # noqa: E402
-from data_tools.prepare_demo import prepare_demo  # noqa: E402
-from degradation.oracle_fidelity import benchmark_flow_config  # noqa: E402
-from degradation.train import train as train_flow  # noqa: E402
-from sr.config import SRConfig  # noqa: E402
-from sr.evaluation import evaluate, format_table  # noqa: E402
-from sr.train import train as train_sr  # noqa: E402
-from tools.curves import plot_curves  # noqa: E402
+from unpaired_sr.common.config import load_config  # noqa: E402
+from unpaired_sr.common.image_io import list_images, read_image, write_image  # noqa: E402
+from unpaired_sr.common.matlab_resize import downscale  # noqa: E402
+from unpaired_sr.data_tools.prepare_demo import prepare_demo  # noqa: E402
+from unpaired_sr.degradation.oracle_fidelity import benchmark_flow_config  # noqa: E402
+from unpaired_sr.degradation.train import train as train_flow  # noqa: E402
+from unpaired_sr.sr.config import SRConfig  # noqa: E402
+from unpaired_sr.sr.evaluation import evaluate, format_table  # noqa: E402
+from unpaired_sr.sr.train import train as train_sr  # noqa: E402
+from unpaired_sr.tools.curves import plot_curves  # noqa: E402
 
 ARMS = ("bicubic", "realesrgan", "flow", "oracle")
 

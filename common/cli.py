@@ -5,8 +5,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from common.errors import TrainingStopped, UserError
-from common.image_io import set_max_pixels
+from unpaired_sr.common.errors import TrainingStopped, UserError
+from unpaired_sr.common.image_io import set_max_pixels
+
+COMMAND_PREFIX = "usr-"  # the installed commands' names (pyproject.toml): usr-infer, usr-train-flow, ...
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -18,6 +20,9 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def __init__(self, prog: str, doc: str, **kwargs):
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        command = Path(sys.argv[0]).name
+        if command.startswith(COMMAND_PREFIX):  # run as an installed command: its help and hints name it
+            prog = command
         super().__init__(prog=prog, description=doc.split("\n\n")[0], **kwargs)
 
     def error(self, message: str):

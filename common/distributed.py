@@ -19,8 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import nn
-
-from common.errors import UserError
+from unpaired_sr.common.errors import UserError
 
 
 @dataclass(frozen=True)

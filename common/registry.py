@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common.errors import UserError
+from unpaired_sr.common.errors import UserError
 
 
 class RegistryFetchError(UserError):

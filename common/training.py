@@ -16,14 +16,13 @@ from typing import Any
 
 import torch
 from tqdm import tqdm
-
-from common.checkpoint import load_checkpoint, restore_rng_state, rng_state
-from common.cli import ArgumentParser, resume_checkpoint, run_folder_of
-from common.config import TrainLoopConfig, config_to_dict, fields_help, load_config, save_config
-from common.distributed import Distributed, any_across, barrier, init_distributed, mean_across
-from common.errors import TrainingStopped, UserError
-from common.files import sweep_temporaries
-from common.image_io import write_image
+from unpaired_sr.common.checkpoint import load_checkpoint, restore_rng_state, rng_state
+from unpaired_sr.common.cli import ArgumentParser, resume_checkpoint, run_folder_of
+from unpaired_sr.common.config import TrainLoopConfig, config_to_dict, fields_help, load_config, save_config
+from unpaired_sr.common.distributed import Distributed, any_across, barrier, init_distributed, mean_across
+from unpaired_sr.common.errors import TrainingStopped, UserError
+from unpaired_sr.common.files import sweep_temporaries
+from unpaired_sr.common.image_io import write_image
 
 
 def select_device(name: str) -> torch.device:

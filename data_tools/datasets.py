@@ -29,13 +29,19 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
-
-from common.distributed import Distributed
-from common.errors import ImageReadError, UserError
-from common.files import atomic_file
-from common.image_io import LUMA_WEIGHTS, image_size, image_to_tensor, list_images, read_image_native, to_float32
-from common.registry import cache_dir
-from common.training import ignore_stop_signals
+from unpaired_sr.common.distributed import Distributed
+from unpaired_sr.common.errors import ImageReadError, UserError
+from unpaired_sr.common.files import atomic_file
+from unpaired_sr.common.image_io import (
+    LUMA_WEIGHTS,
+    image_size,
+    image_to_tensor,
+    list_images,
+    read_image_native,
+    to_float32,
+)
+from unpaired_sr.common.registry import cache_dir
+from unpaired_sr.common.training import ignore_stop_signals
 
 STORE_ABOVE_BYTES = 2 * 1024**3  # decoded size above which a folder is memory-mapped ($UNPAIRED_SR_STORE_ABOVE)
 STORAGE_MODES = ("auto", "memory", "memmap")

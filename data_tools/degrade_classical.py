@@ -41,12 +41,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from common.cli import ArgumentParser, run_cli
-from common.errors import UserError
-from common.matlab_resize import downscale, mod_crop
-from common.seeds import seed_keys
-from data_tools.parallel import map_with_progress
+from unpaired_sr.common.cli import ArgumentParser, run_cli
+from unpaired_sr.common.errors import UserError
+from unpaired_sr.common.matlab_resize import downscale, mod_crop
+from unpaired_sr.common.seeds import seed_keys
+from unpaired_sr.data_tools.parallel import map_with_progress
 
 # ----------------------------------------------------------------------------- pieces
 
@@ -295,7 +294,7 @@ def image_rng(seed: int, name: str) -> np.random.Generator:
 
 
 def _degrade_file(path: Path, out_dir: Path, scale: int, preset: str, seed: int) -> None:
-    from common.image_io import read_image, write_image
+    from unpaired_sr.common.image_io import read_image, write_image
 
     hr = mod_crop(read_image(path), scale)
     if min(hr.shape[:2]) < scale * 4:
@@ -314,8 +313,8 @@ def degrade_folder(
     overwrite: bool = False,
 ) -> int:
     """Degrade every image of ``input_dir`` into PNGs of the same stem in ``output_dir``."""
-    from common.files import staged_output_dir
-    from common.image_io import list_images
+    from unpaired_sr.common.files import staged_output_dir
+    from unpaired_sr.common.image_io import list_images
 
     if preset not in PRESETS:
         raise UserError(f"unknown degradation {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -340,5 +339,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {count} images to {args.output}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

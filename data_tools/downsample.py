@@ -13,13 +13,12 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-
-from common.cli import ArgumentParser, run_cli
-from common.errors import UserError
-from common.files import staged_output_dir
-from common.image_io import list_images, read_image_native, to_float32, write_image
-from common.matlab_resize import downscale, mod_crop
-from data_tools.parallel import map_with_progress
+from unpaired_sr.common.cli import ArgumentParser, run_cli
+from unpaired_sr.common.errors import UserError
+from unpaired_sr.common.files import staged_output_dir
+from unpaired_sr.common.image_io import list_images, read_image_native, to_float32, write_image
+from unpaired_sr.common.matlab_resize import downscale, mod_crop
+from unpaired_sr.data_tools.parallel import map_with_progress
 
 
 def downsample_image(image: np.ndarray, scale: int) -> np.ndarray:
@@ -60,5 +59,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {count} images to {args.output}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

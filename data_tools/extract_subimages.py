@@ -14,11 +14,11 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from common.cli import ArgumentParser, run_cli
-from common.errors import UserError
-from common.files import staged_output_dir
-from common.image_io import list_images, read_image_native, write_image
-from data_tools.parallel import map_with_progress
+from unpaired_sr.common.cli import ArgumentParser, run_cli
+from unpaired_sr.common.errors import UserError
+from unpaired_sr.common.files import staged_output_dir
+from unpaired_sr.common.image_io import list_images, read_image_native, write_image
+from unpaired_sr.data_tools.parallel import map_with_progress
 
 
 def crop_positions(length: int, crop_size: int, step: int, thresh_size: int = 0) -> list[int]:
@@ -80,5 +80,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {count} sub-images to {args.output_dir}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

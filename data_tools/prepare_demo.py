@@ -17,10 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-
-from common.cli import ArgumentParser, run_cli
-from common.image_io import write_image
-from data_tools.make_benchmark import make_benchmark
+from unpaired_sr.common.cli import ArgumentParser, run_cli
+from unpaired_sr.common.image_io import write_image
+from unpaired_sr.data_tools.make_benchmark import make_benchmark
 
 DEMO_TEST_PHOTOS = ["chelsea", "coffee", "rocket"]
 
@@ -124,5 +123,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {split}: {', '.join(metadata['photos'][split])}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -26,8 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
-
-from common.filters import gaussian_blur
+from unpaired_sr.common.filters import gaussian_blur
 
 
 def detail(images: torch.Tensor, high_pass_sigma: float) -> torch.Tensor:

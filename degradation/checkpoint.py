@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-
-from common.checkpoint import load_network, load_weights
-from degradation.config import FlowConfig, FlowModelConfig
-from degradation.flow import DegradationFlow
+from unpaired_sr.common.checkpoint import load_network, load_weights
+from unpaired_sr.degradation.config import FlowConfig, FlowModelConfig
+from unpaired_sr.degradation.flow import DegradationFlow
 
 
 def build_flow(model: FlowModelConfig, seed: int = 0) -> DegradationFlow:

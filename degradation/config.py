@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from common.config import CropDataConfig, TrainLoopConfig
+from unpaired_sr.common.config import CropDataConfig, TrainLoopConfig
 
 
 @dataclass

@@ -24,16 +24,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm import tqdm
-
-from common.cli import ArgumentParser, at_least, run_cli
-from common.errors import UserError
-from common.figures import grid, upscale_nearest
-from common.image_io import image_to_tensor, list_images, read_image, write_image
-from common.matlab_resize import clean_lr_from_hr, mod_crop
-from common.training import select_device
-from degradation.checkpoint import load_flow
-from degradation.realism import photo_group, two_sample_accuracy
-from degradation.sampling import degrade_image, sample_seed
+from unpaired_sr.common.cli import ArgumentParser, at_least, run_cli
+from unpaired_sr.common.errors import UserError
+from unpaired_sr.common.figures import grid, upscale_nearest
+from unpaired_sr.common.image_io import image_to_tensor, list_images, read_image, write_image
+from unpaired_sr.common.matlab_resize import clean_lr_from_hr, mod_crop
+from unpaired_sr.common.training import select_device
+from unpaired_sr.degradation.checkpoint import load_flow
+from unpaired_sr.degradation.realism import photo_group, two_sample_accuracy
+from unpaired_sr.degradation.sampling import degrade_image, sample_seed
 
 
 def read_folder(folder: str | Path, what: str, scale: int = 1, limit: int | None = None) -> dict[str, np.ndarray]:
@@ -135,5 +134,10 @@ def main(argv: list[str] | None = None) -> None:
     print(*summary_lines(report), f"wrote {out / 'fidelity.json'} and {out / 'fidelity.png'}", sep="\n")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -18,12 +18,17 @@ import math
 
 import torch
 from torch import nn
-
-from common.filters import gaussian_blur
-from degradation.encoder import LOW_PASS_FACTOR, ConditionEncoder
-from degradation.layers import ActNorm, ConditionalAffineCoupling, ConditionalGaussianize, InvertibleConv1x1, Squeeze
-from degradation.noise import PATCH, ImageNoise
-from degradation.prior import DomainShift
+from unpaired_sr.common.filters import gaussian_blur
+from unpaired_sr.degradation.encoder import LOW_PASS_FACTOR, ConditionEncoder
+from unpaired_sr.degradation.layers import (
+    ActNorm,
+    ConditionalAffineCoupling,
+    ConditionalGaussianize,
+    InvertibleConv1x1,
+    Squeeze,
+)
+from unpaired_sr.degradation.noise import PATCH, ImageNoise
+from unpaired_sr.degradation.prior import DomainShift
 
 
 def bits_per_dim(log_likelihood: torch.Tensor, num_dims: int, num_bins: int) -> torch.Tensor:

@@ -27,9 +27,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-
-from common.filters import gaussian_blur
-from common.image_io import LUMA_WEIGHTS
+from unpaired_sr.common.filters import gaussian_blur
+from unpaired_sr.common.image_io import LUMA_WEIGHTS
 
 LUMA_EDGES = (0.3, 0.6)  # dark / middle / bright
 CONTENT_SIGMA = 2.0  # blur before binning: noise of 15/255 moves the blurred luma by ~2/255

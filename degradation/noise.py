@@ -45,10 +45,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from common.filters import gaussian_blur
-from common.image_io import LUMA_WEIGHTS, image_to_tensor, to_float32
-from common.matlab_resize import clean_lr_from_hr
+from unpaired_sr.common.filters import gaussian_blur
+from unpaired_sr.common.image_io import LUMA_WEIGHTS, image_to_tensor, to_float32
+from unpaired_sr.common.matlab_resize import clean_lr_from_hr
 
 PATCH = 8
 STRIDE = 4

@@ -16,14 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from common.config import load_config
-from common.figures import grid, upscale_nearest
-from common.image_io import image_to_tensor, list_images, read_image
-from common.matlab_resize import clean_lr_from_hr
-from data_tools.degrade_classical import degrade, image_rng
-from degradation.config import FlowConfig
-from degradation.realism import (
+from unpaired_sr.common.config import load_config
+from unpaired_sr.common.figures import grid, upscale_nearest
+from unpaired_sr.common.image_io import image_to_tensor, list_images, read_image
+from unpaired_sr.common.matlab_resize import clean_lr_from_hr
+from unpaired_sr.data_tools.degrade_classical import degrade, image_rng
+from unpaired_sr.degradation.config import FlowConfig
+from unpaired_sr.degradation.realism import (
     RegionMap,
     frechet_distance,
     gradient_magnitude,
@@ -35,7 +34,7 @@ from degradation.realism import (
     residual_statistics,
     two_sample_accuracy,
 )
-from degradation.sampling import degrade_image, sample_seed
+from unpaired_sr.degradation.sampling import degrade_image, sample_seed
 
 TEMPERATURES = (0.5, 0.8, 1.0)
 

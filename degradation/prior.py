@@ -38,8 +38,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from degradation.layers import ZeroConv2d, bounded_log_scale
+from unpaired_sr.degradation.layers import ZeroConv2d, bounded_log_scale
 
 
 class LevelShift(nn.Module):

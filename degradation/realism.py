@@ -24,8 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from common.filters import gaussian_blur
+from unpaired_sr.common.filters import gaussian_blur
 
 PATCH = 8
 LUMA_BIN_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0001)
@@ -292,8 +291,7 @@ def latent_check(
     dequantized with ``num_bins`` as in training (without it latents look too narrow).
     """
     from scipy.stats import chi2
-
-    from degradation.flow import dequantize
+    from unpaired_sr.degradation.flow import dequantize
 
     generator = torch.Generator().manual_seed(seed)
     noisy = lambda image: dequantize(image, num_bins, torch.rand(image.shape, generator=generator) - 0.5)  # noqa: E731

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
-from common.figures import grid, upscale_nearest
-from degradation.flow import DegradationFlow
+from unpaired_sr.common.figures import grid, upscale_nearest
+from unpaired_sr.degradation.flow import DegradationFlow
 
 SAMPLE_TEMPERATURES = (0.5, 0.8, 1.0)
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-from common.errors import UserError
-from common.seeds import derived_seed
-from common.tiling import balanced_tile, tile_starts
-from degradation.flow import DegradationFlow
+from unpaired_sr.common.errors import UserError
+from unpaired_sr.common.seeds import derived_seed
+from unpaired_sr.common.tiling import balanced_tile, tile_starts
+from unpaired_sr.degradation.flow import DegradationFlow
 
 
 def sample_seed(seed: int, name: str, sample_index: int = 0) -> int:

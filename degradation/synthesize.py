@@ -20,15 +20,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from tqdm import tqdm
-
-from common.cli import ArgumentParser, at_least, run_cli
-from common.errors import UserError
-from common.files import staged_output_dir
-from common.image_io import image_to_tensor, list_inputs, read_image, tensor_to_image, write_image
-from common.matlab_resize import clean_lr_from_hr, mod_crop
-from common.training import select_device
-from degradation.checkpoint import load_flow
-from degradation.sampling import degrade_image, sample_seed
+from unpaired_sr.common.cli import ArgumentParser, at_least, run_cli
+from unpaired_sr.common.errors import UserError
+from unpaired_sr.common.files import staged_output_dir
+from unpaired_sr.common.image_io import image_to_tensor, list_inputs, read_image, tensor_to_image, write_image
+from unpaired_sr.common.matlab_resize import clean_lr_from_hr, mod_crop
+from unpaired_sr.common.training import select_device
+from unpaired_sr.degradation.checkpoint import load_flow
+from unpaired_sr.degradation.sampling import degrade_image, sample_seed
 
 
 def synthesize_folder(
@@ -112,5 +111,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {count} images to {args.output_dir}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -15,14 +15,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-
-from common.checkpoint import FLOW_KIND, load_checkpoint, save_training_checkpoint
-from common.cli import run_cli
-from common.config import config_from_dict
-from common.distributed import Distributed, all_gather_cat, wrap_ddp
-from common.errors import UserError
-from common.matlab_resize import clean_lr_from_hr
-from common.training import (
+from unpaired_sr.common.checkpoint import FLOW_KIND, load_checkpoint, save_training_checkpoint
+from unpaired_sr.common.cli import run_cli
+from unpaired_sr.common.config import config_from_dict
+from unpaired_sr.common.distributed import Distributed, all_gather_cat, wrap_ddp
+from unpaired_sr.common.errors import UserError
+from unpaired_sr.common.matlab_resize import clean_lr_from_hr
+from unpaired_sr.common.training import (
     LogWindow,
     NonFiniteGuard,
     TrainingSteps,
@@ -35,20 +34,26 @@ from common.training import (
     training_main,
     training_state,
 )
-from data_tools.datasets import ImageFolderCache, UnpairedCrops, dequant_noise_batch, step_loader
-from degradation.adversarial import (
+from unpaired_sr.data_tools.datasets import ImageFolderCache, UnpairedCrops, dequant_noise_batch, step_loader
+from unpaired_sr.degradation.adversarial import (
     PatchDiscriminator,
     discriminator_accuracy,
     discriminator_loss,
     generator_loss,
     quantize_8bit,
 )
-from degradation.checkpoint import build_flow
-from degradation.config import FlowConfig, FlowTrainConfig
-from degradation.flow import DegradationFlow, FlowObjective, count_parameters, domain_bits_per_dim, flow_optimizer
-from degradation.moments import DetailMoments
-from degradation.noise import estimate_from_training_sets
-from degradation.samples import sample_figure
+from unpaired_sr.degradation.checkpoint import build_flow
+from unpaired_sr.degradation.config import FlowConfig, FlowTrainConfig
+from unpaired_sr.degradation.flow import (
+    DegradationFlow,
+    FlowObjective,
+    count_parameters,
+    domain_bits_per_dim,
+    flow_optimizer,
+)
+from unpaired_sr.degradation.moments import DetailMoments
+from unpaired_sr.degradation.noise import estimate_from_training_sets
+from unpaired_sr.degradation.samples import sample_figure
 
 
 @torch.no_grad()
@@ -244,5 +249,10 @@ def main(argv: list[str] | None = None) -> None:
     training_main(argv, prog="python -m degradation.train", doc=__doc__, schema=FlowConfig, kind=FLOW_KIND, train=train)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from common.config import CropDataConfig, TrainLoopConfig
-from degradation.config import FlowConfig, FlowDataConfig, FlowModelConfig, FlowTrainConfig
-from sr.config import SRConfig, SRDataConfig, SRModelConfig, SRTrainConfig
+from unpaired_sr.common.config import CropDataConfig, TrainLoopConfig
+from unpaired_sr.degradation.config import FlowConfig, FlowDataConfig, FlowModelConfig, FlowTrainConfig
+from unpaired_sr.sr.config import SRConfig, SRDataConfig, SRModelConfig, SRTrainConfig
 
 
 @dataclass

@@ -15,13 +15,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from common.checkpoint import JOINT_KIND, load_checkpoint, save_training_checkpoint
-from common.config import config_to_dict
-from common.distributed import wrap_ddp
-from common.errors import UserError
-from common.matlab_resize import clean_lr_from_hr
-from common.training import (
+from unpaired_sr.common.checkpoint import JOINT_KIND, load_checkpoint, save_training_checkpoint
+from unpaired_sr.common.config import config_to_dict
+from unpaired_sr.common.distributed import wrap_ddp
+from unpaired_sr.common.errors import UserError
+from unpaired_sr.common.matlab_resize import clean_lr_from_hr
+from unpaired_sr.common.training import (
     EMA,
     LogWindow,
     NonFiniteGuard,
@@ -34,14 +33,14 @@ from common.training import (
     start_process,
     training_state,
 )
-from data_tools.datasets import ImageFolderCache, UnpairedCrops, dequant_noise_batch, step_loader
-from degradation.checkpoint import build_flow, load_flow
-from degradation.flow import DegradationFlow, domain_bits_per_dim, flow_optimizer
-from degradation.samples import sample_figure
-from joint.config import PipelineConfig, flow_stage_config, sr_stage_config
-from sr.checkpoint import build_sr, load_sr
-from sr.data import flow_degrade, noise_seed
-from sr.validation import ValidationSet
+from unpaired_sr.data_tools.datasets import ImageFolderCache, UnpairedCrops, dequant_noise_batch, step_loader
+from unpaired_sr.degradation.checkpoint import build_flow, load_flow
+from unpaired_sr.degradation.flow import DegradationFlow, domain_bits_per_dim, flow_optimizer
+from unpaired_sr.degradation.samples import sample_figure
+from unpaired_sr.joint.config import PipelineConfig, flow_stage_config, sr_stage_config
+from unpaired_sr.sr.checkpoint import build_sr, load_sr
+from unpaired_sr.sr.data import flow_degrade, noise_seed
+from unpaired_sr.sr.validation import ValidationSet
 
 
 class ScaleGradient(torch.autograd.Function):

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-
-from common.checkpoint import load_network, load_weights
-from sr.config import SRConfig, SRModelConfig
-from sr.model import VDSR
+from unpaired_sr.common.checkpoint import load_network, load_weights
+from unpaired_sr.sr.config import SRConfig, SRModelConfig
+from unpaired_sr.sr.model import VDSR
 
 
 def build_sr(model: SRModelConfig, scale: int) -> VDSR:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
-from common.config import CropDataConfig, TrainLoopConfig
-from data_tools.degrade_classical import PRESETS
+from unpaired_sr.common.config import CropDataConfig, TrainLoopConfig
+from unpaired_sr.data_tools.degrade_classical import PRESETS
 
 # Where the training pairs come from: a paired folder, the learned flow, or a classical preset.
 PAIR_SOURCES = ("pairs", "flow")

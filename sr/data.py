@@ -12,13 +12,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-
-from common.image_io import image_to_tensor, to_float32
-from common.matlab_resize import clean_lr_from_hr
-from common.seeds import derived_seed
-from data_tools.datasets import ImageFolderCache, random_crop
-from data_tools.degrade_classical import degrade
-from degradation.flow import DegradationFlow
+from unpaired_sr.common.image_io import image_to_tensor, to_float32
+from unpaired_sr.common.matlab_resize import clean_lr_from_hr
+from unpaired_sr.common.seeds import derived_seed
+from unpaired_sr.data_tools.datasets import ImageFolderCache, random_crop
+from unpaired_sr.data_tools.degrade_classical import degrade
+from unpaired_sr.degradation.flow import DegradationFlow
 
 
 class DegradedCrops(Dataset):

@@ -20,19 +20,18 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm import tqdm
-
-from common.errors import UserError
-from common.figures import grid, label, upscale_nearest
-from common.files import atomic_write_bytes, staged_output_dir
-from common.image_io import image_to_tensor, list_images, read_image, tensor_to_image, write_image
-from common.matlab_resize import imresize, mod_crop
-from common.niqe_params import load_niqe_params
-from common.training import select_device
-from sr.checkpoint import load_sr
-from sr.lpips_metric import LPIPSUnavailable, load_lpips
-from sr.metrics import SSIM_MIN_SIZE, psnr, ssim
-from sr.niqe import PATCH, niqe
-from sr.upscale import upscale_image
+from unpaired_sr.common.errors import UserError
+from unpaired_sr.common.figures import grid, label, upscale_nearest
+from unpaired_sr.common.files import atomic_write_bytes, staged_output_dir
+from unpaired_sr.common.image_io import image_to_tensor, list_images, read_image, tensor_to_image, write_image
+from unpaired_sr.common.matlab_resize import imresize, mod_crop
+from unpaired_sr.common.niqe_params import load_niqe_params
+from unpaired_sr.common.training import select_device
+from unpaired_sr.sr.checkpoint import load_sr
+from unpaired_sr.sr.lpips_metric import LPIPSUnavailable, load_lpips
+from unpaired_sr.sr.metrics import SSIM_MIN_SIZE, psnr, ssim
+from unpaired_sr.sr.niqe import PATCH, niqe
+from unpaired_sr.sr.upscale import upscale_image
 
 
 @dataclass

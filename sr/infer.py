@@ -25,11 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm import tqdm
-
-from common.cli import ArgumentParser, at_least, run_cli
-from common.errors import UserError
-from common.files import staged_output_dir
-from common.image_io import (
+from unpaired_sr.common.cli import ArgumentParser, at_least, run_cli
+from unpaired_sr.common.errors import UserError
+from unpaired_sr.common.files import staged_output_dir
+from unpaired_sr.common.image_io import (
     PngStripWriter,
     decode_image,
     list_inputs,
@@ -37,11 +36,11 @@ from common.image_io import (
     to_uint16,
     write_image,
 )
-from common.matlab_resize import imresize
-from common.training import select_device
-from sr.checkpoint import load_sr
-from sr.model import VDSR
-from sr.upscale import upscale_alpha_strips, upscale_strips
+from unpaired_sr.common.matlab_resize import imresize
+from unpaired_sr.common.training import select_device
+from unpaired_sr.sr.checkpoint import load_sr
+from unpaired_sr.sr.model import VDSR
+from unpaired_sr.sr.upscale import upscale_alpha_strips, upscale_strips
 
 
 def output_name(path: Path, suffix: str, ext: str) -> str:
@@ -174,5 +173,10 @@ def main(argv: list[str] | None = None) -> None:
     )
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -18,9 +18,8 @@ import warnings
 from pathlib import Path
 
 import torch
-
-from common.errors import UserError
-from common.lpips_weights import default_weights_path
+from unpaired_sr.common.errors import UserError
+from unpaired_sr.common.lpips_weights import default_weights_path
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's AlexNet_Weights.IMAGENET1K_V1
 

@@ -21,9 +21,8 @@ import math
 import numpy as np
 from scipy.ndimage import correlate
 from scipy.special import gamma as gamma_function
-
-from common.errors import UserError
-from common.matlab_resize import downscale
+from unpaired_sr.common.errors import UserError
+from unpaired_sr.common.matlab_resize import downscale
 
 PATCH = 96
 GRAY_WEIGHTS = (0.298936021293775, 0.587043074451121, 0.114020904255103)  # MATLAB rgb2gray

@@ -19,13 +19,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
-
-from common.checkpoint import SR_KIND, load_checkpoint, save_checkpoint, save_training_checkpoint
-from common.cli import run_cli
-from common.config import config_from_dict
-from common.distributed import wrap_ddp
-from common.errors import UserError
-from common.training import (
+from unpaired_sr.common.checkpoint import SR_KIND, load_checkpoint, save_checkpoint, save_training_checkpoint
+from unpaired_sr.common.cli import run_cli
+from unpaired_sr.common.config import config_from_dict
+from unpaired_sr.common.distributed import wrap_ddp
+from unpaired_sr.common.errors import UserError
+from unpaired_sr.common.training import (
     EMA,
     LogWindow,
     NonFiniteGuard,
@@ -40,14 +39,14 @@ from common.training import (
     training_main,
     training_state,
 )
-from data_tools.datasets import HRCrops, ImageFolderCache, PairedCrops, step_loader
-from data_tools.degrade_classical import PRESETS
-from degradation.checkpoint import load_flow
-from sr.checkpoint import build_sr
-from sr.config import PAIR_SOURCES, SRConfig
-from sr.data import DegradedCrops, flow_degrade, noise_seed
-from sr.model import VDSR, relu_activity
-from sr.validation import ValidationSet
+from unpaired_sr.data_tools.datasets import HRCrops, ImageFolderCache, PairedCrops, step_loader
+from unpaired_sr.data_tools.degrade_classical import PRESETS
+from unpaired_sr.degradation.checkpoint import load_flow
+from unpaired_sr.sr.checkpoint import build_sr
+from unpaired_sr.sr.config import PAIR_SOURCES, SRConfig
+from unpaired_sr.sr.data import DegradedCrops, flow_degrade, noise_seed
+from unpaired_sr.sr.model import VDSR, relu_activity
+from unpaired_sr.sr.validation import ValidationSet
 
 # A ReLU layer whose units are (nearly) never positive passes no gradient and does not recover.
 DEAD_LAYER_FRACTION = 0.01
@@ -106,7 +105,7 @@ def train(
     guard = NonFiniteGuard(train.max_bad_steps)
     lpips_loss = None
     if train.lpips_weight > 0:
-        from sr.lpips_metric import load_lpips
+        from unpaired_sr.sr.lpips_metric import load_lpips
 
         lpips_loss = load_lpips(device=device)
     # What a checkpoint keeps, saved and restored through this one dict.
@@ -211,5 +210,10 @@ def main(argv: list[str] | None = None) -> None:
     training_main(argv, prog="python -m sr.train", doc=__doc__, schema=SRConfig, kind=SR_KIND, train=train)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

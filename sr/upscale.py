@@ -12,12 +12,11 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-
-from common.errors import UserError
-from common.image_io import image_to_tensor, tensor_to_image, to_float32
-from common.matlab_resize import imresize
-from common.tiling import balanced_tile, tile_starts
-from sr.model import VDSR
+from unpaired_sr.common.errors import UserError
+from unpaired_sr.common.image_io import image_to_tensor, tensor_to_image, to_float32
+from unpaired_sr.common.matlab_resize import imresize
+from unpaired_sr.common.tiling import balanced_tile, tile_starts
+from unpaired_sr.sr.model import VDSR
 
 
 def tile_spans(length: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
-from common.errors import UserError
-from common.figures import grid, upscale_nearest
-from common.image_io import image_to_tensor, to_float32
-from data_tools.datasets import ImageFolderCache, check_pairs
-from sr.lpips_metric import LPIPSUnavailable, load_lpips
-from sr.metrics import psnr
-from sr.model import VDSR
-from sr.upscale import upscale_image
+from unpaired_sr.common.errors import UserError
+from unpaired_sr.common.figures import grid, upscale_nearest
+from unpaired_sr.common.image_io import image_to_tensor, to_float32
+from unpaired_sr.data_tools.datasets import ImageFolderCache, check_pairs
+from unpaired_sr.sr.lpips_metric import LPIPSUnavailable, load_lpips
+from unpaired_sr.sr.metrics import psnr
+from unpaired_sr.sr.model import VDSR
+from unpaired_sr.sr.upscale import upscale_image
 
 
 class ValidationSet:

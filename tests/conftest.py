@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from common.config import load_config
-from common.image_io import write_image
-from degradation.config import FlowConfig
+from unpaired_sr.common.config import load_config
+from unpaired_sr.common.image_io import write_image
+from unpaired_sr.degradation.config import FlowConfig
 
 torch.set_num_threads(2)
 
@@ -177,7 +176,7 @@ def data_dirs(tmp_path_factory) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def flow_ckpt(tmp_path_factory) -> Path:
     """A tiny flow trained for two steps: its checkpoint."""
-    from degradation.train import train as train_flow
+    from unpaired_sr.degradation.train import train as train_flow
 
     root = tmp_path_factory.mktemp("flow_for_sr")
     train_flow(tiny_flow_config(root, n_iter=2, save_every=2), root / "run")

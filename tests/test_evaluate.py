@@ -11,17 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from unpaired_sr.common.checkpoint import save_checkpoint
+from unpaired_sr.common.config import load_config
+from unpaired_sr.common.image_io import read_image, write_image
+from unpaired_sr.common.matlab_resize import downscale
+from unpaired_sr.common.niqe_params import default_params_path, load_niqe_params
+from unpaired_sr.data_tools.degrade_classical import degrade, image_rng
+from unpaired_sr.sr.config import SRConfig
+from unpaired_sr.sr.evaluation import bicubic_upscale, evaluate, format_table, niqe_score
+from unpaired_sr.sr.metrics import psnr
+from unpaired_sr.sr.train import train
 
-from common.checkpoint import save_checkpoint
-from common.config import load_config
-from common.image_io import read_image, write_image
-from common.matlab_resize import downscale
-from common.niqe_params import default_params_path, load_niqe_params
-from data_tools.degrade_classical import degrade, image_rng
-from sr.config import SRConfig
-from sr.evaluation import bicubic_upscale, evaluate, format_table, niqe_score
-from sr.metrics import psnr
-from sr.train import train
 from tests.conftest import real_photo
 
 ROOT = Path(__file__).resolve().parents[1]

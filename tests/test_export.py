@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import torch
-
-from common.checkpoint import SR_KIND, save_checkpoint
-from common.config import config_to_dict
-from sr.checkpoint import build_sr, load_sr
-from sr.config import SRConfig
+from unpaired_sr.common.checkpoint import SR_KIND, save_checkpoint
+from unpaired_sr.common.config import config_to_dict
+from unpaired_sr.sr.checkpoint import build_sr, load_sr
+from unpaired_sr.sr.config import SRConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

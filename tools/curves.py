@@ -17,9 +17,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
-
-from common.cli import ArgumentParser, run_cli  # noqa: E402
-from common.errors import UserError  # noqa: E402
+from unpaired_sr.common.cli import ArgumentParser, run_cli  # noqa: E402
+from unpaired_sr.common.errors import UserError  # noqa: E402
 
 # (panel title, y label, [(tag, line style suffix)]) in drawing order.
 PANELS = (
@@ -84,5 +83,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {args.out} ({'; '.join(panels)})")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -26,12 +26,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from common.checkpoint import FLOW_KIND, JOINT_KIND, SR_KIND, export_weights, load_checkpoint, network_state
-from common.cli import ArgumentParser, run_cli
-from common.errors import UserError
-from degradation.checkpoint import load_flow
-from sr.checkpoint import load_sr
+from unpaired_sr.common.checkpoint import FLOW_KIND, JOINT_KIND, SR_KIND, export_weights, load_checkpoint, network_state
+from unpaired_sr.common.cli import ArgumentParser, run_cli
+from unpaired_sr.common.errors import UserError
+from unpaired_sr.degradation.checkpoint import load_flow
+from unpaired_sr.sr.checkpoint import load_sr
 
 NETWORK_KINDS = {"flow": FLOW_KIND, "sr": SR_KIND}
 
@@ -137,5 +136,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {output} ({kind} weights, {size:.1f} MB)")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

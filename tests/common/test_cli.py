@@ -1,9 +1,8 @@
 from __future__ import annotations
 
 import pytest
-
-from common.cli import ArgumentParser, resume_checkpoint, run_folder_of
-from common.errors import UserError
+from unpaired_sr.common.cli import ArgumentParser, resume_checkpoint, run_folder_of
+from unpaired_sr.common.errors import UserError
 
 
 def test_the_old_out_spelling_still_works_with_a_note(capsys):

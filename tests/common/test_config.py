@@ -7,8 +7,7 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
-
-from common.config import (
+from unpaired_sr.common.config import (
     config_from_dict,
     config_to_dict,
     describe_fields,
@@ -16,7 +15,7 @@ from common.config import (
     load_config,
     save_config,
 )
-from common.errors import ConfigError
+from unpaired_sr.common.errors import ConfigError
 
 
 @dataclass
@@ -145,7 +144,7 @@ def test_describe_fields_lists_every_leaf():
 
 
 def test_help_describes_each_field_with_the_value_in_force(tmp_path):
-    from sr.config import SRConfig
+    from unpaired_sr.sr.config import SRConfig
 
     path = write_yaml(tmp_path, {"data": {"degradation": "camera"}, "train": {"n_iter": 7}})
     text = fields_help(SRConfig, ["--config", path, "--help"])
@@ -197,10 +196,10 @@ def _bad_value(spec: str) -> str:
 
 
 def test_every_numeric_field_has_a_range_and_a_bad_value_is_one_clear_error():
-    from common.config import field_ranges
-    from degradation.config import FlowConfig
-    from joint.config import PipelineConfig
-    from sr.config import SRConfig
+    from unpaired_sr.common.config import field_ranges
+    from unpaired_sr.degradation.config import FlowConfig
+    from unpaired_sr.joint.config import PipelineConfig
+    from unpaired_sr.sr.config import SRConfig
 
     checked = 0
     for stage in (FlowConfig, SRConfig, PipelineConfig):
@@ -217,7 +216,7 @@ def test_every_numeric_field_has_a_range_and_a_bad_value_is_one_clear_error():
 
 
 def test_range_specs():
-    from common.config import in_range
+    from unpaired_sr.common.config import in_range
 
     assert in_range(1, ">= 1") and not in_range(0, ">= 1")
     assert in_range(1e-9, "> 0") and not in_range(0.0, "> 0")
@@ -228,7 +227,7 @@ def test_range_specs():
 def test_a_config_file_of_random_bytes_is_one_clear_error(tmp_path):
     path = tmp_path / "noise.yaml"
     path.write_bytes(bytes(range(128, 256)) * 4)
-    from degradation.config import FlowConfig
+    from unpaired_sr.degradation.config import FlowConfig
 
     with pytest.raises(ConfigError, match="is not a text file"):
         load_config(FlowConfig, path)

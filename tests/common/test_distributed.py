@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from unpaired_sr.common.checkpoint import load_checkpoint
 
-from common.checkpoint import load_checkpoint
 from tests.conftest import TINY_PIPELINE
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from common.errors import UserError
-from common.files import atomic_write_bytes, staged_output_dir
+from unpaired_sr.common.errors import UserError
+from unpaired_sr.common.files import atomic_write_bytes, staged_output_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,7 +44,7 @@ def test_staged_output_dir_appears_only_on_success(tmp_path):
 def test_sigterm_inside_a_staged_output_dir_removes_it_and_exits_143(tmp_path):
     script = f"""
 import os, signal
-from common.files import staged_output_dir
+from unpaired_sr.common.files import staged_output_dir
 with staged_output_dir({str(tmp_path / "out")!r}) as staging:
     (staging / "half.png").write_bytes(b"x" * 1000)
     os.kill(os.getpid(), signal.SIGTERM)

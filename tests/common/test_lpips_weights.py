@@ -10,10 +10,9 @@ import tarfile
 import numpy as np
 import pytest
 import torch
-
-from common.filters import gaussian_blur
-from common.image_io import image_to_tensor
-from common.lpips_weights import (
+from unpaired_sr.common.filters import gaussian_blur
+from unpaired_sr.common.image_io import image_to_tensor
+from unpaired_sr.common.lpips_weights import (
     FEATURE_INDICES,
     KERNEL_SHAPES_HWIO,
     LPIPSWeightsError,
@@ -25,6 +24,7 @@ from common.lpips_weights import (
     load_array_tree,
     verify,
 )
+
 from tests.conftest import real_photo
 
 
@@ -115,7 +115,7 @@ def test_wrong_shapes_and_wrong_archives_say_what_is_wrong(tmp_path):
 
 @pytest.mark.skipif(not default_weights_path().is_file(), reason="LPIPS backbone not fetched (make lpips-weights)")
 def test_the_fetched_backbone_is_imagenet_alexnet():
-    from sr.lpips_metric import load_lpips
+    from unpaired_sr.sr.lpips_metric import load_lpips
 
     assert verify(default_weights_path())
     assert fetch() == default_weights_path()  # idempotent: found, checked, nothing fetched

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-from common.matlab_resize import (
+from unpaired_sr.common.matlab_resize import (
     cubic,
     downscale,
     imresize,
@@ -16,6 +15,7 @@ from common.matlab_resize import (
     output_length,
     upscale_by_convolution,
 )
+
 from tests.conftest import real_photo
 
 

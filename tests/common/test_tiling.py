@@ -4,8 +4,7 @@ import math
 
 from hypothesis import given
 from hypothesis import strategies as st
-
-from common.tiling import balanced_tile
+from unpaired_sr.common.tiling import balanced_tile
 
 
 def tiles_needed(length: int, tile: int, overlap: int) -> int:

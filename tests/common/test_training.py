@@ -4,9 +4,8 @@ import math
 
 import pytest
 import torch
-
-from common.errors import UserError
-from common.training import EMA, NonFiniteGuard, lr_factor
+from unpaired_sr.common.errors import UserError
+from unpaired_sr.common.training import EMA, NonFiniteGuard, lr_factor
 
 
 def test_ema_warms_up_then_uses_its_decay():

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from unpaired_sr.common.image_io import write_image
 
-from common.image_io import write_image
 from tests.conftest import real_photo
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
-
-from common.errors import UserError
-from common.image_io import write_image
-from data_tools.datasets import (
+from unpaired_sr.common.errors import UserError
+from unpaired_sr.common.image_io import write_image
+from unpaired_sr.data_tools.datasets import (
     HRCrops,
     ImageFolderCache,
     PairedCrops,
@@ -19,6 +18,7 @@ from data_tools.datasets import (
     content_descriptor,
     dihedral,
 )
+
 from tests.conftest import real_photo
 
 

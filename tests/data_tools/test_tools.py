@@ -9,16 +9,16 @@ from functools import partial
 import numpy as np
 import pytest
 import torch
+from unpaired_sr.common.errors import UserError
+from unpaired_sr.common.image_io import list_images, read_image, read_image_native, write_image
+from unpaired_sr.common.matlab_resize import downscale
+from unpaired_sr.data_tools.degrade_classical import PRESETS, degrade, degrade_folder, image_rng
+from unpaired_sr.data_tools.downsample import downsample_folder
+from unpaired_sr.data_tools.extract_subimages import crop_positions, extract_subimages
+from unpaired_sr.data_tools.make_benchmark import make_benchmark, split_photos
+from unpaired_sr.data_tools.parallel import map_with_progress
+from unpaired_sr.data_tools.prepare_demo import prepare_demo
 
-from common.errors import UserError
-from common.image_io import list_images, read_image, read_image_native, write_image
-from common.matlab_resize import downscale
-from data_tools.degrade_classical import PRESETS, degrade, degrade_folder, image_rng
-from data_tools.downsample import downsample_folder
-from data_tools.extract_subimages import crop_positions, extract_subimages
-from data_tools.make_benchmark import make_benchmark, split_photos
-from data_tools.parallel import map_with_progress
-from data_tools.prepare_demo import prepare_demo
 from tests.conftest import real_photo
 
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from degradation.adversarial import (
+from unpaired_sr.degradation.adversarial import (
     PatchDiscriminator,
     discriminator_accuracy,
     discriminator_loss,
     generator_loss,
     quantize_8bit,
 )
-from degradation.flow import DegradationFlow, FlowObjective
+from unpaired_sr.degradation.flow import DegradationFlow, FlowObjective
 
 
 def test_it_is_blind_to_colour_casts_and_brightness():

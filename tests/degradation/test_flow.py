@@ -6,12 +6,12 @@ import math
 
 import pytest
 import torch
+from unpaired_sr.common.config import load_config
+from unpaired_sr.degradation.checkpoint import build_flow
+from unpaired_sr.degradation.config import FlowConfig
+from unpaired_sr.degradation.flow import DegradationFlow, bits_per_dim, count_parameters, domain_bits_per_dim
+from unpaired_sr.degradation.prior import LevelShift
 
-from common.config import load_config
-from degradation.checkpoint import build_flow
-from degradation.config import FlowConfig
-from degradation.flow import DegradationFlow, bits_per_dim, count_parameters, domain_bits_per_dim
-from degradation.prior import LevelShift
 from tests.conftest import real_photo
 
 
@@ -164,7 +164,7 @@ def test_conditional_level_shift_density_and_transfer_agree():
 
 
 def test_conditioning_noise_only_in_training():
-    from degradation.encoder import ConditionEncoder
+    from unpaired_sr.degradation.encoder import ConditionEncoder
 
     image = torch.rand(2, 3, 16, 16)
     encoder = ConditionEncoder(2, channels=8, num_blocks=1, noise_std=0.03)

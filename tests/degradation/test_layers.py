@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from degradation.flow import DegradationFlow
-from degradation.layers import (
+from unpaired_sr.degradation.flow import DegradationFlow
+from unpaired_sr.degradation.layers import (
     ActNorm,
     ConditionalAffineCoupling,
     ConditionalGaussianize,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
+from unpaired_sr.common.image_io import image_to_tensor
+from unpaired_sr.degradation.moments import DetailMoments, content_bins
 
-from common.image_io import image_to_tensor
-from degradation.moments import DetailMoments, content_bins
 from tests.conftest import real_photo
 
 

@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from unpaired_sr.common.checkpoint import load_checkpoint, save_checkpoint
+from unpaired_sr.common.errors import UserError
+from unpaired_sr.common.image_io import image_to_tensor, read_image, write_image
+from unpaired_sr.data_tools.datasets import ImageFolderCache, check_pairs
+from unpaired_sr.degradation.checkpoint import load_flow
+from unpaired_sr.degradation.noise import ImageNoise
+from unpaired_sr.degradation.sampling import degrade_image
+from unpaired_sr.degradation.synthesize import synthesize_folder
+from unpaired_sr.degradation.train import train
 
-from common.checkpoint import load_checkpoint, save_checkpoint
-from common.errors import UserError
-from common.image_io import image_to_tensor, read_image, write_image
-from data_tools.datasets import ImageFolderCache, check_pairs
-from degradation.checkpoint import load_flow
-from degradation.noise import ImageNoise
-from degradation.sampling import degrade_image
-from degradation.synthesize import synthesize_folder
-from degradation.train import train
 from tests.conftest import real_photo, tiny_flow_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -301,7 +301,7 @@ def test_images_too_small_for_a_noise_estimate_are_one_clear_error(tmp_path):
 
 
 def test_resuming_a_finished_run_says_there_is_nothing_to_do(trained_flow, capsys):
-    from degradation.train import main
+    from unpaired_sr.degradation.train import main
 
     before = trained_flow.stat().st_mtime_ns
     main(["--resume", str(trained_flow), "--output", str(trained_flow.parents[1])])

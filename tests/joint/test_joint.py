@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from unpaired_sr.common.checkpoint import load_checkpoint, save_checkpoint
+from unpaired_sr.common.config import load_config
+from unpaired_sr.degradation.checkpoint import load_flow
+from unpaired_sr.joint.config import PipelineConfig
+from unpaired_sr.joint.train import train_joint
+from unpaired_sr.sr.checkpoint import load_sr
 
-from common.checkpoint import load_checkpoint, save_checkpoint
-from common.config import load_config
-from degradation.checkpoint import load_flow
-from joint.config import PipelineConfig
-from joint.train import train_joint
-from sr.checkpoint import load_sr
 from tests.conftest import TINY_PIPELINE, run_stop_hint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +30,7 @@ def pipeline_config(data_dirs, *extra: str) -> PipelineConfig:
 
 @pytest.fixture(scope="module")
 def stage_checkpoints(tmp_path_factory, data_dirs) -> dict[str, Path]:
-    from train_joint import run_pipeline
+    from unpaired_sr.train_joint import run_pipeline
 
     out = tmp_path_factory.mktemp("stages")
     run_pipeline(

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from unpaired_sr.common.matlab_resize import imresize
+from unpaired_sr.data_tools.degrade_classical import degrade, image_rng
+from unpaired_sr.sr.metrics import prepare, psnr, ssim
 
-from common.matlab_resize import imresize
-from data_tools.degrade_classical import degrade, image_rng
-from sr.metrics import prepare, psnr, ssim
 from tests.conftest import real_photo
 
 

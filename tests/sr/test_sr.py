@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-from common.checkpoint import load_checkpoint, save_checkpoint
-from common.config import load_config
-from common.errors import UserError
-from common.image_io import (
+from unpaired_sr.common.checkpoint import load_checkpoint, save_checkpoint
+from unpaired_sr.common.config import load_config
+from unpaired_sr.common.errors import UserError
+from unpaired_sr.common.image_io import (
     PngStripWriter,
     image_to_tensor,
     list_images,
@@ -24,20 +23,21 @@ from common.image_io import (
     tensor_to_image,
     write_image,
 )
-from common.matlab_resize import clean_lr_from_hr, downscale, imresize_torch
-from degradation.checkpoint import load_flow
-from degradation.sampling import degrade_image
-from sr.checkpoint import load_sr
-from sr.config import SRConfig
-from sr.data import flow_degrade
-from sr.infer import infer_folder
-from sr.lpips_metric import LPIPSUnavailable, load_lpips
-from sr.metrics import psnr
-from sr.model import VDSR, relu_activity
-from sr.train import train
-from sr.upscale import upscale_image, upscale_strips
+from unpaired_sr.common.matlab_resize import clean_lr_from_hr, downscale, imresize_torch
+from unpaired_sr.degradation.checkpoint import load_flow
+from unpaired_sr.degradation.sampling import degrade_image
+from unpaired_sr.sr.checkpoint import load_sr
+from unpaired_sr.sr.config import SRConfig
+from unpaired_sr.sr.data import flow_degrade
+from unpaired_sr.sr.infer import infer_folder
+from unpaired_sr.sr.lpips_metric import LPIPSUnavailable, load_lpips
+from unpaired_sr.sr.metrics import psnr
+from unpaired_sr.sr.model import VDSR, relu_activity
+from unpaired_sr.sr.train import train
+from unpaired_sr.sr.upscale import upscale_image, upscale_strips
+from unpaired_sr.tools.curves import plot_curves
+
 from tests.conftest import real_photo
-from tools.curves import plot_curves
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -185,7 +185,7 @@ def photos(tmp_path_factory) -> dict[str, Path]:
         write_image(hr / f"{name}.png", real_photo(name, 96))
     image = real_photo("rocket", 64)
     write_image(val_hr / "rocket.png", image)
-    from common.matlab_resize import downscale
+    from unpaired_sr.common.matlab_resize import downscale
 
     write_image(val_lr / "rocket.png", np.clip(downscale(image, 4), 0, 1))
     return {"hr": hr, "val_lr": val_lr, "val_hr": val_hr, "root": root}
@@ -379,7 +379,7 @@ def test_lpips_plumbing_with_a_random_backbone(tmp_path):
 
 
 def test_a_dead_layer_is_logged_and_warned_about():
-    from sr.train import check_activity
+    from unpaired_sr.sr.train import check_activity
 
     class Recorder:
         def __init__(self):
