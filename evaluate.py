@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from unpaired_sr.common.cli import ArgumentParser, at_least, run_cli
+from unpaired_sr.common.cli import ArgumentParser, at_least, command
 from unpaired_sr.common.errors import UserError
 from unpaired_sr.sr.evaluation import evaluate, format_table
 
@@ -38,6 +38,7 @@ def parse_named(values: list[str], flag: str) -> list[tuple[str, str]]:
     return pairs
 
 
+@command
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser("python evaluate.py", __doc__)
     parser.add_argument("--lr", dest="lr_dir", metavar="LR", required=True, help="folder of LR test images")
@@ -68,10 +69,5 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {Path(args.out_dir) / 'summary.json'}, per_image.csv, comparison.png and SR images")
 
 
-def cli() -> None:
-    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
-    run_cli(main)
-
-
 if __name__ == "__main__":
-    cli()
+    main()

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from unpaired_sr.common.checkpoint import FLOW_KIND, JOINT_KIND, SR_KIND, load_checkpoint
-from unpaired_sr.common.cli import ArgumentParser, run_cli
+from unpaired_sr.common.cli import ArgumentParser, command
 from unpaired_sr.common.config import fields_help, load_config, save_config
 from unpaired_sr.common.distributed import launched_rank
 from unpaired_sr.common.errors import TrainingStopped, UserError
@@ -132,6 +132,7 @@ def describe_summary(summary: dict) -> list[str]:
     return lines
 
 
+@command
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     parser = ArgumentParser("python train_joint.py", __doc__, epilog=fields_help(PipelineConfig, argv))
@@ -170,10 +171,5 @@ def main(argv: list[str] | None = None) -> None:
         print(f"run folder: {out} (summary.json, config.yaml, {', '.join(stages)}/)")
 
 
-def cli() -> None:
-    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
-    run_cli(main)
-
-
 if __name__ == "__main__":
-    cli()
+    main()

@@ -1,6 +1,7 @@
 """Command-line glue shared by every entry point."""
 
 import argparse
+import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -97,6 +98,20 @@ def run_cli(main: Callable[[list[str] | None], object], argv: list[str] | None =
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def command(main: Callable[[list[str] | None], object]) -> Callable[[list[str] | None], None]:
+    """Make a program's ``main(argv)`` its command: run through ``run_cli`` (errors as one line and an exit status).
+
+    The same function serves ``python -m ...`` (``if __name__ == "__main__": main()``) and the installed
+    command (``pyproject.toml``, ``[project.scripts]``).
+    """
+
+    @functools.wraps(main)
+    def run(argv: list[str] | None = None) -> None:
+        run_cli(main, argv)
+
+    return run
 
 
 def at_least(low: float, kind: type = int) -> Callable[[str], float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import platform
 import signal
@@ -17,7 +18,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 from unpaired_sr.common.checkpoint import load_checkpoint, restore_rng_state, rng_state
-from unpaired_sr.common.cli import ArgumentParser, resume_checkpoint, run_folder_of
+from unpaired_sr.common.cli import ArgumentParser, command, resume_checkpoint, run_folder_of
 from unpaired_sr.common.config import TrainLoopConfig, config_to_dict, fields_help, load_config, save_config
 from unpaired_sr.common.distributed import Distributed, any_across, barrier, init_distributed, mean_across
 from unpaired_sr.common.errors import TrainingStopped, UserError
@@ -604,3 +605,10 @@ def training_main(
         train(config, output, resume, args.max_steps)
     except TrainingStopped as stopped:  # a hint that works as printed: the run folder holds config and steps
         raise stopped.resumed_by(f"{prog} --resume {output}") from None
+
+
+def training_command(
+    *, prog: str, doc: str, schema: type, kind: str, train: Callable[..., Any]
+) -> Callable[[list[str] | None], None]:
+    """A training program's ``main``: ``training_main`` with its settings, as a command (``common.cli.command``)."""
+    return command(functools.partial(training_main, prog=prog, doc=doc, schema=schema, kind=kind, train=train))

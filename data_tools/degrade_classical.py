@@ -41,7 +41,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from unpaired_sr.common.cli import ArgumentParser, run_cli
+from unpaired_sr.common.cli import ArgumentParser, command
 from unpaired_sr.common.errors import UserError
 from unpaired_sr.common.matlab_resize import downscale, mod_crop
 from unpaired_sr.common.seeds import seed_keys
@@ -325,6 +325,7 @@ def degrade_folder(
     return len(paths)
 
 
+@command
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser("python -m data_tools.degrade_classical", __doc__)
     parser.add_argument("--input", required=True, help="folder of HR images")
@@ -339,10 +340,5 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {count} images to {args.output}")
 
 
-def cli() -> None:
-    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
-    run_cli(main)
-
-
 if __name__ == "__main__":
-    cli()
+    main()

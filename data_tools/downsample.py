@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from unpaired_sr.common.cli import ArgumentParser, run_cli
+from unpaired_sr.common.cli import ArgumentParser, command
 from unpaired_sr.common.errors import UserError
 from unpaired_sr.common.files import staged_output_dir
 from unpaired_sr.common.image_io import list_images, read_image_native, to_float32, write_image
@@ -47,6 +47,7 @@ def downsample_folder(
     return len(paths)
 
 
+@command
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser("python -m data_tools.downsample", __doc__)
     parser.add_argument("--input", required=True, help="folder of HR images")
@@ -59,10 +60,5 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {count} images to {args.output}")
 
 
-def cli() -> None:
-    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
-    run_cli(main)
-
-
 if __name__ == "__main__":
-    cli()
+    main()

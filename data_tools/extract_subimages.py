@@ -14,7 +14,7 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from unpaired_sr.common.cli import ArgumentParser, run_cli
+from unpaired_sr.common.cli import ArgumentParser, command
 from unpaired_sr.common.errors import UserError
 from unpaired_sr.common.files import staged_output_dir
 from unpaired_sr.common.image_io import list_images, read_image_native, write_image
@@ -64,6 +64,7 @@ def extract_subimages(
     return sum(counts)
 
 
+@command
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser("python -m data_tools.extract_subimages", __doc__)
     parser.add_argument("--input", dest="input_dir", metavar="INPUT", required=True, help="folder of large images")
@@ -80,10 +81,5 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {count} sub-images to {args.output_dir}")
 
 
-def cli() -> None:
-    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
-    run_cli(main)
-
-
 if __name__ == "__main__":
-    cli()
+    main()

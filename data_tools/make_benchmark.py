@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from unpaired_sr.common.cli import ArgumentParser, run_cli
+from unpaired_sr.common.cli import ArgumentParser, command
 from unpaired_sr.common.errors import UserError
 from unpaired_sr.common.files import atomic_write_bytes, staged_output_dir
 from unpaired_sr.common.image_io import list_images, read_image, write_image
@@ -134,6 +134,7 @@ def make_benchmark(
     return metadata
 
 
+@command
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser("python -m data_tools.make_benchmark", __doc__)
     parser.add_argument("--input", dest="input_dir", metavar="INPUT", required=True, help="folder of HR photos")
@@ -155,10 +156,5 @@ def main(argv: list[str] | None = None) -> None:
     print(f"benchmark in {args.output_dir}: {json.dumps(metadata['num_images'])}")
 
 
-def cli() -> None:
-    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
-    run_cli(main)
-
-
 if __name__ == "__main__":
-    cli()
+    main()

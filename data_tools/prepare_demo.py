@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from unpaired_sr.common.cli import ArgumentParser, run_cli
+from unpaired_sr.common.cli import ArgumentParser, command
 from unpaired_sr.common.image_io import write_image
 from unpaired_sr.data_tools.make_benchmark import make_benchmark
 
@@ -107,6 +107,7 @@ def prepare_demo(
         )
 
 
+@command
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser("python -m data_tools.prepare_demo", __doc__)
     parser.add_output_option("benchmark folder (created)", dest="out_dir")
@@ -123,10 +124,5 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {split}: {', '.join(metadata['photos'][split])}")
 
 
-def cli() -> None:
-    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
-    run_cli(main)
-
-
 if __name__ == "__main__":
-    cli()
+    main()

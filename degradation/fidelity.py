@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm import tqdm
-from unpaired_sr.common.cli import ArgumentParser, at_least, run_cli
+from unpaired_sr.common.cli import ArgumentParser, at_least, command
 from unpaired_sr.common.errors import UserError
 from unpaired_sr.common.figures import grid, upscale_nearest
 from unpaired_sr.common.image_io import image_to_tensor, list_images, read_image, write_image
@@ -110,6 +110,7 @@ def summary_lines(report: dict) -> list[str]:
     ]
 
 
+@command
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser("python -m degradation.fidelity", __doc__)
     parser.add_argument("--ckpt", required=True, help="a trained flow (or joint) checkpoint")
@@ -134,10 +135,5 @@ def main(argv: list[str] | None = None) -> None:
     print(*summary_lines(report), f"wrote {out / 'fidelity.json'} and {out / 'fidelity.png'}", sep="\n")
 
 
-def cli() -> None:
-    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
-    run_cli(main)
-
-
 if __name__ == "__main__":
-    cli()
+    main()

@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tqdm import tqdm
-from unpaired_sr.common.cli import ArgumentParser, at_least, run_cli
+from unpaired_sr.common.cli import ArgumentParser, at_least, command
 from unpaired_sr.common.errors import UserError
 from unpaired_sr.common.files import staged_output_dir
 from unpaired_sr.common.image_io import image_to_tensor, list_inputs, read_image, tensor_to_image, write_image
@@ -82,6 +82,7 @@ def synthesize_folder(
     return written
 
 
+@command
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser("python -m degradation.synthesize", __doc__)
     parser.add_argument("--ckpt", required=True, help="degradation-flow (or joint) checkpoint")
@@ -111,10 +112,5 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {count} images to {args.output_dir}")
 
 
-def cli() -> None:
-    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
-    run_cli(main)
-
-
 if __name__ == "__main__":
-    cli()
+    main()

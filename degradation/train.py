@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 from unpaired_sr.common.checkpoint import FLOW_KIND, load_checkpoint, save_training_checkpoint
-from unpaired_sr.common.cli import run_cli
 from unpaired_sr.common.config import config_from_dict
 from unpaired_sr.common.distributed import Distributed, all_gather_cat, wrap_ddp
 from unpaired_sr.common.errors import UserError
@@ -31,7 +30,7 @@ from unpaired_sr.common.training import (
     open_run,
     resume_parts,
     start_process,
-    training_main,
+    training_command,
     training_state,
 )
 from unpaired_sr.data_tools.datasets import ImageFolderCache, UnpairedCrops, dequant_noise_batch, step_loader
@@ -245,14 +244,7 @@ def train(
     return monitor
 
 
-def main(argv: list[str] | None = None) -> None:
-    training_main(argv, prog="python -m degradation.train", doc=__doc__, schema=FlowConfig, kind=FLOW_KIND, train=train)
-
-
-def cli() -> None:
-    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
-    run_cli(main)
-
+main = training_command(prog="python -m degradation.train", doc=__doc__, schema=FlowConfig, kind=FLOW_KIND, train=train)
 
 if __name__ == "__main__":
-    cli()
+    main()

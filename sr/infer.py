@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm import tqdm
-from unpaired_sr.common.cli import ArgumentParser, at_least, run_cli
+from unpaired_sr.common.cli import ArgumentParser, at_least, command
 from unpaired_sr.common.errors import UserError
 from unpaired_sr.common.files import staged_output_dir
 from unpaired_sr.common.image_io import (
@@ -148,6 +148,7 @@ def infer_folder(
     return {"images": len(paths), "seconds_per_image": seconds / len(paths), "megapixels_per_s": megapixels / seconds}
 
 
+@command
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser("python -m sr.infer", __doc__)
     parser.add_argument("--ckpt", required=True, help="SR (or joint) checkpoint")
@@ -173,10 +174,5 @@ def main(argv: list[str] | None = None) -> None:
     )
 
 
-def cli() -> None:
-    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
-    run_cli(main)
-
-
 if __name__ == "__main__":
-    cli()
+    main()

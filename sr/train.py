@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 from unpaired_sr.common.checkpoint import SR_KIND, load_checkpoint, save_checkpoint, save_training_checkpoint
-from unpaired_sr.common.cli import run_cli
 from unpaired_sr.common.config import config_from_dict
 from unpaired_sr.common.distributed import wrap_ddp
 from unpaired_sr.common.errors import UserError
@@ -36,7 +35,7 @@ from unpaired_sr.common.training import (
     open_run,
     resume_parts,
     start_process,
-    training_main,
+    training_command,
     training_state,
 )
 from unpaired_sr.data_tools.datasets import HRCrops, ImageFolderCache, PairedCrops, step_loader
@@ -206,14 +205,7 @@ def train(
     return monitor
 
 
-def main(argv: list[str] | None = None) -> None:
-    training_main(argv, prog="python -m sr.train", doc=__doc__, schema=SRConfig, kind=SR_KIND, train=train)
-
-
-def cli() -> None:
-    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
-    run_cli(main)
-
+main = training_command(prog="python -m sr.train", doc=__doc__, schema=SRConfig, kind=SR_KIND, train=train)
 
 if __name__ == "__main__":
-    cli()
+    main()

@@ -17,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
-from unpaired_sr.common.cli import ArgumentParser, run_cli  # noqa: E402
+from unpaired_sr.common.cli import ArgumentParser, command  # noqa: E402
 from unpaired_sr.common.errors import UserError  # noqa: E402
 
 # (panel title, y label, [(tag, line style suffix)]) in drawing order.
@@ -74,6 +74,7 @@ def plot_curves(folders: list[Path], out: Path) -> list[str]:
     return [panel[0] for panel in panels]
 
 
+@command
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser("python -m tools.curves", __doc__)
     parser.add_argument("folders", nargs="+", type=Path, help="run folders, or folders holding several")
@@ -83,10 +84,5 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {args.out} ({'; '.join(panels)})")
 
 
-def cli() -> None:
-    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
-    run_cli(main)
-
-
 if __name__ == "__main__":
-    cli()
+    main()

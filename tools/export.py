@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from unpaired_sr.common.checkpoint import FLOW_KIND, JOINT_KIND, SR_KIND, export_weights, load_checkpoint, network_state
-from unpaired_sr.common.cli import ArgumentParser, run_cli
+from unpaired_sr.common.cli import ArgumentParser, command
 from unpaired_sr.common.errors import UserError
 from unpaired_sr.degradation.checkpoint import load_flow
 from unpaired_sr.sr.checkpoint import load_sr
@@ -107,6 +107,7 @@ def export_onnx(ckpt: str | Path, out: str | Path, opset: int = 17) -> float:
     return difference
 
 
+@command
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser("python -m tools.export", __doc__)
     parser.add_argument("--ckpt", required=True, help="a flow, SR or joint checkpoint (.pt)")
@@ -136,10 +137,5 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {output} ({kind} weights, {size:.1f} MB)")
 
 
-def cli() -> None:
-    """The installed command (``pyproject.toml``, ``[project.scripts]``)."""
-    run_cli(main)
-
-
 if __name__ == "__main__":
-    cli()
+    main()
