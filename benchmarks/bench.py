@@ -9,6 +9,9 @@ Cases (the real code paths, minus data loading, on random images):
   crop: steps/s, images/s (clean + real crops), peak memory. ``--compile``
   adds the same step under ``torch.compile``; ``--profile`` (CUDA) adds the
   share of the step time the GPU is busy, from ``torch.profiler``.
+* ``shared_cpu`` (CPU): two light-flow trainings at once, each one's speed as
+  a fraction of its solo speed, with the automatic CPU share
+  (``common.cpu_share``) and with all cores per process (as before it).
 * ``synthesize``: ``degradation.synthesize.degrade_image`` (light flow) at
   three image sizes: megapixels/s and seconds per megapixel.
 * ``sr_train``: both VDSR forms, batch 16 of 32x32 LR crops at x4, fp32 and
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -35,6 +39,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from unpaired_sr.common.config import load_config  # noqa: E402
+from unpaired_sr.common.cpu_share import CpuShare, available_cores  # noqa: E402
 from unpaired_sr.common.matlab_resize import clean_lr_from_hr  # noqa: E402
 from unpaired_sr.common.training import NonFiniteGuard, autocast, setup_device  # noqa: E402
 from unpaired_sr.degradation.checkpoint import build_flow  # noqa: E402
@@ -161,6 +166,50 @@ def flow_train_case(config_path: str, device: torch.device, steps: int, compile_
     return result
 
 
+def shared_cpu_case(steps: int) -> dict:
+    """Two light-flow trainings on the CPU at once vs one alone (``common.cpu_share``).
+
+    Each arm runs the ``flow_train`` case in its own process(es): alone, two at
+    once with the automatic share, and two at once on all cores each (what
+    every process did before the share). Reported: steps/s of each process and
+    its fraction of the solo speed with the same setting.
+    """
+
+    def run(processes: int, threads: str) -> list[float]:
+        command = [sys.executable, __file__, "--cpu-child", threads, "--cpu-peers", str(processes)]
+        command += ["--child-steps", str(steps)]
+        children = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(processes)]
+        return [json.loads(child.communicate()[0].strip().splitlines()[-1])["steps_per_s"] for child in children]
+
+    result: dict = {"case": "shared_cpu", "device": device_name(torch.device("cpu")), "cores": available_cores()}
+    for threads in ("auto", "all"):
+        solo = run(1, threads)[0]
+        pair = run(2, threads)
+        result[threads] = {
+            "solo_steps_per_s": solo,
+            "pair_steps_per_s": pair,
+            "pair_fraction": [v / solo for v in pair],
+        }
+    return result
+
+
+def cpu_child(threads: str, peers: int, steps: int) -> None:
+    """One process of ``shared_cpu_case``: its share of the cores (or all of them), then the light flow's steps."""
+    share = None
+    if threads == "auto":
+        share = CpuShare()
+        deadline = time.monotonic() + 30
+        while share.trainings() < peers and time.monotonic() < deadline:  # the peers register at their start
+            time.sleep(0.05)
+        share.rebalance()
+    else:
+        torch.set_num_threads(available_cores())
+    result = flow_train_case("configs/deflow_light.yaml", torch.device("cpu"), steps, False, False)
+    if share is not None:
+        share.close()
+    print(json.dumps({**result, "threads": torch.get_num_threads()}), flush=True)
+
+
 def synthesize_cases(device: torch.device, sizes: tuple[int, ...], repeats: int) -> list[dict]:
     config = load_config(FlowConfig, "configs/deflow_light.yaml")
     flow = build_flow(config.model).to(device).eval()
@@ -255,9 +304,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="few repeats, small sizes: a smoke run (CI-friendly)")
     parser.add_argument("--compile", action="store_true", help="also time the training steps under torch.compile")
     parser.add_argument("--profile", action="store_true", help="CUDA: the GPU-busy share of the flow's step")
-    parser.add_argument("--cases", default="flow_train,synthesize,sr_train,sr_infer", help="comma-separated subset")
+    parser.add_argument(
+        "--cases", default="flow_train,shared_cpu,synthesize,sr_train,sr_infer", help="comma-separated subset"
+    )
     parser.add_argument("--tile", type=int, help="SR inference LR tile (default: sr.infer's per-form default)")
+    parser.add_argument("--cpu-child", choices=("auto", "all"), help=argparse.SUPPRESS)  # one shared_cpu process
+    parser.add_argument("--cpu-peers", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--child-steps", type=int, default=30, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.cpu_child:
+        cpu_child(args.cpu_child, args.cpu_peers, args.child_steps)
+        return
     device = torch.device(args.device)
     setup_device(device)
     cases = set(args.cases.split(","))
@@ -284,6 +341,8 @@ def main() -> None:
         for config_path in configs:
             for compile_model in compiled:
                 emit(flow_train_case(config_path, device, steps, compile_model, args.profile))
+    if "shared_cpu" in cases and not cuda:  # a CPU matter: on a GPU machine the trainings share the GPU
+        emit(shared_cpu_case(steps=3 if args.quick else 30))
     if "synthesize" in cases:
         for result in synthesize_cases(device, sizes, repeats):
             emit(result)

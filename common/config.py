@@ -423,6 +423,7 @@ class TrainLoopConfig:
         "keep_last": ">= 0",
         "max_bad_steps": ">= 1",
         "seed": ">= 0",
+        "cpu_threads": ">= 0",
     }
 
     n_iter: int = 20000  # training steps in all (a resume continues to this step)
@@ -439,5 +440,6 @@ class TrainLoopConfig:
     max_bad_steps: int = 20  # non-finite steps in a row that stop the run
     seed: int = 0  # weights' initialisation and the global RNG
     device: str = "auto"  # auto (CUDA when there is one), cpu or cuda
+    cpu_threads: int = 0  # on the CPU: intra-op threads (0: the cores split between the trainings running)
     amp: bool = False  # bf16 autocast where it is numerically safe (CUDA only)
     compile: bool = False  # torch.compile the model (the first steps are slow while it compiles)

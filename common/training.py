@@ -20,6 +20,7 @@ from tqdm import tqdm
 from unpaired_sr.common.checkpoint import load_checkpoint, restore_rng_state, rng_state
 from unpaired_sr.common.cli import ArgumentParser, command, resume_checkpoint, run_folder_of
 from unpaired_sr.common.config import TrainLoopConfig, config_to_dict, fields_help, load_config, save_config
+from unpaired_sr.common.cpu_share import CpuShare, available_cores
 from unpaired_sr.common.distributed import Distributed, any_across, barrier, init_distributed, mean_across
 from unpaired_sr.common.errors import TrainingStopped, UserError
 from unpaired_sr.common.files import sweep_temporaries
@@ -50,10 +51,21 @@ def start_process(train: TrainLoopConfig) -> tuple[Distributed, torch.device]:
     Under torchrun each process trains on its slice of the global batch
     ``world_size * train.batch_size`` (see ``common.distributed``).
     """
+    global _cpu_share
     world, device = init_distributed(select_device(train.device))
     setup_device(device)
+    if _cpu_share is not None:
+        _cpu_share.close()
+    _cpu_share = CpuShare(train.cpu_threads) if device.type == "cpu" else None
+    if _cpu_share is not None:
+        _cpu_share.rebalance()
     torch.manual_seed(train.seed)
     return world, device
+
+
+# This process's share of the cores while it trains on the CPU (common.cpu_share); TrainingSteps
+# counts the trainings again at every log point and gives the share back when the steps end.
+_cpu_share: CpuShare | None = None
 
 
 def autocast(device: torch.device, enabled: bool):
@@ -517,6 +529,8 @@ class TrainingSteps:
             self.stop.__exit__(*exc_info)
             self.progress.close()
             self.out.close()
+            if _cpu_share is not None:
+                _cpu_share.close()  # the cores go back to the trainings still running
         finally:
             barrier(self.world)
 
@@ -526,6 +540,13 @@ class TrainingSteps:
             batch = self.stop.next_batch(batches, step, self.checkpoint, self.out, skipping=self.guard.in_a_row)
             self.done = step + 1
             self.log_point = self.every(self.train.log_every)
+            if self.log_point and _cpu_share is not None:
+                before = torch.get_num_threads()
+                if _cpu_share.rebalance() != before:
+                    self.out.log(
+                        f"[{self.done:>7}] CPU threads {before} -> {torch.get_num_threads()} (trainings on these "
+                        f"{available_cores()} cores: {_cpu_share.trainings()}; train.cpu_threads sets a fixed count)"
+                    )
             yield step, batch
             save_due = self.every(self.train.save_every)
             self.stop.end_of_step(self.done, self.log_point, save_due, self.checkpoint, self.out, self.guard.in_a_row)

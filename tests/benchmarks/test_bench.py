@@ -27,7 +27,12 @@ def test_quick_benchmark_prints_every_case():
     assert ("flow_train", "deflow_light") in cases and ("synthesize", "deflow_light") in cases
     for form in ("post_upsample", "pre_upsample"):
         assert ("sr_train", form) in cases and ("sr_infer", form) in cases
+    (shared,) = [line for line in lines if line["case"] == "shared_cpu"]
+    for setting in ("auto", "all"):
+        assert shared[setting]["solo_steps_per_s"] > 0 and len(shared[setting]["pair_fraction"]) == 2
     for line in lines:
+        if line["case"] == "shared_cpu":
+            continue
         speed = line.get("steps_per_s") or line.get("mp_per_s")
         assert speed > 0 and line["device"].startswith("cpu")
     infer = [line for line in lines if line["case"] == "sr_infer"]
