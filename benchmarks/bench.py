@@ -9,6 +9,8 @@ Cases (the real code paths, minus data loading, on random images):
   crop: steps/s, images/s (clean + real crops), peak memory. ``--compile``
   adds the same step under ``torch.compile``; ``--profile`` (CUDA) adds the
   share of the step time the GPU is busy, from ``torch.profiler``.
+* ``flow_data`` (CPU): the light flow's data loader alone (0 and 2 workers),
+  and the training step on its batches: which of the two sets the pace.
 * ``shared_cpu`` (CPU): two light-flow trainings at once, each one's speed as
   a fraction of its solo speed, with the automatic CPU share
   (``common.cpu_share``) and with all cores per process (as before it).
@@ -33,6 +35,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -40,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from unpaired_sr.common.config import load_config  # noqa: E402
 from unpaired_sr.common.cpu_share import CpuShare, available_cores  # noqa: E402
+from unpaired_sr.common.distributed import Distributed  # noqa: E402
 from unpaired_sr.common.matlab_resize import clean_lr_from_hr  # noqa: E402
 from unpaired_sr.common.training import NonFiniteGuard, autocast, setup_device  # noqa: E402
 from unpaired_sr.degradation.checkpoint import build_flow  # noqa: E402
@@ -163,6 +167,72 @@ def flow_train_case(config_path: str, device: torch.device, steps: int, compile_
     }
     if profile and device.type == "cuda":
         result["gpu_busy_share"] = gpu_busy_share(step, device, steps)
+    return result
+
+
+def flow_data_case(steps: int) -> dict:
+    """Where the light flow's training time goes: the data loader alone, the model step alone, both together.
+
+    The data: four bundled photos as clean HR and four others, downscaled, as
+    real LR (a small set, decoded into memory as training does), batch 16 of
+    32x32 crops. ``data_batches_per_s`` per worker count is the loader with no
+    model; ``train_steps_per_s`` is the step on those batches (2 workers, the
+    config's default): the slower of the two sets the pace.
+    """
+    import tempfile
+
+    import skimage.data
+    from unpaired_sr.common.image_io import write_image
+    from unpaired_sr.common.matlab_resize import downscale
+    from unpaired_sr.data_tools.datasets import ImageFolderCache, UnpairedCrops, dequant_noise_batch, step_loader
+
+    config = load_config(FlowConfig, "configs/deflow_light.yaml")
+    batch, crop, scale = config.train.batch_size, config.data.crop_size, config.data.scale
+    device, world = torch.device("cpu"), Distributed()
+    with tempfile.TemporaryDirectory(prefix="bench_flow_data_") as folder:
+        clean, real = Path(folder) / "clean", Path(folder) / "real"
+        clean.mkdir()
+        real.mkdir()
+        for name in ("astronaut", "coffee", "chelsea", "rocket"):
+            write_image(clean / f"{name}.png", getattr(skimage.data, name)())
+        for name in ("brick", "gravel", "camera", "coins"):
+            image = getattr(skimage.data, name)()
+            image = image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
+            write_image(real / f"{name}.png", np.clip(downscale(image.astype(np.float32) / 255, scale), 0, 1))
+        dataset = UnpairedCrops(
+            ImageFolderCache(str(clean), "clean", storage="memory"),
+            ImageFolderCache(str(real), "real", storage="memory"),
+            lr_crop_size=crop,
+            scale=scale,
+        )
+        result: dict = {"case": "flow_data", "device": device_name(device), "batch": batch, "lr_crop": crop}
+        for workers in (0, 2):
+            batches = iter(step_loader(dataset, batch, 0, world, device, workers, seed=0))
+            next(batches)  # workers started
+            start = time.perf_counter()
+            for _ in range(steps):
+                next(batches)
+            result[f"data_batches_per_s_{workers}_workers"] = steps / (time.perf_counter() - start)
+        flow = build_flow(config.model).train()
+        optimizer = flow_optimizer(flow, 1e-5, config.train.shift_lr_mult)
+        objective = FlowObjective(flow, config.model.dequant_bins, config.train.content_penalty)
+        batches = iter(step_loader(dataset, batch, 0, world, device, 2, seed=0))
+
+        def step(first: bool = False) -> None:
+            data = next(batches)
+            clean_lr = clean_lr_from_hr(data["hr"], scale)
+            noise = dequant_noise_batch(data["dequant_noise"])
+            if first:
+                with torch.no_grad():
+                    objective(clean_lr, data["real_lr"], noise)  # ActNorm data init
+            loss, *_ = objective(clean_lr, data["real_lr"], noise)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(flow.parameters(), config.train.grad_clip)
+            optimizer.step()
+
+        step(first=True)
+        result["train_steps_per_s"] = 1 / timed(step, device, steps, warmup=1)
     return result
 
 
@@ -305,7 +375,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time the training steps under torch.compile")
     parser.add_argument("--profile", action="store_true", help="CUDA: the GPU-busy share of the flow's step")
     parser.add_argument(
-        "--cases", default="flow_train,shared_cpu,synthesize,sr_train,sr_infer", help="comma-separated subset"
+        "--cases", default="flow_train,flow_data,shared_cpu,synthesize,sr_train,sr_infer", help="comma-separated subset"
     )
     parser.add_argument("--tile", type=int, help="SR inference LR tile (default: sr.infer's per-form default)")
     parser.add_argument("--cpu-child", choices=("auto", "all"), help=argparse.SUPPRESS)  # one shared_cpu process
@@ -341,6 +411,8 @@ def main() -> None:
         for config_path in configs:
             for compile_model in compiled:
                 emit(flow_train_case(config_path, device, steps, compile_model, args.profile))
+    if "flow_data" in cases and not cuda:
+        emit(flow_data_case(steps=3 if args.quick else 30))
     if "shared_cpu" in cases and not cuda:  # a CPU matter: on a GPU machine the trainings share the GPU
         emit(shared_cpu_case(steps=3 if args.quick else 30))
     if "synthesize" in cases:

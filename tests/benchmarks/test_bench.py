@@ -30,8 +30,12 @@ def test_quick_benchmark_prints_every_case():
     (shared,) = [line for line in lines if line["case"] == "shared_cpu"]
     for setting in ("auto", "all"):
         assert shared[setting]["solo_steps_per_s"] > 0 and len(shared[setting]["pair_fraction"]) == 2
+    (data,) = [line for line in lines if line["case"] == "flow_data"]
+    assert (
+        min(data["data_batches_per_s_0_workers"], data["data_batches_per_s_2_workers"], data["train_steps_per_s"]) > 0
+    )
     for line in lines:
-        if line["case"] == "shared_cpu":
+        if line["case"] in ("shared_cpu", "flow_data"):
             continue
         speed = line.get("steps_per_s") or line.get("mp_per_s")
         assert speed > 0 and line["device"].startswith("cpu")
