@@ -182,6 +182,7 @@ def flow_data_case(steps: int) -> dict:
     import tempfile
 
     import skimage.data
+
     from unpaired_sr.common.image_io import write_image
     from unpaired_sr.common.matlab_resize import downscale
     from unpaired_sr.data_tools.datasets import ImageFolderCache, UnpairedCrops, dequant_noise_batch, step_loader

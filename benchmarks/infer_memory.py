@@ -24,13 +24,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.conftest import real_photo  # noqa: E402
 from unpaired_sr.common.checkpoint import SR_KIND, save_checkpoint  # noqa: E402
 from unpaired_sr.common.config import config_to_dict, load_config  # noqa: E402
 from unpaired_sr.common.image_io import write_image  # noqa: E402
 from unpaired_sr.sr.checkpoint import build_sr  # noqa: E402
 from unpaired_sr.sr.config import SRConfig  # noqa: E402
-
-from tests.conftest import real_photo  # noqa: E402
 
 MEASURE = (
     "import resource, subprocess, sys; done = subprocess.run(sys.argv[1:]); "

@@ -36,6 +36,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors
 from torch import nn
+
 from unpaired_sr.common.config import config_from_dict
 from unpaired_sr.common.errors import ConfigError, UserError
 from unpaired_sr.common.files import atomic_write_bytes

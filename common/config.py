@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
+
 from unpaired_sr.common.errors import ConfigError, UserError
 from unpaired_sr.common.files import atomic_write_bytes
 

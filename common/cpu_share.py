@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 
 import torch
+
 from unpaired_sr.common.registry import cache_dir
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import nn
+
 from unpaired_sr.common.errors import UserError
 
 

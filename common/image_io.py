@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+
 from unpaired_sr.common.errors import ImageReadError, UserError
 from unpaired_sr.common.files import atomic_file, atomic_write_bytes
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from unpaired_sr.common.files import atomic_write_bytes
 from unpaired_sr.common.registry import RegistryFetchError, cache_dir, file_sha256, pip_download
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.io
+
 from unpaired_sr.common.files import atomic_write_bytes
 from unpaired_sr.common.registry import RegistryFetchError, cache_dir, pip_download
 

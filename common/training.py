@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from tqdm import tqdm
+
 from unpaired_sr.common.checkpoint import load_checkpoint, restore_rng_state, rng_state
 from unpaired_sr.common.cli import ArgumentParser, command, resume_checkpoint, run_folder_of
 from unpaired_sr.common.config import TrainLoopConfig, config_to_dict, fields_help, load_config, save_config

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
+
 from unpaired_sr.common.distributed import Distributed
 from unpaired_sr.common.errors import ImageReadError, UserError
 from unpaired_sr.common.files import atomic_file

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from unpaired_sr.common.cli import ArgumentParser, command
 from unpaired_sr.common.errors import UserError
 from unpaired_sr.common.matlab_resize import downscale, mod_crop

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
 from unpaired_sr.common.cli import ArgumentParser, command
 from unpaired_sr.common.image_io import write_image
 from unpaired_sr.data_tools.make_benchmark import make_benchmark

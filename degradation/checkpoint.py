@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+
 from unpaired_sr.common.checkpoint import load_network, load_weights
 from unpaired_sr.degradation.config import FlowConfig, FlowModelConfig
 from unpaired_sr.degradation.flow import DegradationFlow

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from unpaired_sr.common.matlab_resize import downscale_torch
 
 LOW_PASS_FACTOR = 4

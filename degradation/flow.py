@@ -18,7 +18,9 @@ import math
 
 import torch
 from torch import nn
+
 from unpaired_sr.common.filters import gaussian_blur
+from unpaired_sr.degradation.blur import ImageBlur
 from unpaired_sr.degradation.encoder import LOW_PASS_FACTOR, ConditionEncoder
 from unpaired_sr.degradation.layers import (
     ActNorm,
@@ -120,8 +122,18 @@ class DegradationFlow(nn.Module):
             channels = kept
         self.level_channels = level_channels
         self.shift = DomainShift(level_channels, cond_channels if conditional_shift else 0, seed=seed)
-        # Estimated from the training images, not learned (degradation/noise.py); zero until then.
+        # Estimated from the training images, not learned (degradation/noise.py, degradation/blur.py);
+        # zero (no noise, no blur) until then.
         self.image_noise = ImageNoise()
+        self.image_blur = ImageBlur()
+
+    def prepare_clean(self, clean_lr: torch.Tensor) -> torch.Tensor:
+        """Clean LR as this flow models it: blurred by the estimated blur and rounded to 8 bits, as a saved
+        image of that blur would be (unchanged without a blur estimate)."""
+        if self.image_blur.sigma == 0:
+            return clean_lr
+        with torch.no_grad():
+            return torch.round(self.image_blur(clean_lr) * 255) / 255
 
     @property
     def size_multiple(self) -> int:
@@ -228,8 +240,10 @@ class DegradationFlow(nn.Module):
         a flow trained by this version), the latents move without fresh noise
         (the flow keeps what it does to the content: blur, compression, casts)
         and the noise is the estimated image noise at ``temperature``.
-        Differentiable with respect to the flow's parameters.
+        Differentiable with respect to the flow's parameters. The clean image is
+        first blurred by the estimated blur (``prepare_clean``).
         """
+        clean_lr = self.prepare_clean(clean_lr)
         cond = self.condition(clean_lr)
         latents, _ = self.encode(clean_lr, cond)
         if noise is None:
@@ -266,7 +280,7 @@ def domain_bits_per_dim(
     """
     if clean_lr.shape[1:] != real_lr.shape[1:]:
         raise ValueError(f"clean and real crops differ in size: {tuple(clean_lr.shape)} vs {tuple(real_lr.shape)}")
-    images = dequantize(torch.cat([clean_lr, real_lr]), num_bins, dequant_noise)
+    images = dequantize(torch.cat([flow.prepare_clean(clean_lr), real_lr]), num_bins, dequant_noise)
     cond = flow.condition(images)
     latents, logdet = flow.encode(images, cond)
     n = clean_lr.shape[0]

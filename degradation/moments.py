@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
 from unpaired_sr.common.filters import gaussian_blur
 from unpaired_sr.common.image_io import LUMA_WEIGHTS
 

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from unpaired_sr.common.filters import gaussian_blur
 from unpaired_sr.common.image_io import LUMA_WEIGHTS, image_to_tensor, to_float32
 from unpaired_sr.common.matlab_resize import clean_lr_from_hr
@@ -215,12 +216,13 @@ def estimate_noise(
     return NoiseEstimate(axes=axes, gains=capped, kernels=kernels, brightness=brightness, patch_counts=counts)
 
 
-def estimate_from_training_sets(
-    clean_hr: list[np.ndarray], real_lr: list[np.ndarray], scale: int, seed: int = 0
-) -> NoiseEstimate:
-    """``estimate_noise`` on a flow's training images: HR photos (downscaled here as training does) and real LR.
+def training_lr_sets(
+    clean_hr: list[np.ndarray], real_lr: list[np.ndarray], scale: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A flow's training images as the estimates read them: clean LR (downscaled as training does) and real LR.
 
-    Images of any depth (uint8, uint16, float); at most ``MAX_IMAGES`` of each set, spread evenly.
+    Images of any depth (uint8, uint16, float) in; float (H, W, 3) in [0, 1] out; at most
+    ``MAX_IMAGES`` of each set, spread evenly.
     """
 
     def spread(images: list[np.ndarray]) -> list[np.ndarray]:
@@ -231,7 +233,7 @@ def estimate_from_training_sets(
         clean_lr_from_hr(image_to_tensor(to_float32(np.asarray(hr)))[None], scale)[0].permute(1, 2, 0).numpy()
         for hr in spread(clean_hr)
     ]
-    return estimate_noise(clean_lr, [to_float32(np.asarray(image)) for image in spread(real_lr)], seed=seed)
+    return clean_lr, [to_float32(np.asarray(image)) for image in spread(real_lr)]
 
 
 class ImageNoise(nn.Module):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from unpaired_sr.common.config import load_config
 from unpaired_sr.common.figures import grid, upscale_nearest
 from unpaired_sr.common.image_io import image_to_tensor, list_images, read_image

@@ -38,6 +38,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from unpaired_sr.degradation.layers import ZeroConv2d, bounded_log_scale
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from unpaired_sr.common.filters import gaussian_blur
 
 PATCH = 8
@@ -291,6 +292,7 @@ def latent_check(
     dequantized with ``num_bins`` as in training (without it latents look too narrow).
     """
     from scipy.stats import chi2
+
     from unpaired_sr.degradation.flow import dequantize
 
     generator = torch.Generator().manual_seed(seed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
 from unpaired_sr.common.figures import grid, upscale_nearest
 from unpaired_sr.degradation.flow import DegradationFlow
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
 from unpaired_sr.common.errors import UserError
 from unpaired_sr.common.seeds import derived_seed
 from unpaired_sr.common.tiling import balanced_tile, tile_starts

@@ -20,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tqdm import tqdm
+
 from unpaired_sr.common.cli import ArgumentParser, at_least, command
 from unpaired_sr.common.errors import UserError
 from unpaired_sr.common.files import staged_output_dir

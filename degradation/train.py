@@ -14,11 +14,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
+
 from unpaired_sr.common.checkpoint import FLOW_KIND, load_checkpoint, save_training_checkpoint
 from unpaired_sr.common.config import config_from_dict
 from unpaired_sr.common.distributed import Distributed, all_gather_cat, wrap_ddp
 from unpaired_sr.common.errors import UserError
+from unpaired_sr.common.image_io import image_to_tensor
 from unpaired_sr.common.matlab_resize import clean_lr_from_hr
 from unpaired_sr.common.training import (
     LogWindow,
@@ -41,8 +44,9 @@ from unpaired_sr.degradation.adversarial import (
     generator_loss,
     quantize_8bit,
 )
+from unpaired_sr.degradation.blur import estimate_blur
 from unpaired_sr.degradation.checkpoint import build_flow
-from unpaired_sr.degradation.config import FlowConfig, FlowTrainConfig
+from unpaired_sr.degradation.config import FlowConfig, FlowModelConfig, FlowTrainConfig
 from unpaired_sr.degradation.flow import (
     DegradationFlow,
     FlowObjective,
@@ -51,7 +55,7 @@ from unpaired_sr.degradation.flow import (
     flow_optimizer,
 )
 from unpaired_sr.degradation.moments import DetailMoments
-from unpaired_sr.degradation.noise import estimate_from_training_sets
+from unpaired_sr.degradation.noise import estimate_noise, training_lr_sets
 from unpaired_sr.degradation.samples import sample_figure
 
 
@@ -73,6 +77,41 @@ def initialize_actnorm(
     real_lr = all_gather_cat(batch["real_lr"].to(device), world)
     noise = all_gather_cat(batch["dequant_noise"].to(device), world)
     domain_bits_per_dim(flow, clean_lr_from_hr(hr, scale), real_lr, num_bins, dequant_noise_batch(noise))
+
+
+def estimate_image_degradations(
+    flow: DegradationFlow, model: FlowModelConfig, dataset: UnpairedCrops, scale: int
+) -> list[str]:
+    """Load the blur, then the noise, estimated from both training sets into ``flow``; returns log lines.
+
+    The noise is measured against clean images blurred by the blur estimate, as
+    samples add it to them.
+    """
+    lines = []
+    clean_lr, real_lr = training_lr_sets(dataset.clean_hr.images, dataset.real_lr.images, scale)
+    if model.image_blur:
+        sigma, per_orientation = estimate_blur(clean_lr, real_lr)
+        flow.image_blur.load_estimate(sigma)
+        orientations = "/".join(f"{value:.2f}" for value in per_orientation)
+        if np.isnan(per_orientation).all():
+            lines.append("image blur not measured: too few strong edges in the images; none is added")
+        else:
+            lines.append(f"image blur {sigma:.2f} LR px (Gaussian sigma; per edge orientation {orientations})")
+        clean_lr = [
+            flow.prepare_clean(image_to_tensor(image)[None].to(flow.image_blur.sigma_lr_px.device))[0]
+            .permute(1, 2, 0)
+            .cpu()
+            .numpy()
+            for image in clean_lr
+        ]
+    if model.image_noise:
+        try:
+            estimate = estimate_noise(clean_lr, real_lr)
+        except ValueError as error:
+            raise UserError(f"{error}; or train without it: --model.image_noise false") from error
+        flow.image_noise.load_estimate(estimate)
+        lines.append(f"image noise {estimate.describe()}")
+    return lines
 
 
 def critic_terms(
@@ -169,14 +208,10 @@ def train(
         seed=config.data.seed,
         content_candidates=config.data.content_candidates,
     )
-    if config.model.image_noise and resume is None:
-        # Every rank estimates from the same images, so all hold the same noise without a broadcast.
-        try:
-            estimate = estimate_from_training_sets(dataset.clean_hr.images, dataset.real_lr.images, scale)
-        except ValueError as error:
-            raise UserError(f"{error}; or train without it: --model.image_noise false") from error
-        flow.image_noise.load_estimate(estimate)
-        out.log(f"image noise {estimate.describe()}")
+    if resume is None:
+        # Every rank estimates from the same images, so all hold the same estimates without a broadcast.
+        for line in estimate_image_degradations(flow, config.model, dataset, scale):
+            out.log(line)
     loader = step_loader(
         dataset, train.batch_size, start_step, world, device, config.data.num_workers, config.data.seed
     )

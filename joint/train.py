@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from unpaired_sr.common.checkpoint import JOINT_KIND, load_checkpoint, save_training_checkpoint
 from unpaired_sr.common.config import config_to_dict
 from unpaired_sr.common.distributed import wrap_ddp

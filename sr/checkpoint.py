@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+
 from unpaired_sr.common.checkpoint import load_network, load_weights
 from unpaired_sr.sr.config import SRConfig, SRModelConfig
 from unpaired_sr.sr.model import VDSR

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
 from unpaired_sr.common.image_io import image_to_tensor, to_float32
 from unpaired_sr.common.matlab_resize import clean_lr_from_hr
 from unpaired_sr.common.seeds import derived_seed

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm import tqdm
+
 from unpaired_sr.common.errors import UserError
 from unpaired_sr.common.figures import grid, label, upscale_nearest
 from unpaired_sr.common.files import atomic_write_bytes, staged_output_dir

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm import tqdm
+
 from unpaired_sr.common.cli import ArgumentParser, at_least, command
 from unpaired_sr.common.errors import UserError
 from unpaired_sr.common.files import staged_output_dir

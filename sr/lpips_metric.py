@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 import torch
+
 from unpaired_sr.common.errors import UserError
 from unpaired_sr.common.lpips_weights import default_weights_path
 

@@ -14,6 +14,7 @@ from typing import Literal
 
 import torch
 from torch import nn
+
 from unpaired_sr.common.matlab_resize import imresize_torch, upscale_by_convolution
 
 Form = Literal["pre_upsample", "post_upsample"]

@@ -21,6 +21,7 @@ import math
 import numpy as np
 from scipy.ndimage import correlate
 from scipy.special import gamma as gamma_function
+
 from unpaired_sr.common.errors import UserError
 from unpaired_sr.common.matlab_resize import downscale
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
+
 from unpaired_sr.common.checkpoint import SR_KIND, load_checkpoint, save_checkpoint, save_training_checkpoint
 from unpaired_sr.common.config import config_from_dict
 from unpaired_sr.common.distributed import wrap_ddp

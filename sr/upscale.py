@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
+
 from unpaired_sr.common.errors import UserError
 from unpaired_sr.common.image_io import image_to_tensor, tensor_to_image, to_float32
 from unpaired_sr.common.matlab_resize import imresize

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
 from unpaired_sr.common.errors import UserError
 from unpaired_sr.common.figures import grid, upscale_nearest
 from unpaired_sr.common.image_io import image_to_tensor, to_float32

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from unpaired_sr.common.config import load_config
 from unpaired_sr.common.image_io import write_image
 from unpaired_sr.degradation.config import FlowConfig

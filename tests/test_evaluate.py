@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from tests.conftest import real_photo
 from unpaired_sr.common.checkpoint import save_checkpoint
 from unpaired_sr.common.config import load_config
 from unpaired_sr.common.image_io import read_image, write_image
@@ -21,8 +23,6 @@ from unpaired_sr.sr.config import SRConfig
 from unpaired_sr.sr.evaluation import bicubic_upscale, evaluate, format_table, niqe_score
 from unpaired_sr.sr.metrics import psnr
 from unpaired_sr.sr.train import train
-
-from tests.conftest import real_photo
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ("astronaut", "coffee", "chelsea")

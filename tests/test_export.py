@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import torch
+
 from unpaired_sr.common.checkpoint import SR_KIND, save_checkpoint
 from unpaired_sr.common.config import config_to_dict
 from unpaired_sr.sr.checkpoint import build_sr, load_sr

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.conftest import real_photo
 from unpaired_sr.common.checkpoint import FLOW_KIND, SR_KIND, save_checkpoint
 from unpaired_sr.common.config import config_to_dict
 from unpaired_sr.common.image_io import write_image
@@ -15,8 +17,6 @@ from unpaired_sr.degradation.config import FlowConfig, FlowModelConfig
 from unpaired_sr.degradation.noise import estimate_noise
 from unpaired_sr.sr.checkpoint import build_sr
 from unpaired_sr.sr.config import SRConfig, SRModelConfig
-
-from tests.conftest import real_photo
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+
 from unpaired_sr.common.cli import ArgumentParser, command  # noqa: E402
 from unpaired_sr.common.errors import UserError  # noqa: E402
 

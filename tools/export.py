@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from unpaired_sr.common.checkpoint import FLOW_KIND, JOINT_KIND, SR_KIND, export_weights, load_checkpoint, network_state
 from unpaired_sr.common.cli import ArgumentParser, command
 from unpaired_sr.common.errors import UserError

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from tests.conftest import real_photo
 from unpaired_sr.degradation.realism import (
     RegionMap,
     frechet_distance,
@@ -18,8 +20,6 @@ from unpaired_sr.degradation.realism import (
     residual_statistics,
     two_sample_accuracy,
 )
-
-from tests.conftest import real_photo
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,11 +103,10 @@ def test_two_sample_classifier_tells_noise_and_not_a_reseeded_truth():
 
 @pytest.mark.slow
 def test_fidelity_command_on_a_tiny_flow(tmp_path):
+    from tests.conftest import tiny_flow_config
     from unpaired_sr.common.image_io import write_image
     from unpaired_sr.common.matlab_resize import downscale
     from unpaired_sr.degradation.train import train
-
-    from tests.conftest import tiny_flow_config
 
     train(tiny_flow_config(tmp_path, n_iter=2, save_every=2), tmp_path / "run")
     clean, real = tmp_path / "clean_photos", tmp_path / "real_photos"

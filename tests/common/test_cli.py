@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from unpaired_sr.common.cli import ArgumentParser, resume_checkpoint, run_folder_of
 from unpaired_sr.common.errors import UserError
 

@@ -7,6 +7,7 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+
 from unpaired_sr.common.config import (
     config_from_dict,
     config_to_dict,

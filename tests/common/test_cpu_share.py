@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import torch
+
 from unpaired_sr.common.cpu_share import CpuShare, available_cores
 
 

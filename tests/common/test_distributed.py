@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from unpaired_sr.common.checkpoint import load_checkpoint
 
 from tests.conftest import TINY_PIPELINE
+from unpaired_sr.common.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 BATCH_WORDS = ("--flow_train.batch_size", "--sr_train.batch_size", "--train.batch_size")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from unpaired_sr.common.errors import UserError
 from unpaired_sr.common.files import atomic_write_bytes, staged_output_dir
 

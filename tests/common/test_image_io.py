@@ -7,6 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageOps
+
+from tests.conftest import real_photo
 from unpaired_sr.common.errors import ImageReadError, UserError
 from unpaired_sr.common.image_io import (
     MAX_PIXELS_VARIABLE,
@@ -16,8 +18,6 @@ from unpaired_sr.common.image_io import (
     set_max_pixels,
     write_image,
 )
-
-from tests.conftest import real_photo
 
 PHOTO = (real_photo("astronaut", 64) * 255).round().astype(np.uint8)
 

@@ -10,6 +10,8 @@ import tarfile
 import numpy as np
 import pytest
 import torch
+
+from tests.conftest import real_photo
 from unpaired_sr.common.filters import gaussian_blur
 from unpaired_sr.common.image_io import image_to_tensor
 from unpaired_sr.common.lpips_weights import (
@@ -24,8 +26,6 @@ from unpaired_sr.common.lpips_weights import (
     load_array_tree,
     verify,
 )
-
-from tests.conftest import real_photo
 
 
 def synthetic_checkpoint(seed: int = 0) -> dict:

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from tests.conftest import real_photo
 from unpaired_sr.common.matlab_resize import (
     cubic,
     downscale,
@@ -15,8 +17,6 @@ from unpaired_sr.common.matlab_resize import (
     output_length,
     upscale_by_convolution,
 )
-
-from tests.conftest import real_photo
 
 
 def matlab_reference_axis(signal: np.ndarray, scale: float) -> np.ndarray:

@@ -17,6 +17,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+
+from tests.conftest import real_photo, run_stop_hint, tiny_flow_config
 from unpaired_sr.common.checkpoint import load_checkpoint, save_checkpoint
 from unpaired_sr.common.config import save_config
 from unpaired_sr.common.errors import ImageReadError, UserError
@@ -25,8 +27,6 @@ from unpaired_sr.degradation.checkpoint import load_flow
 from unpaired_sr.degradation.train import train as train_flow
 from unpaired_sr.sr.checkpoint import load_sr
 from unpaired_sr.tools.export import export_checkpoint
-
-from tests.conftest import real_photo, run_stop_hint, tiny_flow_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

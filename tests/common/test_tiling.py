@@ -4,6 +4,7 @@ import math
 
 from hypothesis import given
 from hypothesis import strategies as st
+
 from unpaired_sr.common.tiling import balanced_tile
 
 

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+
 from unpaired_sr.common.errors import UserError
 from unpaired_sr.common.training import EMA, NonFiniteGuard, lr_factor
 

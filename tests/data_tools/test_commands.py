@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from unpaired_sr.common.image_io import write_image
 
 from tests.conftest import real_photo
+from unpaired_sr.common.image_io import write_image
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ["extract_subimages", "downsample", "degrade_classical", "make_benchmark", "prepare_demo"]

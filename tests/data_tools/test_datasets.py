@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
+
+from tests.conftest import real_photo
 from unpaired_sr.common.errors import UserError
 from unpaired_sr.common.image_io import write_image
 from unpaired_sr.data_tools.datasets import (
@@ -18,8 +20,6 @@ from unpaired_sr.data_tools.datasets import (
     content_descriptor,
     dihedral,
 )
-
-from tests.conftest import real_photo
 
 
 def test_unpaired_samples_are_a_function_of_seed_and_index(photo_folder):

@@ -9,6 +9,8 @@ from functools import partial
 import numpy as np
 import pytest
 import torch
+
+from tests.conftest import real_photo
 from unpaired_sr.common.errors import UserError
 from unpaired_sr.common.image_io import list_images, read_image, read_image_native, write_image
 from unpaired_sr.common.matlab_resize import downscale
@@ -18,8 +20,6 @@ from unpaired_sr.data_tools.extract_subimages import crop_positions, extract_sub
 from unpaired_sr.data_tools.make_benchmark import make_benchmark, split_photos
 from unpaired_sr.data_tools.parallel import map_with_progress
 from unpaired_sr.data_tools.prepare_demo import prepare_demo
-
-from tests.conftest import real_photo
 
 
 def test_crop_positions_follow_div2k_preparation():

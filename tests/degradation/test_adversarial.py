@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from unpaired_sr.degradation.adversarial import (
     PatchDiscriminator,
     discriminator_accuracy,

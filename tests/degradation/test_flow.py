@@ -6,13 +6,13 @@ import math
 
 import pytest
 import torch
+
+from tests.conftest import real_photo
 from unpaired_sr.common.config import load_config
 from unpaired_sr.degradation.checkpoint import build_flow
 from unpaired_sr.degradation.config import FlowConfig
 from unpaired_sr.degradation.flow import DegradationFlow, bits_per_dim, count_parameters, domain_bits_per_dim
 from unpaired_sr.degradation.prior import LevelShift
-
-from tests.conftest import real_photo
 
 
 def photo_batch(size: int = 32) -> torch.Tensor:

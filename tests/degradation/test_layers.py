@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from unpaired_sr.degradation.flow import DegradationFlow
 from unpaired_sr.degradation.layers import (
     ActNorm,

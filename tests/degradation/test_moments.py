@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
-from unpaired_sr.common.image_io import image_to_tensor
-from unpaired_sr.degradation.moments import DetailMoments, content_bins
 
 from tests.conftest import real_photo
+from unpaired_sr.common.image_io import image_to_tensor
+from unpaired_sr.degradation.moments import DetailMoments, content_bins
 
 
 def crops(name: str, noise: float, seed: int, correlated: bool = False) -> torch.Tensor:

@@ -6,12 +6,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+
+from tests.conftest import real_photo
 from unpaired_sr.common.checkpoint import load_checkpoint, save_checkpoint
 from unpaired_sr.degradation.checkpoint import build_flow, load_flow
 from unpaired_sr.degradation.config import FlowModelConfig
 from unpaired_sr.degradation.noise import NUM_BINS, PATCH, ImageNoise, NoiseEstimate, estimate_noise
-
-from tests.conftest import real_photo
 
 LUMA = np.array([0.299, 0.587, 0.114])
 

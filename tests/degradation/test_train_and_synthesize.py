@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from tests.conftest import real_photo, tiny_flow_config
 from unpaired_sr.common.checkpoint import load_checkpoint, save_checkpoint
 from unpaired_sr.common.errors import UserError
 from unpaired_sr.common.image_io import image_to_tensor, read_image, write_image
@@ -18,8 +20,6 @@ from unpaired_sr.degradation.noise import ImageNoise
 from unpaired_sr.degradation.sampling import degrade_image
 from unpaired_sr.degradation.synthesize import synthesize_folder
 from unpaired_sr.degradation.train import train
-
-from tests.conftest import real_photo, tiny_flow_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

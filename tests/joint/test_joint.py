@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from tests.conftest import TINY_PIPELINE, run_stop_hint
 from unpaired_sr.common.checkpoint import load_checkpoint, save_checkpoint
 from unpaired_sr.common.config import load_config
 from unpaired_sr.degradation.checkpoint import load_flow
 from unpaired_sr.joint.config import PipelineConfig
 from unpaired_sr.joint.train import train_joint
 from unpaired_sr.sr.checkpoint import load_sr
-
-from tests.conftest import TINY_PIPELINE, run_stop_hint
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from tests.conftest import real_photo
 from unpaired_sr.common.matlab_resize import imresize
 from unpaired_sr.data_tools.degrade_classical import degrade, image_rng
 from unpaired_sr.sr.metrics import prepare, psnr, ssim
-
-from tests.conftest import real_photo
 
 
 def restored_pair(name: str):

@@ -7,12 +7,12 @@ import zipfile
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
+
+from tests.conftest import real_photo
 from unpaired_sr.common.errors import UserError
 from unpaired_sr.common.niqe_params import MEMBER, convert_wheel, default_params_path, load_niqe_params
 from unpaired_sr.common.registry import RegistryFetchError
 from unpaired_sr.sr.niqe import aggd_fit, niqe, niqe_features
-
-from tests.conftest import real_photo
 
 
 def test_the_fit_recovers_a_gaussian_and_an_asymmetric_spread():

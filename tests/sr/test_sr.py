@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from tests.conftest import real_photo
 from unpaired_sr.common.checkpoint import load_checkpoint, save_checkpoint
 from unpaired_sr.common.config import load_config
 from unpaired_sr.common.errors import UserError
@@ -36,8 +38,6 @@ from unpaired_sr.sr.model import VDSR, relu_activity
 from unpaired_sr.sr.train import train
 from unpaired_sr.sr.upscale import upscale_image, upscale_strips
 from unpaired_sr.tools.curves import plot_curves
-
-from tests.conftest import real_photo
 
 ROOT = Path(__file__).resolve().parents[2]
 
