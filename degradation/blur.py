@@ -31,10 +31,20 @@ Noise makes edges look sharper, so a noisy source's blur is underestimated,
 and so is the blur of real scenes sharper than the clean ones (four bundled
 photos blurred by 0.6 / 0.9 / 1.3 against four others: 0.46 / 0.67 / 0.97).
 
-The flow then trains on clean images blurred by the estimate (rounded to 8
-bits as a saved image would be) and degrades clean images blurred the same
-way, so its latent shift models what remains: noise structure, compression,
-what blur the estimate missed.
+Samples blur the clean image by the estimate (rounded to 8 bits, as a saved
+image would be) before the flow degrades it; the flow itself trains on the
+unblurred clean images, as before. Measured on ``blur_jpeg`` (light flow,
+2000 steps, T=1.0): training the flow on blurred clean images as well made
+its latent shift learn less of the blur, and its samples ended up sharper
+than with the blur at sampling alone (Frechet 9656 against 7522, classifier
+72% against 43%; no blur: 10422 and 92%). The estimate errs low (below), and
+what the flow learned of the blur from sharp clean images makes up part of
+the rest.
+
+It is off by default (``model.image_blur``): on ``blur_jpeg`` the SR network
+trained on these more faithful samples scored *lower* (PSNR-Y 27.71 against
+28.03 without the blur, 1000 steps, one seed), so it is an option to measure
+on one's own data, and the estimate is logged at the start of every training.
 """
 
 from __future__ import annotations

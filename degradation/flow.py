@@ -280,7 +280,7 @@ def domain_bits_per_dim(
     """
     if clean_lr.shape[1:] != real_lr.shape[1:]:
         raise ValueError(f"clean and real crops differ in size: {tuple(clean_lr.shape)} vs {tuple(real_lr.shape)}")
-    images = dequantize(torch.cat([flow.prepare_clean(clean_lr), real_lr]), num_bins, dequant_noise)
+    images = dequantize(torch.cat([clean_lr, real_lr]), num_bins, dequant_noise)
     cond = flow.condition(images)
     latents, logdet = flow.encode(images, cond)
     n = clean_lr.shape[0]
