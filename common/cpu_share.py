@@ -12,7 +12,8 @@ So a training on the CPU registers itself (a file named by its process id in
 threads, at least one, counted again at every log point: a training that
 starts later makes the earlier ones step down within one log interval, and
 one that ends gives its cores back. ``train.cpu_threads`` (> 0) fixes the
-count instead. Only trainings of this toolkit are counted; other programs on
+count instead, and ``OMP_NUM_THREADS`` (set by hand, or by torchrun) stays an
+upper bound. Only trainings of this toolkit are counted; other programs on
 the machine are not.
 """
 
@@ -74,7 +75,10 @@ class CpuShare:
     def threads(self) -> int:
         if self.fixed_threads > 0:
             return self.fixed_threads
-        return max(1, available_cores() // self.trainings())
+        share = max(1, available_cores() // self.trainings())
+        # OMP_NUM_THREADS, where set (by the user, or by torchrun for several processes), stays an upper bound.
+        limit = os.environ.get("OMP_NUM_THREADS", "")
+        return min(share, int(limit)) if limit.isdigit() and int(limit) > 0 else share
 
     def rebalance(self) -> int:
         """Set torch's intra-op threads to this process's share now; returns it."""

@@ -9,6 +9,7 @@ from unpaired_sr.common.cpu_share import CpuShare, available_cores
 
 
 def test_the_cores_are_split_between_the_trainings_alive(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr("unpaired_sr.common.cpu_share.available_cores", lambda: 4)
     threads_before = torch.get_num_threads()
     share = CpuShare(folder=tmp_path)
@@ -27,5 +28,9 @@ def test_the_cores_are_split_between_the_trainings_alive(tmp_path, monkeypatch):
     share.close()
     assert list(tmp_path.iterdir()) == []
     assert CpuShare(fixed_threads=3, folder=tmp_path).threads() == 3 and list(tmp_path.iterdir()) == []
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # the user's (or torchrun's) limit stays a limit
+    capped = CpuShare(folder=tmp_path)
+    assert capped.threads() == 2
+    capped.close()
     torch.set_num_threads(threads_before)
     assert available_cores() >= 1
