@@ -98,6 +98,11 @@ def run_arm(arm: str, bench: Path, out: Path, flow_ckpt: Path, args) -> dict:
             args.device,
             "--train.log_every",
             str(max(1, args.steps // 10)),
+            # Another seed: other initial weights, crops and flow samples, to see the spread of an arm.
+            "--train.seed",
+            str(args.seed),
+            "--data.seed",
+            str(args.seed),
         ],
     )
     start = time.perf_counter()
@@ -152,6 +157,7 @@ def main() -> None:
     parser.add_argument("--crop-size", type=int, default=32, help="LR crop")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0, help="SR training seed (weights, crops, flow samples)")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {','.join(ARMS)}")
     parser.add_argument("--output", "--out", dest="out", default="runs/sr_arms")
     args = parser.parse_args()
