@@ -1,7 +1,7 @@
 """Evaluate SR methods on a real LR test set: PSNR / SSIM / LPIPS, a table, a figure.
 
     python evaluate.py --lr LR_DIR --hr HR_DIR --scale 4 \\
-        --model flow=RUN/checkpoints/last.pt --sr other=SR_DIR --out RESULTS_DIR
+        --model flow=RUN/checkpoints/last.pt --sr other=SR_DIR --output RESULTS_DIR
 
 Methods are SR checkpoints (``--model NAME=CKPT``, run through ``sr.infer``),
 folders of SR outputs made elsewhere (``--sr NAME=DIR``), and always

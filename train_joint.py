@@ -1,7 +1,8 @@
 """Run the whole pipeline: 1) the degradation flow alone, 2) SR on flow-synthesized pairs, 3) the joint phase.
 
-    python train_joint.py --config configs/joint.yaml --data.clean_dir HR_DIR --data.real_dir REAL_LR_DIR --out RUN_DIR
-    python train_joint.py --config configs/joint.yaml ... --stages joint --flow-ckpt A --sr-ckpt B --out RUN_DIR
+    python train_joint.py --config configs/joint.yaml --data.clean_dir HR_DIR --data.real_dir REAL_LR_DIR \\
+        --output RUN_DIR
+    python train_joint.py --config configs/joint.yaml ... --stages joint --flow-ckpt A --sr-ckpt B --output RUN_DIR
     python train_joint.py --resume RUN_DIR
 
 One run folder: ``config.yaml``, one sub-folder per stage (``flow/``, ``sr/``,
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         source = args.config or out / "config.yaml"
     else:
         if not args.config or not args.out:
-            raise UserError("give --config and --out (or --resume RUN_DIR)")
+            raise UserError("give --config and --output (or --resume RUN_DIR)")
         out, source = Path(args.out), args.config
         if (out / "summary.json").exists() or any((out / stage / "checkpoints").exists() for stage in STAGES):
             raise UserError(f"{out} already holds a run; continue it with --resume {out}")
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         summary = run_pipeline(config, out, stages, args.flow_ckpt, args.sr_ckpt, args.max_steps)
     except TrainingStopped as stopped:  # a stage's own hint names its checkpoint; the pipeline resumes its folder
         stage_words = "" if args.stages == ",".join(STAGES) else f" --stages {args.stages}"
-        raise stopped.resumed_by(f"python train_joint.py --resume {out}{stage_words}") from None
+        raise stopped.resumed_by(f"{parser.prog} --resume {out}{stage_words}") from None
     if launched_rank() == 0:
         for line in describe_summary(summary):
             print(line)

@@ -1,7 +1,7 @@
 """How close are the flow's degradations to the real ones? Measured on benchmarks whose truth is known.
 
-    python benchmarks/flow_fidelity.py --bench /tmp/demo --bench /tmp/grain --train-steps 2000 --out runs/fidelity
-    python benchmarks/flow_fidelity.py --bench /tmp/demo --ckpt RUN/checkpoints/last.pt --out runs/fidelity
+    python benchmarks/flow_fidelity.py --bench /tmp/demo --bench /tmp/grain --train-steps 2000 --output runs/fidelity
+    python benchmarks/flow_fidelity.py --bench /tmp/demo --ckpt RUN/checkpoints/last.pt --output runs/fidelity
 
 For each benchmark (``data_tools.make_benchmark`` layout), a light flow is
 trained on ``train_hr`` + ``train_real_lr`` (or ``--ckpt`` is used), then on
@@ -23,7 +23,7 @@ LR images (50% = indistinguishable). A latent-space check (clean latents
 against N(0, I), real latents against the learned Gaussian) and a figure of
 flat and dark crops (clean | flow | truth) come with each benchmark. Prints a
 table per benchmark and writes ``fidelity.json``, ``fidelity.md`` and
-``fidelity_<bench>.png`` under ``--out``.
+``fidelity_<bench>.png`` under ``--output``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Does feeding the SR loss back into the flow help? Joint phase with several cycle_sr_weight values.
 
     python benchmarks/joint_effect.py --bench /tmp/demo --flow-ckpt FLOW.pt --sr-ckpt SR.pt \\
-        --steps 500 --weights 0,1,10 --out runs/joint_effect
+        --steps 500 --weights 0,1,10 --output runs/joint_effect
 
 From the same stage-2 SR network and stage-1 flow, the joint phase runs
 ``--steps`` steps per weight. ``cycle_sr_weight = 0`` is the control: SR keeps

@@ -1,6 +1,6 @@
 """Does SR trained on the learned degradation beat bicubic and classical training? The four-arm benchmark.
 
-    python benchmarks/sr_arms.py --bench /tmp/demo --flow-ckpt FLOW.pt --steps 1500 --out runs/sr_arms
+    python benchmarks/sr_arms.py --bench /tmp/demo --flow-ckpt FLOW.pt --steps 1500 --output runs/sr_arms
 
 With the same network, budget and seed, SR is trained from four sources:
 ``bicubic``, ``realesrgan`` (classical second-order), ``flow`` (the learned

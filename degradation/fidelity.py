@@ -1,7 +1,7 @@
 """Is the learned degradation realistic? A check that needs no ground truth, for your own data.
 
     python -m degradation.fidelity --ckpt runs/flow/checkpoints/last.pt \\
-        --clean-dir HR_DIR --real-dir REAL_LR_DIR --out runs/flow/fidelity
+        --clean-dir HR_DIR --real-dir REAL_LR_DIR --output runs/flow/fidelity
 
 The flow degrades the clean photos; a small CNN is then trained to tell your
 real LR images from those synthesized ones (crops of other photos, so it must

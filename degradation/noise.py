@@ -225,15 +225,17 @@ def training_lr_sets(
     ``MAX_IMAGES`` of each set, spread evenly.
     """
 
-    def spread(images: list[np.ndarray]) -> list[np.ndarray]:
-        step = max(1, len(images) / MAX_IMAGES)
-        return [images[int(i * step)] for i in range(min(len(images), MAX_IMAGES))]
-
     clean_lr = [
         clean_lr_from_hr(image_to_tensor(to_float32(np.asarray(hr)))[None], scale)[0].permute(1, 2, 0).numpy()
-        for hr in spread(clean_hr)
+        for hr in spread_evenly(clean_hr, MAX_IMAGES)
     ]
-    return clean_lr, [to_float32(np.asarray(image)) for image in spread(real_lr)]
+    return clean_lr, [to_float32(np.asarray(image)) for image in spread_evenly(real_lr, MAX_IMAGES)]
+
+
+def spread_evenly(images: list[np.ndarray], count: int) -> list[np.ndarray]:
+    """At most ``count`` of ``images``, evenly spread over the list (all of them when there are fewer)."""
+    step = max(1, len(images) / count)
+    return [images[int(i * step)] for i in range(min(len(images), count))]
 
 
 class ImageNoise(nn.Module):

@@ -1,7 +1,7 @@
 """Train the degradation flow alone on unpaired clean HR photos and real LR images.
 
     python -m degradation.train --config configs/deflow_light.yaml \\
-        --data.clean_dir HR_DIR --data.real_dir REAL_LR_DIR --out RUN_DIR
+        --data.clean_dir HR_DIR --data.real_dir REAL_LR_DIR --output RUN_DIR
 
 HR crops become clean LR on the training device (MATLAB bicubic, then 8-bit
 rounding, as a saved LR image would be); real LR crops come from other images.

@@ -1,7 +1,7 @@
 """Train the VDSR-style SR network on (LQ, HR) pairs from one source.
 
     python -m sr.train --config configs/sr_vdsr_fast.yaml --data.hr_dir HR_DIR \\
-        --data.degradation flow --data.flow_ckpt FLOW_CKPT --out RUN_DIR
+        --data.degradation flow --data.flow_ckpt FLOW_CKPT --output RUN_DIR
 
 ``--data.degradation`` says where the LQ images come from: ``pairs`` (with
 ``--data.lq_dir``), ``flow`` (with ``--data.flow_ckpt``, degraded on the fly,
@@ -192,10 +192,10 @@ def train(
             if steps.every(train.val_every) and world.is_main:
                 check_activity(model, lq, done, train.n_iter, out)
             if validation is not None and steps.every(train.val_every):
-                scores = validation.scores(ema.module)
+                scores, figure = validation.assess(ema.module, figure_rows=3)
                 monitor.update({f"val_{name}": score for name, score in scores.items()})
                 out.scalars({f"sr/val_{name}": score for name, score in scores.items()}, done)
-                out.image("sr/validation", validation.figure(ema.module), done)
+                out.image("sr/validation", figure, done)
                 if scores["psnr"] > best_psnr:
                     best_psnr = monitor["best_psnr"] = scores["psnr"]
                     checkpoint(done, out.checkpoints / "best.pt")

@@ -42,33 +42,36 @@ class ValidationSet:
         """Mean PSNR (Y, crop ``scale``) of ``model`` over the set (no LPIPS)."""
         return self.scores(model, with_lpips=False)["psnr"]
 
-    @torch.no_grad()
     def scores(self, model: VDSR, with_lpips: bool = True) -> dict[str, float]:
         """Mean PSNR (Y) and, where the AlexNet weights are here, LPIPS (RGB in [-1, 1]); crop ``scale``."""
+        return self.assess(model, with_lpips)[0]
+
+    @torch.no_grad()
+    def assess(
+        self, model: VDSR, with_lpips: bool = True, figure_rows: int = 0, crop: int = 96
+    ) -> tuple[dict[str, float], np.ndarray | None]:
+        """``scores``, and with ``figure_rows`` a figure from the same SR outputs: LQ (nearest-upscaled) | SR | HR
+        on the centre ``crop`` x ``crop`` HR pixels of the first ``figure_rows`` images."""
         with_lpips = with_lpips and self.lpips_model is not None
-        psnrs, lpipses = [], []
-        crop = self.scale
+        psnrs, lpipses, rows = [], [], []
+        border = self.scale
         for lr, hr in self.pairs:
             sr_tensor = upscale_image(model, image_to_tensor(lr))
             sr = sr_tensor.permute(1, 2, 0).cpu().numpy()
             hr = to_float32(hr)[: sr.shape[0], : sr.shape[1]]
-            psnrs.append(psnr(sr, hr, crop_border=crop, y_channel=True))
+            psnrs.append(psnr(sr, hr, crop_border=border, y_channel=True))
             if with_lpips:
-                pair = torch.stack([sr_tensor.cpu(), image_to_tensor(hr)])[:, :, crop:-crop, crop:-crop] * 2 - 1
+                pair = torch.stack([sr_tensor.cpu(), image_to_tensor(hr)])[:, :, border:-border, border:-border] * 2 - 1
                 lpipses.append(float(self.lpips_model(pair[:1], pair[1:])))
-        return {"psnr": float(np.mean(psnrs)), **({"lpips": float(np.mean(lpipses))} if lpipses else {})}
+            if len(rows) < figure_rows:
+                rows.append(self._figure_row(to_float32(lr), sr, hr, crop))
+        scores = {"psnr": float(np.mean(psnrs)), **({"lpips": float(np.mean(lpipses))} if lpipses else {})}
+        return scores, grid(rows, ["LQ", "SR", "HR"]) if rows else None
 
-    @torch.no_grad()
-    def figure(self, model: VDSR, count: int = 3, crop: int = 96) -> np.ndarray:
-        """LQ (nearest-upscaled) | SR | HR on the centre ``crop`` x ``crop`` HR pixels of the first ``count`` images."""
-        rows = []
-        for lr, hr in self.pairs[:count]:
-            sr = upscale_image(model, image_to_tensor(lr)).clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-            lr, hr = to_float32(lr), to_float32(hr)[: sr.shape[0], : sr.shape[1]]
-            size = min(crop, sr.shape[0], sr.shape[1]) // self.scale * self.scale
-            top = (sr.shape[0] - size) // 2 // self.scale * self.scale
-            left = (sr.shape[1] - size) // 2 // self.scale * self.scale
-            window = (slice(top, top + size), slice(left, left + size))
-            lr_window = tuple(slice(w.start // self.scale, w.stop // self.scale) for w in window)
-            rows.append([upscale_nearest(lr[lr_window], self.scale), sr[window], hr[window]])
-        return grid(rows, ["LQ", "SR", "HR"])
+    def _figure_row(self, lr: np.ndarray, sr: np.ndarray, hr: np.ndarray, crop: int) -> list[np.ndarray]:
+        size = min(crop, sr.shape[0], sr.shape[1]) // self.scale * self.scale
+        top = (sr.shape[0] - size) // 2 // self.scale * self.scale
+        left = (sr.shape[1] - size) // 2 // self.scale * self.scale
+        window = (slice(top, top + size), slice(left, left + size))
+        lr_window = tuple(slice(w.start // self.scale, w.stop // self.scale) for w in window)
+        return [upscale_nearest(lr[lr_window], self.scale), sr[window], hr[window]]

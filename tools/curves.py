@@ -1,6 +1,6 @@
 """Training curves from runs' TensorBoard logs, as one figure.
 
-    python -m tools.curves runs/demo --out runs/demo/curves.png
+    python -m tools.curves runs/demo --output runs/demo/curves.png
 
 Finds every run folder (one with a ``tb/`` TensorBoard folder) under the given
 folders and draws: the flow's NLL per domain (clean and real, bits/dim), the

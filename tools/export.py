@@ -20,7 +20,7 @@ difference is printed (and a difference above 1e-4 is an error).
 from __future__ import annotations
 
 import inspect
-import os
+import io
 import warnings
 from pathlib import Path
 
@@ -30,6 +30,7 @@ import torch
 from unpaired_sr.common.checkpoint import FLOW_KIND, JOINT_KIND, SR_KIND, export_weights, load_checkpoint, network_state
 from unpaired_sr.common.cli import ArgumentParser, command
 from unpaired_sr.common.errors import UserError
+from unpaired_sr.common.files import atomic_write_bytes
 from unpaired_sr.degradation.checkpoint import load_flow
 from unpaired_sr.sr.checkpoint import load_sr
 
@@ -68,12 +69,11 @@ def export_onnx(ckpt: str | Path, out: str | Path, opset: int = 17) -> float:
         import onnxruntime
     except ImportError as error:
         raise UserError("ONNX export needs onnx and onnxruntime: pip install onnx onnxruntime") from error
-    out = Path(out)
     model, _ = load_sr(ckpt)
     model.traceable = True  # the bicubic part as convolutions: the resize matrices fit one size only
     dynamic = {"lr": {0: "batch", 2: "height", 3: "width"}, "sr": {0: "batch", 2: "out_height", 3: "out_width"}}
     example = torch.rand(1, 3, *ONNX_CHECK_SIZES[0])
-    staging = out.with_name(f".{out.name}.partial")  # checked before it takes the name: no broken file left
+    exported = io.BytesIO()  # checked before it is written: no broken file is left
     with warnings.catch_warnings():
         # The TorchScript exporter: deprecated in favour of torch.export, which needs onnxscript
         # and differs across the torch versions this project supports; it traces this plain CNN exactly.
@@ -82,7 +82,7 @@ def export_onnx(ckpt: str | Path, out: str | Path, opset: int = 17) -> float:
         torch.onnx.export(
             model,
             (example,),
-            str(staging),
+            exported,
             input_names=["lr"],
             output_names=["sr"],
             dynamic_axes=dynamic,
@@ -90,7 +90,7 @@ def export_onnx(ckpt: str | Path, out: str | Path, opset: int = 17) -> float:
             **options,
         )
     model.traceable = False
-    session = onnxruntime.InferenceSession(str(staging), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(exported.getvalue(), providers=["CPUExecutionProvider"])
     generator = torch.Generator().manual_seed(0)
     difference = 0.0
     for height, width in ONNX_CHECK_SIZES:
@@ -102,9 +102,11 @@ def export_onnx(ckpt: str | Path, out: str | Path, opset: int = 17) -> float:
             raise UserError(f"the ONNX export gives {got.shape} for {tuple(lr.shape)}, PyTorch {expected.shape}")
         difference = max(difference, float(np.abs(got - expected).max()))
     if difference > ONNX_TOLERANCE:
-        staging.unlink()
         raise UserError(f"the ONNX export differs from PyTorch by up to {difference:.2e} (> {ONNX_TOLERANCE})")
-    os.replace(staging, out)
+    try:
+        atomic_write_bytes(out, exported.getvalue())
+    except OSError as error:
+        raise UserError(f"cannot write {out}: {error.strerror or error}") from error
     return difference
 
 
