@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from unpaired_sr.common.filters import gaussian_blur
+from unpaired_sr.common.training import autocast
 
 
 def detail(images: torch.Tensor, high_pass_sigma: float) -> torch.Tensor:
@@ -72,3 +73,27 @@ def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
 def discriminator_accuracy(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """Share of patches on the right side of 0 (50%: the discriminator cannot tell them apart)."""
     return 0.5 * ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean())
+
+
+def discriminator_step(
+    discriminator: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    real_lr: torch.Tensor,
+    samples: torch.Tensor,
+    amp: bool,
+    apply: bool = True,
+) -> dict[str, torch.Tensor]:
+    """One hinge-loss step of the discriminator (or its DDP wrapper): real crops against the detached samples.
+
+    ``apply`` False (the training step was skipped) computes the loss without
+    stepping. Returns ``adv_disc`` and ``disc_accuracy`` for the log.
+    """
+    with autocast(real_lr.device, amp):
+        logits = discriminator(torch.cat([real_lr, samples.detach().to(real_lr.dtype)]))
+        real_logits, fake_logits = logits.float().chunk(2)
+        loss = discriminator_loss(real_logits, fake_logits)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if apply:
+        optimizer.step()
+    return {"adv_disc": loss, "disc_accuracy": discriminator_accuracy(real_logits, fake_logits)}

@@ -38,8 +38,7 @@ from unpaired_sr.common.training import (
 from unpaired_sr.data_tools.datasets import ImageFolderCache, UnpairedCrops, dequant_noise_batch, step_loader
 from unpaired_sr.degradation.adversarial import (
     PatchDiscriminator,
-    discriminator_accuracy,
-    discriminator_loss,
+    discriminator_step,
     generator_loss,
     quantize_8bit,
 )
@@ -248,14 +247,9 @@ def train(
                 optimizer.step()
             scheduler.step()
             if samples is not None and discriminator is not None:
-                with autocast(device, train.amp):
-                    real_logits, fake_logits = disc_ddp(torch.cat([real_lr[:num_samples], samples.detach()])).chunk(2)
-                    adv_disc = discriminator_loss(real_logits, fake_logits)
-                disc_optimizer.zero_grad(set_to_none=True)
-                adv_disc.backward()
-                if step_ok:
-                    disc_optimizer.step()
-                window.add(adv_disc=adv_disc, disc_accuracy=discriminator_accuracy(real_logits, fake_logits))
+                window.add(
+                    **discriminator_step(disc_ddp, disc_optimizer, real_lr[:num_samples], samples, train.amp, step_ok)
+                )
             window.add(nll_clean=nll_clean, nll_real=nll_real)
             window.step()
             if steps.log_point:

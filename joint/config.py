@@ -32,6 +32,10 @@ class JointTrainConfig(TrainLoopConfig):
         "ema_decay": "[0, 1)",
         "val_every": ">= 1",
         "sample_every": ">= 1",
+        "adv_weight": ">= 0",
+        "adv_high_pass_sigma": "> 0",
+        "adv_width": ">= 1",
+        "adv_lr": "> 0",
     }
 
     n_iter: int = 5000
@@ -47,6 +51,12 @@ class JointTrainConfig(TrainLoopConfig):
     val_every: int = 1000
     sample_every: int = 1000
     channels_last: bool = True  # the SR network's activations NHWC on CUDA
+    # A patch discriminator between the synthesized LQ and real LR crops (degradation/adversarial.py)
+    # holds the samples in the real domain while the SR loss pulls on the flow; adv_weight 0: none.
+    adv_weight: float = 0.0
+    adv_high_pass_sigma: float = 4.0  # it sees the detail above a Gaussian low-pass of this sigma (LR px)
+    adv_width: int = 32
+    adv_lr: float = 2.0e-4
 
 
 @dataclass

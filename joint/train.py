@@ -4,8 +4,15 @@ Each step: HR crops -> clean LR -> flow-synthesized LQ (the sampled noise is
 reparameterized, so the LQ is differentiable in the flow's parameters) -> SR
 -> L1 against HR. The L1 updates the SR network and, scaled by
 ``train.cycle_sr_weight``, the flow; the flow keeps its likelihood objective on
-both domains (``train.nll_weight``), so its degradations stay faithful to the
-real domain. Two optimizers with their own learning rates and clipping.
+both domains (``train.nll_weight``) and, with ``train.adv_weight``, a patch
+discriminator's verdict on its samples against real LR crops (CycleSR's GAN
+term), so that its degradations stay in the real domain. Two optimizers with
+their own learning rates and clipping, and the discriminator's own.
+
+At each validation point (a paired ``val_lr_dir``/``val_hr_dir``) the run logs,
+besides SR PSNR, how the flow's degradations compare with the real ones on
+those pairs (``paired_fidelity``): a flow that learns to make them easy for
+the SR network shows it there.
 """
 
 from __future__ import annotations
@@ -35,8 +42,10 @@ from unpaired_sr.common.training import (
     training_state,
 )
 from unpaired_sr.data_tools.datasets import ImageFolderCache, UnpairedCrops, dequant_noise_batch, step_loader
+from unpaired_sr.degradation.adversarial import PatchDiscriminator, discriminator_step, generator_loss
 from unpaired_sr.degradation.checkpoint import build_flow, load_flow
 from unpaired_sr.degradation.flow import DegradationFlow, domain_bits_per_dim, flow_optimizer
+from unpaired_sr.degradation.oracle_fidelity import paired_fidelity
 from unpaired_sr.degradation.samples import sample_figure
 from unpaired_sr.joint.config import PipelineConfig, flow_stage_config, sr_stage_config
 from unpaired_sr.sr.checkpoint import build_sr, load_sr
@@ -60,11 +69,13 @@ class ScaleGradient(torch.autograd.Function):
 class JointObjective(nn.Module):
     """One joint step's losses as one module, so one backward serves both networks (and DDP can wrap it).
 
-    ``forward(hr, real_lr, dequant_noise, seeds) -> (total, l1, nll_clean, nll_real, synth_lr, clean_lr)``.
+    ``forward(hr, real_lr, dequant_noise, seeds) -> (total, terms, synth_lr, clean_lr)``.
     ``total = l1 + nll_weight * (nll_clean + nll_real) + content_penalty * penalty``
     where the synthesized LQ reaches the SR network through ``ScaleGradient``:
     the SR network gets the full L1 gradient, the flow ``cycle_sr_weight``
-    times it (none at 0), on top of its likelihood gradient.
+    times it (none at 0), on top of its likelihood gradient. The
+    discriminator's term is added outside, on ``synth_lr``: kept out of this
+    module, its parameters (which this backward must not train) stay out of DDP.
     """
 
     def __init__(self, flow: DegradationFlow, sr: nn.Module, config: PipelineConfig):
@@ -93,7 +104,7 @@ class JointObjective(nn.Module):
         total = (
             l1 + train.nll_weight * (nll_clean + nll_real) + train.content_penalty * self.flow.shift.content_penalty()
         )
-        return total, l1, nll_clean, nll_real, synth_lr, clean_lr
+        return total, {"l1": l1, "nll_clean": nll_clean, "nll_real": nll_real}, synth_lr, clean_lr
 
 
 def train_joint(
@@ -131,11 +142,17 @@ def train_joint(
         "sr": {"model": sr, "ema": ema.module, "optimizer": sr_opt, "scheduler": sr_sched},
         "guard": guard,
     }
+    discriminator = disc_opt = disc_ddp = None
+    if train.adv_weight > 0:
+        discriminator = PatchDiscriminator(train.adv_width, train.adv_high_pass_sigma).to(device)
+        disc_opt = torch.optim.Adam(discriminator.parameters(), lr=train.adv_lr, betas=(0.5, 0.999))
+        disc_ddp = wrap_ddp(discriminator, world, device)  # its own step: real against detached samples
+        parts["discriminator"] = {"model": discriminator, "optimizer": disc_opt}
     start_step, rate_changes = 0, []
     if resume is not None:
         state = load_checkpoint(resume, JOINT_KIND, resume=True)
         rate_names = {"flow.scheduler": "train.flow_lr", "sr.scheduler": "train.lr"}
-        start_step, rate_changes = resume_parts(state, parts, rate_names)
+        start_step, rate_changes = resume_parts(state, parts, rate_names, optional=("discriminator",))
         ema.updates = state["sr"]["ema_updates"]
     # A flow loaded from a checkpoint is initialised already (ActNorm): DDP may wrap it at once.
     # With nll_weight = cycle_sr_weight = 0 the flow gets no gradient at all: tell DDP so.
@@ -150,7 +167,8 @@ def train_joint(
 
     out = open_run(out_dir, config, "joint phase", world, resume, start_step, rate_changes)
     out.log(
-        f"joint: cycle_sr_weight={train.cycle_sr_weight} nll_weight={train.nll_weight} device {device}"
+        f"joint: cycle_sr_weight={train.cycle_sr_weight} nll_weight={train.nll_weight} "
+        f"adv_weight={train.adv_weight} device {device}"
         f"{world.describe(train.batch_size)}"
     )
     dataset = UnpairedCrops(
@@ -164,7 +182,8 @@ def train_joint(
     validation = None
     if world.is_main:  # the joint phase logs PSNR only: no LPIPS model to load
         validation = ValidationSet.from_dirs(data.val_lr_dir, data.val_hr_dir, data.scale, with_lpips=False)
-    window = LogWindow(["nll_clean", "nll_real", "l1", "residual_std"], device)
+    logged = ["nll_clean", "nll_real", "l1", "residual_std"]
+    window = LogWindow(logged + (["adv_flow", "adv_disc", "disc_accuracy"] if discriminator else []), device)
     monitor: dict[str, float] = {}
 
     def checkpoint(step: int) -> None:
@@ -184,41 +203,72 @@ def train_joint(
             first = loader.sampler.first_sample(step)
             seeds = [noise_seed(data.seed, first + i) for i in range(hr.shape[0])]
             with autocast(device, train.amp):
-                total, l1, nll_clean, nll_real, synth_lr, clean_lr = objective(
-                    hr, real_lr, dequant_noise, seeds, memory_format
-                )
+                total, terms, synth_lr, clean_lr = objective(hr, real_lr, dequant_noise, seeds, memory_format)
+                if discriminator is not None:  # CycleSR's GAN term: the samples must pass for real LR
+                    discriminator.requires_grad_(False)  # this term moves the flow, not the judge
+                    terms["adv_flow"] = generator_loss(discriminator(synth_lr.float()))
+                    discriminator.requires_grad_(True)
+                    total = total + train.adv_weight * terms["adv_flow"]
             flow_opt.zero_grad(set_to_none=True)
             sr_opt.zero_grad(set_to_none=True)
             total.backward()  # always, also when non-finite: under DDP every rank must join the all-reduce
             sr_norm = torch.nn.utils.clip_grad_norm_(sr_parameters, train.grad_clip)
             flow_norm = torch.nn.utils.clip_grad_norm_(flow_parameters, train.grad_clip)
-            if guard.ok(total, sr_norm, flow_norm, world=world):
+            step_ok = guard.ok(total, sr_norm, flow_norm, world=world)
+            if step_ok:
                 sr_opt.step()
                 flow_opt.step()
                 ema.update(sr)
             flow_sched.step()
             sr_sched.step()
+            if discriminator is not None:
+                window.add(**discriminator_step(disc_ddp, disc_opt, real_lr, synth_lr, train.amp, step_ok))
             # How strong the synthesized degradation is (residual_std): a flow that learned to
             # make degradations trivially easy for the SR network shows it here first.
             with torch.no_grad():
                 residual_std = (synth_lr - clean_lr).std()
-            window.add(nll_clean=nll_clean, nll_real=nll_real, l1=l1, residual_std=residual_std)
+            window.add(residual_std=residual_std, **terms)
             window.step()
             done = steps.done
             if steps.log_point:
                 monitor = window.means(world)
                 monitor.update(flow.shift.summary(), skipped_steps=guard.total)
                 out.scalars({f"joint/{k}": v for k, v in monitor.items()}, done)
-                out.log(
-                    f"[{done:>7}/{train.n_iter}] l1={monitor['l1']:.5f} nll_clean={monitor['nll_clean']:.4f} "
-                    f"nll_real={monitor['nll_real']:.4f} residual_std={monitor['residual_std'] * 255:.2f}/255 "
-                    f"{monitor['steps_per_s']:.2f} steps/s skipped={guard.total}"
-                )
+                out.log(describe_step(done, train.n_iter, monitor))
                 steps.set_postfix(l1=monitor["l1"], real=monitor["nll_real"])
             if validation is not None and steps.every(train.val_every):
-                monitor["val_psnr"] = validation.psnr(ema.module)
-                out.scalars({"joint/val_psnr": monitor["val_psnr"]}, done)
-                out.log(f"[{done:>7}/{train.n_iter}] validation PSNR {monitor['val_psnr']:.3f} dB")
+                monitor.update(validate(flow, ema.module, validation, train.temperature, data.seed))
+                out.scalars({f"joint/{key}": monitor[key] for key in VALIDATION_KEYS}, done)
+                out.log(
+                    f"[{done:>7}/{train.n_iter}] validation PSNR {monitor['val_psnr']:.3f} dB; the flow on the "
+                    f"validation pairs: residual std {monitor['val_synth_residual_std'] * 255:.2f}/255 "
+                    f"(real {monitor['val_real_residual_std'] * 255:.2f}), Frechet 8x8 {monitor['val_frechet_8x8']:.0f}"
+                )
             if world.is_main and (done % train.sample_every == 0 or done == train.n_iter):
                 out.image("joint/samples", sample_figure(flow, clean_lr, real_lr), done)
     return monitor
+
+
+VALIDATION_KEYS = ("val_psnr", "val_synth_residual_std", "val_real_residual_std", "val_frechet_8x8")
+
+
+def validate(
+    flow: DegradationFlow, sr: nn.Module, validation: ValidationSet, temperature: float, seed: int
+) -> dict[str, float]:
+    """SR PSNR on the validation pairs, and the flow's degradations against theirs (the flow back in training mode)."""
+    flow.eval()
+    fidelity = paired_fidelity(flow, validation.pairs, validation.scale, temperature, seed)
+    flow.train()
+    return {"val_psnr": validation.psnr(sr), **{f"val_{key}": value for key, value in fidelity.items()}}
+
+
+def describe_step(done: int, n_iter: int, monitor: dict[str, float]) -> str:
+    """The log line of a joint log point."""
+    line = (
+        f"[{done:>7}/{n_iter}] l1={monitor['l1']:.5f} nll_clean={monitor['nll_clean']:.4f} "
+        f"nll_real={monitor['nll_real']:.4f} residual_std={monitor['residual_std'] * 255:.2f}/255 "
+        f"{monitor['steps_per_s']:.2f} steps/s skipped={monitor['skipped_steps']:.0f}"
+    )
+    if "disc_accuracy" in monitor:
+        line += f" disc_acc={monitor['disc_accuracy']:.2f} adv_flow={monitor['adv_flow']:.3f}"
+    return line

@@ -9,12 +9,15 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from tests.conftest import TINY_PIPELINE, run_stop_hint
+from tests.conftest import TINY_PIPELINE, real_photo, run_stop_hint
 from unpaired_sr.common.checkpoint import load_checkpoint, save_checkpoint
 from unpaired_sr.common.config import load_config
+from unpaired_sr.common.image_io import image_to_tensor, write_image
+from unpaired_sr.common.matlab_resize import clean_lr_from_hr
 from unpaired_sr.degradation.checkpoint import load_flow
 from unpaired_sr.joint.config import PipelineConfig
 from unpaired_sr.joint.train import train_joint
@@ -73,6 +76,44 @@ def test_joint_resume_continues_exactly(tmp_path, data_dirs, stage_checkpoints):
     train_joint(config, tmp_path / "b", stage_checkpoints["flow"], stage_checkpoints["sr"], max_steps=1)
     resumed = train_joint(config, tmp_path / "b", resume=tmp_path / "b" / "checkpoints" / "step_0000001.pt")
     assert resumed["l1"] == straight["l1"] and resumed["nll_real"] == straight["nll_real"]
+
+
+@pytest.fixture(scope="module")
+def validation_dirs(tmp_path_factory) -> dict[str, Path]:
+    """Two HR photos and their 'real' LR: bicubic x4 plus Gaussian noise of std 8/255."""
+    root = tmp_path_factory.mktemp("joint_val")
+    (root / "hr").mkdir()
+    (root / "lr").mkdir()
+    rng = np.random.default_rng(1)
+    for name in ("astronaut", "coffee"):
+        hr = real_photo(name, 64)
+        clean = clean_lr_from_hr(image_to_tensor(hr)[None], 4)[0].permute(1, 2, 0).numpy()
+        write_image(root / "hr" / f"{name}.png", hr)
+        write_image(root / "lr" / f"{name}.png", np.clip(clean + rng.normal(0, 8 / 255, clean.shape), 0, 1))
+    return {"lr": root / "lr", "hr": root / "hr"}
+
+
+def test_the_discriminator_resumes_exactly_and_validation_reports_the_flows_degradations(
+    tmp_path, data_dirs, stage_checkpoints, validation_dirs
+):
+    config = pipeline_config(
+        data_dirs,
+        *("--train.cycle_sr_weight 1.0 --train.adv_weight 0.5 --train.save_every 1 --train.val_every 2").split(),
+        *("--data.val_lr_dir", str(validation_dirs["lr"]), "--data.val_hr_dir", str(validation_dirs["hr"])),
+    )
+    straight = train_joint(config, tmp_path / "a", stage_checkpoints["flow"], stage_checkpoints["sr"])
+    train_joint(config, tmp_path / "b", stage_checkpoints["flow"], stage_checkpoints["sr"], max_steps=1)
+    state = load_checkpoint(tmp_path / "b" / "checkpoints" / "step_0000001.pt", "joint")
+    assert set(state["discriminator"]) >= {"model", "optimizer"}
+    resumed = train_joint(config, tmp_path / "b", resume=tmp_path / "b" / "checkpoints" / "step_0000001.pt")
+    for key in ("l1", "adv_flow", "adv_disc", "disc_accuracy", "val_frechet_8x8"):
+        assert resumed[key] == straight[key], key
+    assert 0 <= straight["disc_accuracy"] <= 1
+    # The validation LR carries noise of std 8/255 (less where it clips): measured on its own residual.
+    assert 6 / 255 < straight["val_real_residual_std"] < 8.5 / 255
+    assert straight["val_frechet_8x8"] > 0 and straight["val_synth_residual_std"] > 0
+    log = (tmp_path / "a" / "train.log").read_text()
+    assert "disc_acc=" in log and "Frechet 8x8" in log
 
 
 def run_command(*args: str) -> subprocess.CompletedProcess:
