@@ -111,6 +111,29 @@ def main() -> None:
         print(json.dumps({"arm": name, **report["arms"][name]}))
     print(format_table(summary))
     (out / "joint_effect.json").write_text(json.dumps(report, indent=2))
+    (out / "joint_effect.md").write_text(markdown_table(report))
+    print(f"wrote {out / 'joint_effect.json'} and joint_effect.md")
+
+
+def markdown_table(report: dict) -> str:
+    """One row per arm: SR on the test set, and the flow's fidelity on the benchmark's training photos."""
+    lines = [
+        "| arm | SR PSNR / SSIM (Y) | LPIPS | flow Frechet 8x8 | residual std R/G/B (x255) "
+        "| regions within 25% | classifier acc. |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, arm in report["arms"].items():
+        sr, flow = arm.get("sr", {}), arm.get("flow")
+        row = [name, f"{sr['psnr']:.3f} / {sr['ssim']:.4f}" if sr else "-", f"{sr.get('lpips') or 0:.4f}"]
+        if flow:
+            std = "/".join(f"{v:.1f}" for v in flow["residual_std_x255"])
+            regions = flow.get("regions_within_25pct")
+            row += [f"{flow['frechet']:.0f}", std, "-" if regions is None else f"{100 * regions:.0f}%"]
+            row.append(f"{100 * flow['two_sample_accuracy']:.0f}%")
+        else:
+            row += ["-"] * 4
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -171,6 +171,12 @@ def train_joint(
         f"adv_weight={train.adv_weight} device {device}"
         f"{world.describe(train.batch_size)}"
     )
+    if train.cycle_sr_weight > 0 and not flow.image_noise.is_estimated:
+        out.log(
+            "note: this flow has no image-noise estimate (trained before 2026-11-30, or with --model.image_noise "
+            "false): its noise is the latent shift's, which the SR loss fed back (train.cycle_sr_weight) can shrink; "
+            "watch residual_std (README: the joint phase)"
+        )
     dataset = UnpairedCrops(
         ImageFolderCache(data.clean_dir, "clean HR folder", min_size=data.crop_size * data.scale, storage=data.storage),
         ImageFolderCache(data.real_dir, "real LR folder", min_size=data.crop_size, storage=data.storage),

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from tests.conftest import TINY_PIPELINE, real_photo, run_stop_hint
-from unpaired_sr.common.checkpoint import load_checkpoint, save_checkpoint
+from unpaired_sr.common.checkpoint import FLOW_KIND, load_checkpoint, save_checkpoint
 from unpaired_sr.common.config import load_config
 from unpaired_sr.common.image_io import image_to_tensor, write_image
 from unpaired_sr.common.matlab_resize import clean_lr_from_hr
@@ -114,6 +114,18 @@ def test_the_discriminator_resumes_exactly_and_validation_reports_the_flows_degr
     assert straight["val_frechet_8x8"] > 0 and straight["val_synth_residual_std"] > 0
     log = (tmp_path / "a" / "train.log").read_text()
     assert "disc_acc=" in log and "Frechet 8x8" in log
+
+
+def test_feeding_the_sr_loss_to_a_flow_without_image_noise_says_what_to_watch(tmp_path, data_dirs, stage_checkpoints):
+    state = load_checkpoint(stage_checkpoints["flow"], FLOW_KIND)
+    assert state["model"]["image_noise.gains"].abs().sum() > 0  # the stage-1 flow estimated its noise
+    state["model"] = {k: v for k, v in state["model"].items() if not k.startswith("image_noise.")}
+    save_checkpoint(tmp_path / "latent_noise_flow.pt", state)  # as a flow from before the image noise
+    for weight, run in (("0", "control"), ("1.0", "fed_back")):
+        config = pipeline_config(data_dirs, "--train.cycle_sr_weight", weight, "--train.n_iter", "1")
+        train_joint(config, tmp_path / run, tmp_path / "latent_noise_flow.pt", stage_checkpoints["sr"])
+    assert "no image-noise estimate" not in (tmp_path / "control" / "train.log").read_text()
+    assert "watch residual_std" in (tmp_path / "fed_back" / "train.log").read_text()
 
 
 def run_command(*args: str) -> subprocess.CompletedProcess:
