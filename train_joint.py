@@ -120,7 +120,16 @@ def run_pipeline(
     return summary
 
 
-SUMMARY_KEYS = ("nll_clean", "nll_real", "l1", "val_psnr", "best_psnr")  # the numbers worth a glance per stage
+SUMMARY_KEYS = (  # the numbers worth a glance per stage (a collapsing joint flow shows in the last three)
+    "nll_clean",
+    "nll_real",
+    "l1",
+    "val_psnr",
+    "best_psnr",
+    "residual_std",
+    "val_frechet_8x8",
+    "disc_accuracy",
+)
 
 
 def describe_summary(summary: dict) -> list[str]:

@@ -43,7 +43,7 @@ class JointTrainConfig(TrainLoopConfig):
     flow_lr: float = 2e-4
     shift_lr_mult: float = 10.0
     grad_clip: float = 50.0  # CycleSR's grad_clip, for both networks
-    cycle_sr_weight: float = 0.0  # SR loss in the flow's loss (CycleSR's cycleSR_lam); > 0 hurt: see README
+    cycle_sr_weight: float = 10.0  # SR loss in the flow's loss (CycleSR's cycleSR_lam); 0: none (README: joint)
     nll_weight: float = 1.0  # weight of the flow's own likelihood loss (both domains)
     content_penalty: float = 0.01
     temperature: float = 1.0
