@@ -124,7 +124,8 @@ def markdown_table(report: dict) -> str:
     ]
     for name, arm in report["arms"].items():
         sr, flow = arm.get("sr", {}), arm.get("flow")
-        row = [name, f"{sr['psnr']:.3f} / {sr['ssim']:.4f}" if sr else "-", f"{sr.get('lpips') or 0:.4f}"]
+        lpips = sr.get("lpips")
+        row = [name, f"{sr['psnr']:.3f} / {sr['ssim']:.4f}" if sr else "-", "-" if lpips is None else f"{lpips:.4f}"]
         if flow:
             std = "/".join(f"{v:.1f}" for v in flow["residual_std_x255"])
             regions = flow.get("regions_within_25pct")

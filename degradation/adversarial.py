@@ -70,6 +70,14 @@ def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return -fake_logits.mean()
 
 
+def flow_adversarial_loss(discriminator: nn.Module, samples: torch.Tensor) -> torch.Tensor:
+    """The generator loss of ``samples`` under a frozen ``discriminator``: this term moves the flow, not the judge."""
+    discriminator.requires_grad_(False)
+    loss = generator_loss(discriminator(samples))
+    discriminator.requires_grad_(True)
+    return loss
+
+
 def discriminator_accuracy(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """Share of patches on the right side of 0 (50%: the discriminator cannot tell them apart)."""
     return 0.5 * ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean())

@@ -39,7 +39,7 @@ from unpaired_sr.data_tools.datasets import ImageFolderCache, UnpairedCrops, deq
 from unpaired_sr.degradation.adversarial import (
     PatchDiscriminator,
     discriminator_step,
-    generator_loss,
+    flow_adversarial_loss,
     quantize_8bit,
 )
 from unpaired_sr.degradation.blur import estimate_blur
@@ -113,9 +113,7 @@ def critic_terms(
     """The losses by which the critics pull the flow's 8-bit ``samples`` towards the real set."""
     loss = torch.zeros((), device=samples.device)
     if discriminator is not None:
-        discriminator.requires_grad_(False)  # this term moves the flow, not the judge
-        adv_flow = generator_loss(discriminator(samples))
-        discriminator.requires_grad_(True)
+        adv_flow = flow_adversarial_loss(discriminator, samples)
         loss = loss + train.adv_weight * adv_flow
         window.add(adv_flow=adv_flow)
     if moments is not None:

@@ -42,7 +42,7 @@ from unpaired_sr.common.training import (
     training_state,
 )
 from unpaired_sr.data_tools.datasets import ImageFolderCache, UnpairedCrops, dequant_noise_batch, step_loader
-from unpaired_sr.degradation.adversarial import PatchDiscriminator, discriminator_step, generator_loss
+from unpaired_sr.degradation.adversarial import PatchDiscriminator, discriminator_step, flow_adversarial_loss
 from unpaired_sr.degradation.checkpoint import build_flow, load_flow
 from unpaired_sr.degradation.flow import DegradationFlow, domain_bits_per_dim, flow_optimizer
 from unpaired_sr.degradation.oracle_fidelity import paired_fidelity
@@ -211,9 +211,7 @@ def train_joint(
             with autocast(device, train.amp):
                 total, terms, synth_lr, clean_lr = objective(hr, real_lr, dequant_noise, seeds, memory_format)
                 if discriminator is not None:  # CycleSR's GAN term: the samples must pass for real LR
-                    discriminator.requires_grad_(False)  # this term moves the flow, not the judge
-                    terms["adv_flow"] = generator_loss(discriminator(synth_lr.float()))
-                    discriminator.requires_grad_(True)
+                    terms["adv_flow"] = flow_adversarial_loss(discriminator, synth_lr.float())
                     total = total + train.adv_weight * terms["adv_flow"]
             flow_opt.zero_grad(set_to_none=True)
             sr_opt.zero_grad(set_to_none=True)
