@@ -24,6 +24,7 @@ def build_flow(model: FlowModelConfig, seed: int = 0) -> DegradationFlow:
         keep_low_pass_sigma=model.keep_low_pass_sigma,
         sees_image=model.sees_image,
         clean_only_flow=model.clean_only_flow,
+        sample_latent_shift=model.sample_latent_shift,
         seed=seed,
     )
 

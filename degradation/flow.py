@@ -76,6 +76,9 @@ class DegradationFlow(nn.Module):
             train the domain shift alone. Trained on both, the flow can learn to map real images to
             near-standard latents itself (from their noise, or from a condition that reveals the
             domain), and the shift is left with little to carry.
+        sample_latent_shift: ``degrade`` moves the clean image's latents by the domain shift.
+            False: with an image-noise estimate, samples are the clean image plus that noise;
+            the flow is then a model of the two domains that the samples do not use.
         in_channels: image channels (3).
         seed: seeds the random parts of the initialisation (1x1 rotations, M).
     """
@@ -94,6 +97,7 @@ class DegradationFlow(nn.Module):
         keep_low_pass_sigma: float = 0.0,
         sees_image: bool = True,
         clean_only_flow: bool = False,
+        sample_latent_shift: bool = True,
         seed: int = 0,
     ):
         super().__init__()
@@ -102,6 +106,7 @@ class DegradationFlow(nn.Module):
         generator = torch.Generator().manual_seed(seed)
         self.num_levels, self.in_channels = num_levels, in_channels
         self.keep_low_pass_sigma, self.clean_only_flow = keep_low_pass_sigma, clean_only_flow
+        self.sample_latent_shift = sample_latent_shift
         self.encoder = ConditionEncoder(num_levels, cond_channels, cond_blocks, in_channels, noise_std=cond_noise)
         self.levels = nn.ModuleList()
         level_channels = []
@@ -239,23 +244,30 @@ class DegradationFlow(nn.Module):
         ``keep_low_pass_sigma``). With an image-noise estimate (the default for
         a flow trained by this version), the latents move without fresh noise
         (the flow keeps what it does to the content: blur, compression, casts)
-        and the noise is the estimated image noise at ``temperature``.
-        Differentiable with respect to the flow's parameters. The clean image is
-        first blurred by the estimated blur (``prepare_clean``).
+        and the noise is the estimated image noise at ``temperature``; without
+        ``sample_latent_shift`` the latents are left alone and the sample is the
+        clean image plus that noise. Differentiable with respect to the flow's
+        parameters. The clean image is first blurred by the estimated blur
+        (``prepare_clean``).
         """
         clean_lr = self.prepare_clean(clean_lr)
-        cond = self.condition(clean_lr)
-        latents, _ = self.encode(clean_lr, cond)
         if noise is None:
             noise = self.sample_noise(
                 clean_lr.shape[0], *clean_lr.shape[2:], generator=generator, device=clean_lr.device
             )
         image_noise = self.image_noise.is_estimated
-        latent_temperature = 0.0 if image_noise else temperature
-        moved = self.shift.transfer(latents, noise[: self.num_levels], latent_temperature, cond)
-        synthesized = self.decode(moved, cond)
-        if self.keep_low_pass_sigma > 0:
-            synthesized = synthesized - gaussian_blur(synthesized - clean_lr, self.keep_low_pass_sigma)
+        if not self.sample_latent_shift and not image_noise:
+            raise RuntimeError("this flow samples without its latent shift but has no image-noise estimate")
+        if self.sample_latent_shift:
+            cond = self.condition(clean_lr)
+            latents, _ = self.encode(clean_lr, cond)
+            latent_temperature = 0.0 if image_noise else temperature
+            moved = self.shift.transfer(latents, noise[: self.num_levels], latent_temperature, cond)
+            synthesized = self.decode(moved, cond)
+            if self.keep_low_pass_sigma > 0:
+                synthesized = synthesized - gaussian_blur(synthesized - clean_lr, self.keep_low_pass_sigma)
+        else:
+            synthesized = clean_lr
         if image_noise:
             synthesized = synthesized + temperature * self.image_noise(clean_lr, noise[self.num_levels])
         return synthesized

@@ -145,6 +145,10 @@ def train(
     train, scale, crop = config.train, config.data.scale, config.data.crop_size
     if not config.data.clean_dir or not config.data.real_dir:
         raise UserError("set both --data.clean_dir (HR photos) and --data.real_dir (real LR images)")
+    if not config.model.sample_latent_shift and not config.model.image_noise:
+        raise UserError(
+            "model.sample_latent_shift false needs model.image_noise true: the samples would have no degradation"
+        )
     world, device = start_process(train)
     flow = build_flow(config.model, seed=train.seed).to(device)
     if crop % flow.size_multiple:

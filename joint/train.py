@@ -17,6 +17,7 @@ the SR network shows it there.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -121,7 +122,10 @@ def train_joint(
     if resume is None and (flow_ckpt is None or sr_ckpt is None):
         raise UserError("the joint phase starts from a trained flow and SR network: give both checkpoints")
     if resume is None:
-        flow, _ = load_flow(flow_ckpt, device)
+        flow, flow_config = load_flow(flow_ckpt, device)
+        # The flow is the checkpoint's: its model settings (how it samples, too) are what this run
+        # saves with it and rebuilds on resume, whatever the config's flow section says.
+        config = dataclasses.replace(config, flow=flow_config.model)
         sr, _ = load_sr(sr_ckpt, device)  # its EMA weights: the better starting point
     else:
         flow = build_flow(config.flow).to(device)
@@ -171,7 +175,13 @@ def train_joint(
         f"adv_weight={train.adv_weight} device {device}"
         f"{world.describe(train.batch_size)}"
     )
-    if train.cycle_sr_weight > 0 and not flow.image_noise.is_estimated:
+    if train.cycle_sr_weight > 0 and not flow.sample_latent_shift:
+        out.log(
+            "note: this flow samples without its latent shift (model.sample_latent_shift false): its samples are "
+            "the clean image plus the image noise, which the SR loss fed back (train.cycle_sr_weight) cannot move; "
+            "the joint phase trains the SR network (README: the joint phase)"
+        )
+    elif train.cycle_sr_weight > 0 and not flow.image_noise.is_estimated:
         out.log(
             "note: this flow has no image-noise estimate (trained before 2026-11-30, or with --model.image_noise "
             "false): its noise is the latent shift's, which the SR loss fed back (train.cycle_sr_weight) can shrink; "

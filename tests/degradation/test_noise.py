@@ -132,6 +132,28 @@ def test_a_flow_with_image_noise_adds_it_at_the_temperature_and_keeps_the_latent
     torch.testing.assert_close(at_half - at_zero, added / 2, atol=1e-5, rtol=1e-4)
 
 
+def test_without_the_latent_shift_a_sample_is_the_clean_image_plus_the_image_noise():
+    config = FlowModelConfig(num_steps=2, hidden_channels=16, cond_channels=8, cond_blocks=1, keep_low_pass_sigma=8.0)
+    flow = build_flow(config).eval()
+    with torch.no_grad():
+        for level in flow.shift.levels:  # a shift that visibly moves the content
+            level.mean.fill_(0.5)
+    clean_lr = torch.from_numpy(small("astronaut")[:32, :32]).permute(2, 0, 1)[None].float()
+    noise = flow.sample_noise(1, 32, 32, generator=torch.Generator().manual_seed(0))
+    flow.image_noise.load_estimate(hand_made([0.02] * NUM_BINS))
+    with torch.no_grad():
+        shifted = flow.degrade(clean_lr, 1.0, noise=noise)
+        flow.sample_latent_shift = False
+        plain = flow.degrade(clean_lr, 1.0, noise=noise)
+        image_noise = flow.image_noise(clean_lr, noise[flow.num_levels])
+    torch.testing.assert_close(plain, clean_lr + image_noise)
+    assert (shifted - image_noise - clean_lr).abs().max() > 1e-3  # the shift did move the content
+    assert build_flow(FlowModelConfig(sample_latent_shift=False)).sample_latent_shift is False
+    flow.image_noise = ImageNoise()  # no estimate: nothing would be sampled
+    with pytest.raises(RuntimeError, match="no image-noise estimate"):
+        flow.degrade(clean_lr, 1.0, noise=noise)
+
+
 def test_checkpoints_from_before_the_image_noise_load_and_sample_as_they_did(tmp_path):
     flow = build_flow(FlowModelConfig(num_steps=2, hidden_channels=16, cond_channels=8, cond_blocks=1))
     flow.image_noise.load_estimate(hand_made([0.02] * NUM_BINS))

@@ -131,6 +131,7 @@ def test_tiles_show_no_seams(trained_flow, noise):
             flow.image_noise.gains.fill_(0.05)
         else:
             flow.image_noise = ImageNoise()  # no estimate: the latent shift's noise
+            flow.sample_latent_shift = True
             for level in flow.shift.levels:
                 level.noise_factor.mul_(4)
     clean = image_to_tensor(real_photo("chelsea")[:96, :128])
@@ -148,6 +149,7 @@ def test_tiles_show_no_seams(trained_flow, noise):
 
 def test_non_finite_output_is_an_error_not_a_black_image(trained_flow):
     flow, _ = load_flow(trained_flow)
+    flow.sample_latent_shift = True  # the shift is where a broken flow's NaN would come from
     with torch.no_grad():
         flow.shift.levels[0].mean.fill_(float("nan"))
     with pytest.raises(UserError, match="non-finite values at temperature 0.8"):
@@ -237,7 +239,7 @@ def test_train_help_lists_config_fields():
 def test_a_colour_difference_between_the_sets_is_not_learned_as_degradation(tmp_path):
     # Clean photos, and "real" LR photos of other scenes, redder (+20 levels) and noisy. The latent mean
     # shift learns how the two sets' colours differ as if the camera made it; the kept low-pass takes it
-    # back out of the samples.
+    # back out of the samples, and samples without the shift (the shipped configs) never had it.
     hr, real = tmp_path / "hr", tmp_path / "real"
     hr.mkdir()
     real.mkdir()
@@ -251,15 +253,23 @@ def test_a_colour_difference_between_the_sets_is_not_learned_as_degradation(tmp_
     config.data.clean_dir, config.data.real_dir = str(hr), str(real)
     train(config, tmp_path / "run")
     flow, _ = load_flow(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert not flow.sample_latent_shift  # the shipped config's setting
     clean_lr = image_to_tensor(real_photo("grass", 64))
-    mean_residual = {}
+
+    def mean_residual() -> list[float]:
+        synthesized = torch.stack([degrade_image(flow, clean_lr, 1.0, seed) for seed in range(4)])
+        return ((synthesized - clean_lr).mean(dim=(0, 2, 3)) * 255).tolist()
+
+    without_shift = mean_residual()
+    flow.sample_latent_shift = True
+    with_shift = {}
     for sigma in (0.0, 4.0):
         flow.keep_low_pass_sigma = sigma
-        synthesized = torch.stack([degrade_image(flow, clean_lr, 1.0, seed) for seed in range(4)])
-        mean_residual[sigma] = ((synthesized - clean_lr).mean(dim=(0, 2, 3)) * 255).tolist()
+        with_shift[sigma] = mean_residual()
     # Measured: +8.5/+18.6/+29.8 levels without, +0.1/+0.2/+0.2 with the kept low-pass.
-    assert max(abs(v) for v in mean_residual[0.0]) > 4, mean_residual  # a content difference, learned
-    assert max(abs(v) for v in mean_residual[4.0]) < 1, mean_residual  # and kept out of the samples
+    assert max(abs(v) for v in with_shift[0.0]) > 4, with_shift  # a content difference, learned
+    assert max(abs(v) for v in with_shift[4.0]) < 1, with_shift  # and kept out of the samples
+    assert max(abs(v) for v in without_shift) < 1, without_shift
 
 
 def test_training_with_the_detail_statistics_logs_them_and_resumes_exactly(tmp_path):
@@ -297,6 +307,13 @@ def test_images_too_small_for_a_noise_estimate_are_one_clear_error(tmp_path):
             write_image(image, real_photo(image.stem, size))
     config.data.crop_size = 4
     with pytest.raises(UserError, match=r"too few 8x8 patches .* --model.image_noise false"):
+        train(config, tmp_path / "run")
+
+
+def test_samples_without_the_latent_shift_need_the_image_noise(tmp_path):
+    config = tiny_flow_config(tmp_path)
+    config.model.sample_latent_shift, config.model.image_noise = False, False
+    with pytest.raises(UserError, match="sample_latent_shift false needs model.image_noise true"):
         train(config, tmp_path / "run")
 
 

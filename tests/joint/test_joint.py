@@ -252,3 +252,17 @@ def test_the_pipeline_stop_hint_is_a_command_that_resumes_it(tmp_path, data_dirs
     resumed = run_stop_hint(stderr, f"python train_joint.py --resume {out}", "--max-steps", "1")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed at step" in log.read_text()
+
+
+def test_a_flow_that_samples_without_its_latent_shift_says_the_sr_loss_cannot_move_it(
+    tmp_path, data_dirs, stage_checkpoints
+):
+    state = load_checkpoint(stage_checkpoints["flow"], FLOW_KIND)
+    state["config"]["model"]["sample_latent_shift"] = False
+    save_checkpoint(tmp_path / "plain_flow.pt", state)
+    config = pipeline_config(data_dirs, "--train.cycle_sr_weight", "1.0", "--train.n_iter", "1")
+    train_joint(config, tmp_path / "run", tmp_path / "plain_flow.pt", stage_checkpoints["sr"])
+    assert "cannot move; the joint phase trains the SR network" in (tmp_path / "run" / "train.log").read_text()
+    # The run keeps the flow's own settings, whatever the pipeline config's flow section says.
+    flow, _ = load_flow(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert flow.sample_latent_shift is False
