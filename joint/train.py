@@ -159,12 +159,14 @@ def train_joint(
         start_step, rate_changes = resume_parts(state, parts, rate_names, optional=("discriminator",))
         ema.updates = state["sr"]["ema_updates"]
     # A flow loaded from a checkpoint is initialised already (ActNorm): DDP may wrap it at once.
-    # With nll_weight = cycle_sr_weight = 0 the flow gets no gradient at all: tell DDP so.
+    # Without its likelihood and without an SR loss that reaches its samples, the flow gets no
+    # gradient at all: tell DDP so.
+    sr_loss_reaches_flow = train.cycle_sr_weight > 0 and flow.sample_latent_shift
     objective = wrap_ddp(
         JointObjective(flow, sr, config),
         world,
         device,
-        find_unused_parameters=train.nll_weight == 0 and train.cycle_sr_weight == 0,
+        find_unused_parameters=train.nll_weight == 0 and not sr_loss_reaches_flow,
     )
     if train.compile:
         objective = torch.compile(objective)
