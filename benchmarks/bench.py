@@ -126,9 +126,11 @@ def gpu_busy_share(step: Callable[[], None], device: torch.device, steps: int) -
     return busy_us / 1e6 / wall
 
 
-def flow_train_case(config_path: str, device: torch.device, steps: int, compile_model: bool, profile: bool) -> dict:
+def flow_train_case(
+    config_path: str, device: torch.device, steps: int, compile_model: bool, profile: bool, batch: int | None = None
+) -> dict:
     config = load_config(FlowConfig, config_path)
-    batch, crop, scale = config.train.batch_size, config.data.crop_size, config.data.scale
+    batch, crop, scale = batch or config.train.batch_size, config.data.crop_size, config.data.scale
     torch.manual_seed(0)
     flow = build_flow(config.model).to(device).train()
     optimizer = flow_optimizer(flow, 1e-5, config.train.shift_lr_mult)
@@ -166,7 +168,9 @@ def flow_train_case(config_path: str, device: torch.device, steps: int, compile_
         **peak_memory_mb(device),
     }
     if profile and device.type == "cuda":
-        result["gpu_busy_share"] = gpu_busy_share(step, device, steps)
+        # A few steps: the profiler's bookkeeping of the flow's many small kernels is slow (on an H200, 50
+        # profiled light-flow steps and their summary took about a minute).
+        result["gpu_busy_share"] = gpu_busy_share(step, device, min(steps, 5))
     return result
 
 
@@ -307,14 +311,16 @@ def synthesize_cases(device: torch.device, sizes: tuple[int, ...], repeats: int)
     return results
 
 
-def sr_train_case(form: str, device: torch.device, bf16: bool, steps: int, compile_model: bool) -> dict:
+def sr_train_case(
+    form: str, device: torch.device, bf16: bool, steps: int, compile_model: bool, batch: int, lr_crop: int
+) -> dict:
     torch.manual_seed(0)
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     model = VDSR(4, form).to(device, memory_format=memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     guard = NonFiniteGuard(max_in_a_row=10**9)
-    lq = torch.rand(16, 3, 32, 32, device=device).contiguous(memory_format=memory_format)
-    hr = torch.rand(16, 3, 128, 128, device=device)
+    lq = torch.rand(batch, 3, lr_crop, lr_crop, device=device).contiguous(memory_format=memory_format)
+    hr = torch.rand(batch, 3, 4 * lr_crop, 4 * lr_crop, device=device)
     forward = torch.compile(model) if compile_model else model
 
     def step() -> None:
@@ -329,16 +335,24 @@ def sr_train_case(form: str, device: torch.device, bf16: bool, steps: int, compi
 
     reset_peak_memory(device)
     seconds = timed(step, device, steps, warmup=3 if compile_model else 1)
+    # A training step's convolutions cost 3x their forward: the forward, and the
+    # backward's gradients with respect to the inputs and to the weights.
+    tflops = 3 * model.flops_per_lr_pixel() * batch * lr_crop**2 / seconds / 1e12
+    dtype = "bf16" if bf16 else "fp32"
+    peak = assumed_peak(device, dtype)
     return {
         "case": "sr_train",
         "form": form,
         "device": device_name(device),
-        "dtype": "bf16" if bf16 else "fp32",
+        "dtype": dtype,
         "compiled": compile_model,
-        "batch": 16,
-        "lr_crop": 32,
+        "batch": batch,
+        "lr_crop": lr_crop,
         "steps_per_s": 1 / seconds,
         "ms_per_step": 1e3 * seconds,
+        "tflops": tflops,
+        "assumed_peak_tflops": peak,
+        "fraction_of_peak": tflops / peak if peak else None,
         **peak_memory_mb(device),
     }
 
@@ -382,6 +396,12 @@ def main() -> None:
         "--cases", default="flow_train,flow_data,shared_cpu,synthesize,sr_train,sr_infer", help="comma-separated subset"
     )
     parser.add_argument("--tile", type=int, help="SR inference LR tile (default: sr.infer's per-form default)")
+    parser.add_argument(
+        "--sr-batch",
+        type=int,
+        help="SR training batch (default: 16 on CPU, as the configs; 64 on CUDA, sized for a GPU)",
+    )
+    parser.add_argument("--sr-crop", type=int, help="SR training LR crop (default: 32 on CPU, 64 on CUDA)")
     parser.add_argument("--cpu-child", choices=("auto", "all"), help=argparse.SUPPRESS)  # one shared_cpu process
     parser.add_argument("--cpu-peers", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--child-steps", type=int, default=30, help=argparse.SUPPRESS)
@@ -412,9 +432,15 @@ def main() -> None:
             if args.quick
             else ("configs/deflow_light.yaml", "configs/deflow_standard.yaml")
         )
+        # On a GPU the configs' batch (16 or 8 small crops) leaves most of the chip idle: also 8x that.
+        batch_factors = (1, 8) if cuda else (1,)
         for config_path in configs:
-            for compile_model in compiled:
-                emit(flow_train_case(config_path, device, steps, compile_model, args.profile))
+            config_batch = load_config(FlowConfig, config_path).train.batch_size
+            for factor in batch_factors:
+                for compile_model in compiled:
+                    emit(
+                        flow_train_case(config_path, device, steps, compile_model, args.profile, factor * config_batch)
+                    )
     if "flow_data" in cases and not cuda:
         emit(flow_data_case(steps=3 if args.quick else 30))
     if "shared_cpu" in cases and not cuda:  # a CPU matter: on a GPU machine the trainings share the GPU
@@ -428,7 +454,13 @@ def main() -> None:
                 for compile_model in compiled:
                     emit(
                         sr_train_case(
-                            form, device, bf16, 1 if args.quick and form == "pre_upsample" else steps, compile_model
+                            form,
+                            device,
+                            bf16,
+                            1 if args.quick and form == "pre_upsample" else (steps // 5 if cuda else steps),
+                            compile_model,
+                            args.sr_batch or (64 if cuda else 16),
+                            args.sr_crop or (64 if cuda else 32),
                         )
                     )
         if "sr_infer" in cases:

@@ -2,7 +2,9 @@
 
 Each output pixel is taken from the tile in which it lies deepest, at least
 the network's receptive field (plus bicubic's support) away from the tile's
-edge, so tiled output equals whole-image output up to float rounding.
+edge, so tiled output equals whole-image output up to float rounding (on
+CUDA, cuDNN's default TF32 rounding: about 1e-3, as each tile shape may get
+its own convolution algorithm).
 ``sr.infer`` (files and folders) and evaluation use it.
 """
 

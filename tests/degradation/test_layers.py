@@ -151,3 +151,18 @@ def test_wrong_shapes_raise():
         flow.encode(torch.rand(1, 3, 12, 16))
     with pytest.raises(ValueError, match=r"expected images \(B, 3, H, W\)"):
         flow.encode(torch.rand(1, 1, 16, 16))
+
+
+def test_invconv_mixes_channels_at_full_precision_under_autocast():
+    # Training with train.amp runs the flow under bf16 autocast, which would run a 1x1 convolution in bf16 (and
+    # cuDNN runs float32 ones in TF32): forward and inverse would then disagree by ~1e-3 and the logdet would
+    # not be the map's. The channel mixing stays float32 whatever the surrounding precision.
+    layer = randomize(InvertibleConv1x1(8)).eval()
+    x = torch.randn(2, 8, 6, 6)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        y, _ = layer(x)
+        x_again, _ = layer.inverse(y)
+    assert y.dtype == torch.float32 and x_again.dtype == torch.float32
+    assert (x_again - x).abs().max() < 1e-5
+    exact = torch.einsum("oc,bchw->bohw", layer.weight(torch.float64), x.double())
+    assert (y.double() - exact).abs().max() < 1e-5

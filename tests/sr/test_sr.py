@@ -60,6 +60,13 @@ def test_tiled_inference_equals_whole_image(form, device):
     lr = image_to_tensor(real_photo("chelsea")[:70, :93]).to(device)
     whole = upscale_image(model, lr, tile_size=512)
     tiled = upscale_image(model, lr, tile_size=40, batch_size=3)
+    if device.type == "cuda":
+        # cuDNN's default TF32 rounds each tile shape's convolutions its own way (~1e-3, measured on an H200):
+        # the tiling itself is exact, which full float32 shows; TF32's own error is checked loosely.
+        assert (whole - tiled).abs().max() < 1e-2
+        with torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=False, allow_tf32=False):
+            whole = upscale_image(model, lr, tile_size=512)
+            tiled = upscale_image(model, lr, tile_size=40, batch_size=3)
     assert (whole - tiled).abs().max() < 1e-5
     ensemble = upscale_image(model, lr, tile_size=40, self_ensemble=True)
     assert ensemble.shape == whole.shape and not torch.equal(ensemble, whole)
