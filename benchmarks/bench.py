@@ -9,6 +9,10 @@ Cases (the real code paths, minus data loading, on random images):
   crop: steps/s, images/s (clean + real crops), peak memory. ``--compile``
   adds the same step under ``torch.compile``; ``--profile`` (CUDA) adds the
   share of the step time the GPU is busy, from ``torch.profiler``.
+* ``flow_layout`` (CPU): the light flow's step at batch 16 of 32x32 and 64x64
+  in NCHW float32 (the step before channels-last), channels-last float32 (the
+  CPU default) and, where the CPU has bf16 instructions, channels-last bf16
+  (``train.amp``): steps/s and ratios to NCHW float32, interleaved rounds.
 * ``flow_data`` (CPU): the light flow's data loader alone (0 and 2 workers),
   and the training step on its batches: which of the two sets the pace.
 * ``shared_cpu`` (CPU): two light-flow trainings at once, each one's speed as
@@ -45,7 +49,13 @@ from unpaired_sr.common.config import load_config  # noqa: E402
 from unpaired_sr.common.cpu_share import CpuShare, available_cores  # noqa: E402
 from unpaired_sr.common.distributed import Distributed  # noqa: E402
 from unpaired_sr.common.matlab_resize import clean_lr_from_hr  # noqa: E402
-from unpaired_sr.common.training import NonFiniteGuard, autocast, setup_device  # noqa: E402
+from unpaired_sr.common.training import (  # noqa: E402
+    NonFiniteGuard,
+    amp_supported,
+    autocast,
+    cpu_has_bf16,
+    setup_device,
+)
 from unpaired_sr.degradation.checkpoint import build_flow  # noqa: E402
 from unpaired_sr.degradation.config import FlowConfig  # noqa: E402
 from unpaired_sr.degradation.flow import (
@@ -127,17 +137,30 @@ def gpu_busy_share(step: Callable[[], None], device: torch.device, steps: int) -
 
 
 def flow_train_case(
-    config_path: str, device: torch.device, steps: int, compile_model: bool, profile: bool, batch: int | None = None
+    config_path: str,
+    device: torch.device,
+    steps: int,
+    compile_model: bool,
+    profile: bool,
+    batch: int | None = None,
+    crop: int | None = None,
+    channels_last: bool | None = None,
+    amp: bool | None = None,
 ) -> dict:
+    """The flow's training step; ``None`` arguments take the config's values (and the trainer's CPU layout)."""
     config = load_config(FlowConfig, config_path)
-    batch, crop, scale = batch or config.train.batch_size, config.data.crop_size, config.data.scale
+    batch, crop, scale = batch or config.train.batch_size, crop or config.data.crop_size, config.data.scale
+    if channels_last is None:
+        channels_last = config.train.channels_last and device.type == "cpu"  # as degradation.train does
+    amp = config.train.amp if amp is None else amp
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     torch.manual_seed(0)
-    flow = build_flow(config.model).to(device).train()
+    flow = build_flow(config.model).to(device, memory_format=layout).train()
     optimizer = flow_optimizer(flow, 1e-5, config.train.shift_lr_mult)
     guard = NonFiniteGuard(max_in_a_row=10**9)
-    hr = torch.rand(batch, 3, crop * scale, crop * scale, device=device)
-    real_lr = torch.rand(batch, 3, crop, crop, device=device)
-    dequant_noise = torch.rand(2 * batch, 3, crop, crop, device=device) - 0.5
+    hr = torch.rand(batch, 3, crop * scale, crop * scale, device=device).contiguous(memory_format=layout)
+    real_lr = torch.rand(batch, 3, crop, crop, device=device).contiguous(memory_format=layout)
+    dequant_noise = (torch.rand(2 * batch, 3, crop, crop, device=device) - 0.5).contiguous(memory_format=layout)
     objective = FlowObjective(flow, config.model.dequant_bins, config.train.content_penalty)
     with torch.no_grad():
         objective(clean_lr_from_hr(hr, scale), real_lr, dequant_noise)  # ActNorm data init, as training does first
@@ -145,7 +168,7 @@ def flow_train_case(
         objective = torch.compile(objective)
 
     def step() -> None:
-        with autocast(device, config.train.amp):
+        with autocast(device, amp):
             loss, *_ = objective(clean_lr_from_hr(hr, scale), real_lr, dequant_noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -162,16 +185,53 @@ def flow_train_case(
         "compiled": compile_model,
         "batch": batch,
         "lr_crop": crop,
+        "channels_last": channels_last,
+        "dtype": "bf16" if amp and amp_supported(device) else "fp32",
         "steps_per_s": 1 / seconds,
         "images_per_s": 2 * batch / seconds,
         "ms_per_step": 1e3 * seconds,
         **peak_memory_mb(device),
     }
     if profile and device.type == "cuda":
-        # A few steps: the profiler's bookkeeping of the flow's many small kernels is slow (on an H200, 50
-        # profiled light-flow steps and their summary took about a minute).
+        # A few steps: the profiler's bookkeeping of the flow's many small kernels is slow (on an H200 a run
+        # profiling 50 steps per case did not get past the second flow case in 150 s; unprofiled, all four took 30).
         result["gpu_busy_share"] = gpu_busy_share(step, device, min(steps, 5))
     return result
+
+
+def flow_layout_case(steps: int, rounds: int) -> list[dict]:
+    """The light flow's CPU training step in the trainer's layouts and precisions, as ratios to NCHW float32.
+
+    NCHW float32 is the step as it ran before channels-last became the CPU
+    default (``train.channels_last``); bf16 (``train.amp``) is timed where the
+    CPU has bf16 instructions. The variants take turns for ``rounds`` rounds,
+    so a drift of the shared machine hits them alike; medians of the rounds.
+    """
+    variants = {"nchw_fp32": (False, False), "channels_last_fp32": (True, False)}
+    if cpu_has_bf16():
+        variants["channels_last_bf16"] = (True, True)
+    results = []
+    for crop in (32, 64):
+        rates: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(rounds):
+            for name, (channels_last, amp) in variants.items():
+                result = flow_train_case(
+                    "configs/deflow_light.yaml", torch.device("cpu"), steps, False, False, 16, crop, channels_last, amp
+                )
+                rates[name].append(result["steps_per_s"])
+        medians = {name: float(np.median(values)) for name, values in rates.items()}
+        results.append(
+            {
+                "case": "flow_layout",
+                "config": "deflow_light",
+                "device": device_name(torch.device("cpu")),
+                "batch": 16,
+                "lr_crop": crop,
+                "steps_per_s": medians,
+                "ratio_to_nchw_fp32": {name: rate / medians["nchw_fp32"] for name, rate in medians.items()},
+            }
+        )
+    return results
 
 
 def flow_data_case(steps: int) -> dict:
@@ -286,28 +346,43 @@ def cpu_child(threads: str, peers: int, steps: int) -> None:
 
 
 def synthesize_cases(device: torch.device, sizes: tuple[int, ...], repeats: int) -> list[dict]:
+    """``degrade_image`` with the layout ``load_flow`` gives (channels-last on the CPU) and, on the CPU, NCHW too."""
     config = load_config(FlowConfig, "configs/deflow_light.yaml")
-    flow = build_flow(config.model).to(device).eval()
-    flow.requires_grad_(False)
-    # The flow's own pass (encode, shift, decode): what synthesis costs with the shift, and an untrained
-    # flow has no image-noise estimate to sample without it (which costs one filter per image).
-    flow.sample_latent_shift = True
+    layouts = {"channels_last": torch.channels_last, "nchw": torch.contiguous_format}
+    if device.type != "cpu":
+        layouts = {"nchw": torch.contiguous_format}
+    flows = {}
+    for name, layout in layouts.items():
+        torch.manual_seed(0)
+        flow = build_flow(config.model).to(device, memory_format=layout).eval()
+        flow.requires_grad_(False)
+        # The flow's own pass (encode, shift, decode): what synthesis costs with the shift, and an untrained
+        # flow has no image-noise estimate to sample without it (which costs one filter per image).
+        flow.sample_latent_shift = True
+        flows[name] = flow
     results = []
     for size in sizes:
         clean_lr = torch.rand(3, size, size)
-        seconds = timed(lambda: degrade_image(flow, clean_lr, 0.8, seed=0), device, repeats, warmup=1)  # noqa: B023
         megapixels = size * size / 1e6
-        results.append(
-            {
-                "case": "synthesize",
-                "config": "deflow_light",
-                "device": device_name(device),
-                "lr_size": size,
-                "megapixels": megapixels,
-                "mp_per_s": megapixels / seconds,
-                "seconds_per_mp": seconds / megapixels,
-            }
-        )
+        seconds = {
+            name: timed(lambda: degrade_image(flow, clean_lr, 0.8, seed=0), device, repeats, warmup=1)  # noqa: B023
+            for name, flow in flows.items()
+        }
+        first = next(iter(flows))
+        result = {
+            "case": "synthesize",
+            "config": "deflow_light",
+            "device": device_name(device),
+            "layout": first,
+            "lr_size": size,
+            "megapixels": megapixels,
+            "mp_per_s": megapixels / seconds[first],
+            "seconds_per_mp": seconds[first] / megapixels,
+        }
+        if "channels_last" in seconds:
+            result["nchw_seconds_per_mp"] = seconds["nchw"] / megapixels
+            result["speedup_over_nchw"] = seconds["nchw"] / seconds["channels_last"]
+        results.append(result)
     return results
 
 
@@ -393,7 +468,9 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time the training steps under torch.compile")
     parser.add_argument("--profile", action="store_true", help="CUDA: the GPU-busy share of the flow's step")
     parser.add_argument(
-        "--cases", default="flow_train,flow_data,shared_cpu,synthesize,sr_train,sr_infer", help="comma-separated subset"
+        "--cases",
+        default="flow_train,flow_layout,flow_data,shared_cpu,synthesize,sr_train,sr_infer",
+        help="comma-separated subset",
     )
     parser.add_argument("--tile", type=int, help="SR inference LR tile (default: sr.infer's per-form default)")
     parser.add_argument(
@@ -441,6 +518,9 @@ def main() -> None:
                     emit(
                         flow_train_case(config_path, device, steps, compile_model, args.profile, factor * config_batch)
                     )
+    if "flow_layout" in cases and not cuda:
+        for result in flow_layout_case(steps=2 if args.quick else 10, rounds=1 if args.quick else 3):
+            emit(result)
     if "flow_data" in cases and not cuda:
         emit(flow_data_case(steps=3 if args.quick else 30))
     if "shared_cpu" in cases and not cuda:  # a CPU matter: on a GPU machine the trainings share the GPU

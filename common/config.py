@@ -447,5 +447,5 @@ class TrainLoopConfig:
     seed: int = 0  # weights' initialisation and the global RNG
     device: str = "auto"  # auto (CUDA when there is one), cpu or cuda
     cpu_threads: int = 0  # on the CPU: intra-op threads (0: the cores split between the trainings running)
-    amp: bool = False  # bf16 autocast where it is numerically safe (CUDA only)
+    amp: bool = False  # bf16 autocast where it is numerically safe (CUDA, and CPUs with bf16 instructions)
     compile: bool = False  # torch.compile the model (the first steps are slow while it compiles)

@@ -70,8 +70,22 @@ _cpu_share: CpuShare | None = None
 
 
 def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA when ``enabled`` (``train.amp``); a no-op context elsewhere."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+    """bf16 autocast when ``enabled`` (``train.amp``) on CUDA or on a CPU with bf16 instructions; else a no-op."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and amp_supported(device))
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively here (AVX512-BF16 or AMX); elsewhere bf16 is emulated, slower than float32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a private check: if a torch release drops it, stay in float32
+        return False
+
+
+def amp_supported(device: torch.device) -> bool:
+    """Whether ``train.amp`` runs in bf16 on ``device`` (else the step stays float32, said once in the log)."""
+    return device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
 
 
 def lr_factor(
@@ -244,6 +258,9 @@ def open_run(
     out.start(config, f"{title}, {'resumed at step ' + str(start_step) if resume else 'new run'}")
     if rate_changes:
         out.log(f"learning rate from the config, not the checkpoint: {'; '.join(rate_changes)}")
+    train = getattr(config, "train", None)
+    if train is not None and train.amp and not amp_supported(select_device(train.device)):
+        out.log("train.amp: this CPU has no bf16 instructions (bf16 would be emulated, slower): steps stay float32")
     return out
 
 

@@ -34,4 +34,7 @@ def load_flow(path: str | Path, device: torch.device | str = "cpu") -> tuple[Deg
     saved, config = load_network(path, "flow", FlowConfig, "flow")
     flow = build_flow(config.model)
     load_weights(flow, saved["model"], path, "flow")
-    return flow.to(device).eval(), config
+    # Channels-last is oneDNN's faster layout for the flow's small convolutions: synthesis 1.6x on the CPU
+    # (README: speed). CUDA keeps the default layout, not yet measured for the flow.
+    layout = torch.channels_last if torch.device(device).type == "cpu" else torch.contiguous_format
+    return flow.to(device, memory_format=layout).eval(), config

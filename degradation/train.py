@@ -150,7 +150,9 @@ def train(
             "model.sample_latent_shift false needs model.image_noise true: the samples would have no degradation"
         )
     world, device = start_process(train)
-    flow = build_flow(config.model, seed=train.seed).to(device)
+    cpu_layout = train.channels_last and device.type == "cpu"
+    memory_format = torch.channels_last if cpu_layout else torch.contiguous_format
+    flow = build_flow(config.model, seed=train.seed).to(device, memory_format=memory_format)
     if crop % flow.size_multiple:
         raise UserError(
             f"data.crop_size must be a multiple of {flow.size_multiple} for {config.model.num_levels} levels, "
@@ -227,9 +229,10 @@ def train(
                 objective = wrap_ddp(objective, world, device, broadcast_buffers=False)
                 if train.compile:
                     objective = torch.compile(objective)
-            hr = batch["hr"].to(device, non_blocking=True)
-            real_lr = batch["real_lr"].to(device, non_blocking=True)
+            hr = batch["hr"].to(device, non_blocking=True, memory_format=memory_format)
+            real_lr = batch["real_lr"].to(device, non_blocking=True, memory_format=memory_format)
             dequant_noise = dequant_noise_batch(batch["dequant_noise"].to(device, non_blocking=True))
+            dequant_noise = dequant_noise.contiguous(memory_format=memory_format)
             clean_lr = clean_lr_from_hr(hr, scale)
             if moments is not None:
                 moments.update(real_lr)

@@ -34,8 +34,13 @@ def test_quick_benchmark_prints_every_case():
     assert (
         min(data["data_batches_per_s_0_workers"], data["data_batches_per_s_2_workers"], data["train_steps_per_s"]) > 0
     )
+    layouts = [line for line in lines if line["case"] == "flow_layout"]
+    assert [line["lr_crop"] for line in layouts] == [32, 64]
+    for line in layouts:
+        assert line["ratio_to_nchw_fp32"]["nchw_fp32"] == 1.0 and min(line["steps_per_s"].values()) > 0
+        assert {"nchw_fp32", "channels_last_fp32"} <= set(line["ratio_to_nchw_fp32"])
     for line in lines:
-        if line["case"] in ("shared_cpu", "flow_data"):
+        if line["case"] in ("shared_cpu", "flow_data", "flow_layout"):
             continue
         speed = line.get("steps_per_s") or line.get("mp_per_s")
         assert speed > 0 and line["device"].startswith("cpu")

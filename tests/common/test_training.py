@@ -5,8 +5,11 @@ import math
 import pytest
 import torch
 
+from unpaired_sr.common import training
+from unpaired_sr.common.distributed import Distributed
 from unpaired_sr.common.errors import UserError
 from unpaired_sr.common.training import EMA, NonFiniteGuard, lr_factor
+from unpaired_sr.degradation.config import FlowConfig
 
 
 def test_ema_warms_up_then_uses_its_decay():
@@ -46,3 +49,27 @@ def test_non_finite_guard_counts_and_stops():
     guard.ok(torch.tensor(math.nan))
     with pytest.raises(UserError, match="3 steps in a row.*lower train.lr"):
         guard.ok(torch.tensor(math.nan))
+
+
+def test_amp_runs_in_bf16_only_where_the_device_has_it(monkeypatch):
+    conv = torch.nn.Conv2d(3, 3, 3)
+    image = torch.randn(1, 3, 8, 8)
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(training, "cpu_has_bf16", lambda: True)
+    with training.autocast(cpu, True):
+        assert conv(image).dtype == torch.bfloat16
+    with training.autocast(cpu, False):
+        assert conv(image).dtype == torch.float32
+    # Without bf16 instructions oneDNN emulates bf16, slower than float32: the step stays float32.
+    monkeypatch.setattr(training, "cpu_has_bf16", lambda: False)
+    with training.autocast(cpu, True):
+        assert conv(image).dtype == torch.float32
+
+
+def test_a_run_asking_for_amp_where_it_cannot_run_says_so_in_its_log(tmp_path, monkeypatch):
+    monkeypatch.setattr(training, "cpu_has_bf16", lambda: False)
+    config = FlowConfig()
+    config.train.device, config.train.amp = "cpu", True
+    out = training.open_run(tmp_path / "run", config, "flow", Distributed(), None, 0, [])
+    out.close()
+    assert "train.amp: this CPU has no bf16 instructions" in (tmp_path / "run" / "train.log").read_text()

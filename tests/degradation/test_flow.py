@@ -12,7 +12,13 @@ from tests.conftest import real_photo
 from unpaired_sr.common.config import load_config
 from unpaired_sr.degradation.checkpoint import build_flow
 from unpaired_sr.degradation.config import FlowConfig
-from unpaired_sr.degradation.flow import DegradationFlow, bits_per_dim, count_parameters, domain_bits_per_dim
+from unpaired_sr.degradation.flow import (
+    DegradationFlow,
+    FlowObjective,
+    bits_per_dim,
+    count_parameters,
+    domain_bits_per_dim,
+)
 from unpaired_sr.degradation.prior import LevelShift
 
 
@@ -62,6 +68,35 @@ def test_round_trip_holds_when_convolutions_round_like_tf32(monkeypatch):
         latents, _ = flow.encode(images)
         again = flow.decode(latents, flow.condition(images))
     assert (again - images).abs().max() < 1e-4
+
+
+def test_a_training_step_in_channels_last_matches_nchw():
+    # degradation.train keeps the flow channels-last on the CPU, oneDNN's faster layout: the same step, to rounding.
+    config = load_config(FlowConfig, "configs/deflow_light.yaml")
+    generator = torch.Generator().manual_seed(0)
+    clean_lr, real_lr = photo_batch(32), torch.rand(2, 3, 32, 32, generator=generator)
+    dequant_noise = torch.rand(4, 3, 32, 32, generator=generator) - 0.5
+    steps = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        torch.manual_seed(0)  # the same initial weights
+        flow = build_flow(config.model, seed=0).to(memory_format=layout).train()
+        objective = FlowObjective(flow, config.model.dequant_bins, config.train.content_penalty)
+        inputs = [tensor.contiguous(memory_format=layout) for tensor in (clean_lr, real_lr, dequant_noise)]
+        torch.manual_seed(1)  # the condition encoder's training noise: the same draws for both layouts
+        with torch.no_grad():
+            objective(*inputs)  # ActNorm's data initialisation
+        loss = objective(*inputs)[0]
+        loss.backward()
+        steps.append((loss.detach(), [p.grad.clone() for p in flow.parameters() if p.grad is not None]))
+    (loss_nchw, grads_nchw), (loss_cl, grads_cl) = steps
+    conv = next(
+        module for module in flow.modules() if isinstance(module, torch.nn.Conv2d) and module.kernel_size == (3, 3)
+    )
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+    torch.testing.assert_close(loss_cl, loss_nchw, rtol=1e-5, atol=1e-6)
+    assert len(grads_cl) == len(grads_nchw) > 50
+    for grad_cl, grad_nchw in zip(grads_cl, grads_nchw):
+        torch.testing.assert_close(grad_cl, grad_nchw, rtol=1e-3, atol=1e-5)
 
 
 def test_parameter_counts_match_the_config_names():
