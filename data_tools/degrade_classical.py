@@ -260,6 +260,24 @@ def degrade_handheld(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np
     return jpeg(image, int(rng.integers(70, 91)))
 
 
+def degrade_stream(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A frame of a compressed video stream, scaled for display.
+
+    Sensor noise and strong block compression at twice the LR size (JPEG at
+    quality 25-45 stands in for an intra-frame codec), then the player's
+    bilinear 2x downscale and a mild sharpening: the blocks' edges and ringing
+    survive, softened, but no 8x8 quantization lattice does at the LR size.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    image = cv2.resize(hr.astype(np.float32), (2 * width, 2 * height), interpolation=cv2.INTER_AREA)
+    luma, chroma = _luma_chroma_noise(image.shape, rng, 0.0)
+    noise = np.concatenate([luma, 0.7 * chroma], axis=2) @ _LUMA_CHROMA_TO_RGB.T
+    image = jpeg(image + rng.uniform(1.5, 3.0) / 255 * noise, int(rng.integers(25, 46)))
+    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+    smooth = cv2.GaussianBlur(image, (0, 0), 0.8, borderType=cv2.BORDER_REFLECT_101)
+    return np.clip(image + rng.uniform(0.3, 0.6) * (image - smooth), 0, 1).astype(np.float32)
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -269,6 +287,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "blur_jpeg": degrade_blur_jpeg,
     "lowlight": degrade_lowlight,
     "handheld": degrade_handheld,
+    "stream": degrade_stream,
 }
 
 
