@@ -52,6 +52,9 @@ class FlowModelConfig:
     # Blur estimated at the edges of both sets (degradation/blur.py; always logged): true: samples blur the
     # clean image by it before the flow degrades it. Off by default: more faithful samples, lower SR PSNR (README)
     image_blur: bool = False
+    # JPEG read off the real images' 8x8 quantization lattice (degradation/compression.py; always logged):
+    # true: samples are compressed at the qualities found, in the proportion found (README: fidelity)
+    image_compression: bool = True
     # Samples move the clean image's latents by the learned domain shift (what the flow does to content: blur,
     # compression) before the image noise is added; false: the clean image plus the image noise (README: fidelity)
     sample_latent_shift: bool = True

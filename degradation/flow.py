@@ -21,6 +21,7 @@ from torch import nn
 
 from unpaired_sr.common.filters import gaussian_blur
 from unpaired_sr.degradation.blur import ImageBlur
+from unpaired_sr.degradation.compression import ImageCompression
 from unpaired_sr.degradation.encoder import LOW_PASS_FACTOR, ConditionEncoder
 from unpaired_sr.degradation.layers import (
     ActNorm,
@@ -131,6 +132,9 @@ class DegradationFlow(nn.Module):
         # zero (no noise, no blur) until then.
         self.image_noise = ImageNoise()
         self.image_blur = ImageBlur()
+        # JPEG read off the real images (degradation/compression.py): applied to whole samples, after
+        # degrade() (tiles would each get their own block grid), by flow_degrade and degrade_image.
+        self.image_compression = ImageCompression()
 
     def prepare_clean(self, clean_lr: torch.Tensor) -> torch.Tensor:
         """Clean LR as this flow models it: blurred by the estimated blur and rounded to 8 bits, as a saved

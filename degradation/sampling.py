@@ -85,4 +85,4 @@ def degrade_image(
             f"the flow produced non-finite values at temperature {temperature}; "
             "try a lower --temperature or an earlier checkpoint"
         )
-    return result.clamp(0, 1)
+    return flow.image_compression(result.clamp(0, 1)[None], [seed])[0]

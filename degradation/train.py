@@ -44,6 +44,7 @@ from unpaired_sr.degradation.adversarial import (
 )
 from unpaired_sr.degradation.blur import estimate_blur
 from unpaired_sr.degradation.checkpoint import build_flow
+from unpaired_sr.degradation.compression import estimate_jpeg
 from unpaired_sr.degradation.config import FlowConfig, FlowModelConfig, FlowTrainConfig
 from unpaired_sr.degradation.flow import (
     DegradationFlow,
@@ -80,7 +81,7 @@ def initialize_actnorm(
 def estimate_image_degradations(
     flow: DegradationFlow, model: FlowModelConfig, dataset: UnpairedCrops, scale: int
 ) -> list[str]:
-    """Load the blur and the noise estimated from both training sets into ``flow``; returns log lines."""
+    """Load the blur, the compression and the noise estimated from the training sets into ``flow``; log lines."""
     lines = []
     clean_lr, real_lr = training_lr_sets(dataset.clean_hr.images, dataset.real_lr.images, scale)
     # The blur is measured (and logged) either way: a cheap look at how blurred the real images are.
@@ -93,6 +94,11 @@ def estimate_image_degradations(
         lines.append(f"image blur {sigma:.2f} LR px (Gaussian sigma; per edge orientation {orientations}), {applied}")
         if model.image_blur:
             flow.image_blur.load_estimate(sigma)
+    jpeg = estimate_jpeg(real_lr)
+    applied = "" if model.image_compression else " (not applied: model.image_compression false)"
+    lines.append(f"{jpeg.describe()}{applied}")
+    if model.image_compression:
+        flow.image_compression.load_estimate(jpeg)
     if model.image_noise:
         try:
             estimate = estimate_noise(clean_lr, real_lr)

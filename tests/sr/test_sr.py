@@ -27,6 +27,7 @@ from unpaired_sr.common.image_io import (
 )
 from unpaired_sr.common.matlab_resize import clean_lr_from_hr, downscale, imresize_torch
 from unpaired_sr.degradation.checkpoint import load_flow
+from unpaired_sr.degradation.compression import JpegEstimate
 from unpaired_sr.degradation.sampling import degrade_image
 from unpaired_sr.sr.checkpoint import load_sr
 from unpaired_sr.sr.config import SRConfig
@@ -278,6 +279,15 @@ def test_flow_source_equals_synthesize_for_the_same_seed(flow_ckpt, photos):
         assert (batch[i] - single).abs().max() <= 1 / 255 + 1e-6
         assert (batch[i] - single).abs().mean() < 1e-4
     assert not torch.equal(batch[0], flow_degrade(flow, hr[:1], 4, 0.8, seeds=[13])[0])
+    # With a compression estimate both paths compress each sample at the quality its seed draws.
+    flow.image_compression.load_estimate(JpegEstimate(qualities=[20, 90], uncompressed=0, images=2))
+    with torch.no_grad():
+        compressed = flow_degrade(flow, hr, 4, 0.8, seeds=[11, 12])
+    assert (compressed * 255 - torch.round(compressed * 255)).abs().max() < 1e-4  # 8-bit values
+    assert (compressed - batch).abs().mean() > 1e-3  # JPEG at 20 or 90 changes the samples
+    for i, seed in enumerate((11, 12)):
+        single = degrade_image(flow, clean_lr_from_hr(hr[i : i + 1], 4)[0], 0.8, seed)
+        assert (compressed[i] - single).abs().mean() < 2e-3  # the same quality (inputs differ by rare 1/255s)
 
 
 def test_flow_and_pairs_sources_train(tmp_path, photos, flow_ckpt):

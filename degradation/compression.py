@@ -1,0 +1,204 @@
+"""JPEG compression read off the real images, and applied to samples the same way.
+
+A JPEG leaves a fingerprint in the pixels it decodes to: on the 8x8 block
+grid, each DCT coefficient of the luma is a multiple of its quantization
+step, give or take the 8-bit rounding of the decoded pixels (about 0.35 of a
+level). ``estimate_jpeg`` looks for that lattice in every real LR image at
+each of the 64 grid offsets, reads the step of the low frequencies, and fits
+the quality whose IJG (libjpeg) table has those steps. Images with no lattice
+(never compressed, compressed at a quality near 100, or resized after
+compression, which scatters it) count as uncompressed. Samples are compressed
+at a quality drawn from the qualities found, with 4:2:0 chroma, libjpeg's and
+most cameras' default; the chroma's own tables are not estimated. The real
+images' noise estimate (``degradation/noise.py``) is read from the compressed
+images, so it already carries what compression leaves of the noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+# The IJG (libjpeg) base luminance table, row-major: what "quality" scales.
+IJG_LUMA = np.array(
+    [
+        [16, 11, 10, 16, 24, 40, 51, 61],
+        [12, 12, 14, 19, 26, 58, 60, 55],
+        [14, 13, 16, 24, 40, 57, 69, 56],
+        [14, 17, 22, 29, 51, 87, 80, 62],
+        [18, 22, 37, 56, 68, 109, 103, 77],
+        [24, 35, 55, 64, 81, 104, 113, 92],
+        [49, 64, 78, 87, 103, 121, 120, 101],
+        [72, 92, 95, 98, 112, 100, 103, 99],
+    ],
+    dtype=np.float64,
+)
+# The lowest AC frequencies (zigzag order 1-9): present in almost every block, so their lattice is seen.
+FREQUENCIES = ((0, 1), (1, 0), (2, 0), (1, 1), (0, 2), (0, 3), (1, 2), (2, 1), (3, 0))
+MIN_COEFFICIENTS = 30  # coefficients off zero an image needs before its lattice is read
+LATTICE = 0.6  # mean cos(2 pi c / q) above which the coefficients sit on multiples of the steps q
+SEARCH_BLOCKS = 256  # blocks per grid offset while looking for the grid
+MAX_BLOCKS = 4096  # blocks on which the grid's quality is read (a 512x512 image's)
+
+
+def ijg_table(quality: int) -> np.ndarray:
+    """libjpeg's luminance quantization table at ``quality`` (1-100)."""
+    scale = 5000 / quality if quality < 50 else 200 - 2 * quality
+    return np.clip(np.floor((IJG_LUMA * scale + 50) / 100), 1, 255)
+
+
+def _dct_matrix() -> np.ndarray:
+    k, n = np.meshgrid(np.arange(8), np.arange(8), indexing="ij")
+    matrix = np.sqrt(2 / 8) * np.cos((2 * n + 1) * k * np.pi / 16)
+    matrix[0] /= np.sqrt(2)
+    return matrix  # orthonormal DCT-II: JPEG's FDCT, coefficient for coefficient
+
+
+DCT = _dct_matrix()
+
+
+def block_coefficients(luma: np.ndarray, offset: tuple[int, int]) -> np.ndarray:
+    """The (N, 8, 8) DCT coefficients of the 8x8 blocks of ``luma`` (0-255, level-shifted inside) from ``offset``."""
+    top, left = offset
+    height, width = (luma.shape[0] - top) // 8 * 8, (luma.shape[1] - left) // 8 * 8
+    blocks = luma[top : top + height, left : left + width] - 128.0
+    blocks = blocks.reshape(height // 8, 8, width // 8, 8).transpose(0, 2, 1, 3).reshape(-1, 8, 8)
+    return DCT @ blocks @ DCT.T
+
+
+QUALITIES = np.arange(1, 100)  # quality 100 (every step 1) leaves no trace worth modelling
+STEPS = np.stack([ijg_table(quality)[tuple(zip(*FREQUENCIES, strict=True))] for quality in QUALITIES])  # (99, 9)
+
+
+def lattice_scores(coefficients: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per quality: how well the blocks' low frequencies sit on multiples of its steps (mean cos(2 pi c / q)),
+    and how many coefficients that counts. Only those at least half a step from 0 count: a coefficient
+    quantized to 0 sits on every lattice."""
+    rows, cols = zip(*FREQUENCIES)
+    values = coefficients[:, rows, cols].reshape(1, -1, len(FREQUENCIES))  # (1, N, 9)
+    steps = STEPS[:, None, :]  # (99, 1, 9)
+    counted = np.abs(values) > steps / 2
+    cosines = np.where(counted, np.cos(2 * np.pi * values / steps), 0.0)
+    counts = counted.sum(axis=(1, 2))
+    return cosines.sum(axis=(1, 2)) / np.maximum(counts, 1), counts
+
+
+def image_luma(image: np.ndarray) -> np.ndarray:
+    """JPEG's luma (BT.601, full range) of an RGB image in [0, 1], on 0-255, from its 8-bit values."""
+    rgb = np.round(np.clip(image[..., :3].astype(np.float64), 0, 1) * 255)
+    return rgb @ np.array([0.299, 0.587, 0.114])
+
+
+def estimate_quality(image: np.ndarray) -> int | None | str:
+    """The JPEG quality an RGB image in [0, 1] was last compressed at, at its present size.
+
+    None where it shows no JPEG lattice (uncompressed, or at a quality so high
+    that the steps drown in the 8-bit rounding: about 90 and above);
+    ``"unknown"`` where too little of it is off zero to tell (a flat image). Of
+    the qualities whose lattice fits, the lowest: higher qualities' steps often
+    divide the true ones, so their lattices fit too, while lower qualities' do
+    not. Off the block grid the blocks straddle the real ones and no lattice
+    shows: the grid is the best fit over the 64 offsets (found on a sample of
+    the blocks, then read on more of them).
+    """
+    luma = image_luma(image)
+    if min(luma.shape) < 16:
+        return "unknown"
+    best: tuple[float, tuple[int, int]] | None = None
+    decidable = False
+    for offset in [(top, left) for top in range(8) for left in range(8)]:
+        coefficients = block_coefficients(luma, offset)
+        scores, counts = lattice_scores(coefficients[:: max(1, len(coefficients) // SEARCH_BLOCKS)])
+        enough = counts >= MIN_COEFFICIENTS
+        decidable = decidable or bool(enough[QUALITIES == 50].all())
+        fits = np.flatnonzero(enough & (scores > LATTICE))
+        if len(fits) and (best is None or scores[fits[0]] > best[0]):
+            best = (float(scores[fits[0]]), offset)
+    if best is None:
+        return None if decidable else "unknown"
+    coefficients = block_coefficients(luma, best[1])
+    scores, counts = lattice_scores(coefficients[:: max(1, len(coefficients) // MAX_BLOCKS)])
+    fits = np.flatnonzero((counts >= MIN_COEFFICIENTS) & (scores > LATTICE))
+    return int(QUALITIES[fits[0]]) if len(fits) else None
+
+
+@dataclass
+class JpegEstimate:
+    qualities: list[int]  # one per real image where compression was found
+    uncompressed: int  # real images that can tell and show none
+    images: int  # real images looked at
+
+    def describe(self) -> str:
+        if not self.qualities:
+            return f"JPEG: none found in {self.images} real images, samples are not compressed"
+        low, median, high = np.percentile(self.qualities, [0, 50, 100])
+        return (
+            f"JPEG in {len(self.qualities)} of {self.images} real images, quality {low:.0f}-{high:.0f} (median "
+            f"{median:.0f}), none in {self.uncompressed}: samples are compressed in that proportion, at those"
+        )
+
+
+def estimate_jpeg(real_lr: list[np.ndarray]) -> JpegEstimate:
+    """What compression the real LR images show: the qualities found, and how many that can tell show none."""
+    found = [estimate_quality(image) for image in real_lr]
+    qualities = [quality for quality in found if isinstance(quality, int)]
+    return JpegEstimate(qualities, sum(quality is None for quality in found), len(real_lr))
+
+
+def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
+    """An 8-bit RGB (H, W, 3) image through libjpeg (OpenCV) at ``quality``, 4:2:0 chroma."""
+    ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(image[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("OpenCV failed to encode a JPEG")
+    return cv2.imdecode(encoded, cv2.IMREAD_COLOR)[:, :, ::-1]
+
+
+class ImageCompression(nn.Module):
+    """JPEG as the real images show it (``estimate_jpeg``); the identity until an estimate is loaded.
+
+    A count per quality 1-100 and one for uncompressed images (index 0), in a
+    fixed-size buffer, so every flow's state dict has the same shape whatever
+    was found: each sample draws from that distribution.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("quality_counts", torch.zeros(101))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Flows saved before compression was estimated have none: their samples stay as they were.
+        state_dict.setdefault(prefix + "quality_counts", torch.zeros(101))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @property
+    def is_estimated(self) -> bool:
+        return bool(self.quality_counts[1:].sum() > 0)
+
+    def load_estimate(self, estimate: JpegEstimate) -> None:
+        self.quality_counts.zero_()
+        if estimate.qualities:
+            self.quality_counts[0] = estimate.uncompressed
+            for quality in estimate.qualities:
+                self.quality_counts[quality] += 1
+
+    def forward(self, images: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+        """A batch (B, 3, H, W) in [0, 1] -> the same, each image compressed at a quality drawn with its seed.
+
+        The identity until estimated; else 8-bit, and the identity for the
+        gradient (straight through): JPEG's rounding has none.
+        """
+        if not self.is_estimated:
+            return images
+        probabilities = self.quality_counts.cpu().double().numpy()
+        probabilities /= probabilities.sum()
+        pixels = (images.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        compressed = []
+        for image, seed in zip(pixels, seeds, strict=True):
+            quality = int(np.random.default_rng([seed, 0x1BE6]).choice(101, p=probabilities))
+            compressed.append(jpeg_round_trip(image, quality) if quality > 0 else image)
+        result = torch.from_numpy(np.stack(compressed)).permute(0, 3, 1, 2).to(images.device, images.dtype) / 255
+        return images + (result - images).detach()
