@@ -134,11 +134,11 @@ class JpegEstimate:
 
     def describe(self) -> str:
         if not self.qualities:
-            return f"JPEG: none found in {self.images} real images, samples are not compressed"
+            return f"JPEG: none found in {self.images} real images"
         low, median, high = np.percentile(self.qualities, [0, 50, 100])
         return (
-            f"JPEG in {len(self.qualities)} of {self.images} real images, quality {low:.0f}-{high:.0f} (median "
-            f"{median:.0f}), none in {self.uncompressed}: samples are compressed in that proportion, at those"
+            f"JPEG in {len(self.qualities)} of {self.images} real images, quality {low:.0f}-{high:.0f} "
+            f"(median {median:.0f}), none in {self.uncompressed}"
         )
 
 

@@ -53,8 +53,9 @@ class FlowModelConfig:
     # clean image by it before the flow degrades it. Off by default: more faithful samples, lower SR PSNR (README)
     image_blur: bool = False
     # JPEG read off the real images' 8x8 quantization lattice (degradation/compression.py; always logged):
-    # true: samples are compressed at the qualities found, in the proportion found (README: fidelity)
-    image_compression: bool = True
+    # true: samples are compressed at the qualities found, in the proportion found. Off by default: it
+    # lowered SR PSNR on both benchmarks it was measured on (README: fidelity)
+    image_compression: bool = False
     # Samples move the clean image's latents by the learned domain shift (what the flow does to content: blur,
     # compression) before the image noise is added; false: the clean image plus the image noise (README: fidelity)
     sample_latent_shift: bool = True

@@ -95,10 +95,13 @@ def estimate_image_degradations(
         if model.image_blur:
             flow.image_blur.load_estimate(sigma)
     jpeg = estimate_jpeg(real_lr)
-    applied = "" if model.image_compression else " (not applied: model.image_compression false)"
-    lines.append(f"{jpeg.describe()}{applied}")
-    if model.image_compression:
+    if not jpeg.qualities:
+        lines.append(jpeg.describe())
+    elif model.image_compression:
         flow.image_compression.load_estimate(jpeg)
+        lines.append(f"{jpeg.describe()}: samples are compressed in that proportion, at those qualities")
+    else:
+        lines.append(f"{jpeg.describe()}: not applied (model.image_compression false)")
     if model.image_noise:
         try:
             estimate = estimate_noise(clean_lr, real_lr)
