@@ -194,7 +194,8 @@ def flow_train_case(
     }
     if profile and device.type == "cuda":
         # A few steps: the profiler's bookkeeping of the flow's many small kernels is slow (on an H200 a run
-        # profiling 50 steps per case did not get past the second flow case in 150 s; unprofiled, all four took 30).
+        # profiling 50 steps per case did not get past the second flow case in 150 s; unprofiled, all four flow
+        # cases, synthesis and SR inference took 46 s together).
         result["gpu_busy_share"] = gpu_busy_share(step, device, min(steps, 5))
     return result
 

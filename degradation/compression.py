@@ -170,15 +170,24 @@ class ImageCompression(nn.Module):
     def __init__(self):
         super().__init__()
         self.register_buffer("quality_counts", torch.zeros(101))
+        # The draw's probabilities, kept on the host (None: nothing estimated), as ImageNoise keeps
+        # is_estimated: reading the buffer on every batch would stop a GPU training step to wait for it.
+        self.probabilities: np.ndarray | None = None
+        self.register_load_state_dict_post_hook(ImageCompression._note_estimate)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Flows saved before compression was estimated have none: their samples stay as they were.
         state_dict.setdefault(prefix + "quality_counts", torch.zeros(101))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+    @staticmethod
+    def _note_estimate(module: ImageCompression, incompatible_keys) -> None:
+        counts = module.quality_counts.cpu().double().numpy()
+        module.probabilities = counts / counts.sum() if counts[1:].sum() > 0 else None
+
     @property
     def is_estimated(self) -> bool:
-        return bool(self.quality_counts[1:].sum() > 0)
+        return self.probabilities is not None
 
     def load_estimate(self, estimate: JpegEstimate) -> None:
         self.quality_counts.zero_()
@@ -186,6 +195,7 @@ class ImageCompression(nn.Module):
             self.quality_counts[0] = estimate.uncompressed
             for quality in estimate.qualities:
                 self.quality_counts[quality] += 1
+        self._note_estimate(self, None)
 
     def forward(self, images: torch.Tensor, seeds: list[int]) -> torch.Tensor:
         """A batch (B, 3, H, W) in [0, 1] -> the same, each image compressed at a quality drawn with its seed.
@@ -193,14 +203,12 @@ class ImageCompression(nn.Module):
         The identity until estimated; else 8-bit, and the identity for the
         gradient (straight through): JPEG's rounding has none.
         """
-        if not self.is_estimated:
+        if self.probabilities is None:
             return images
-        probabilities = self.quality_counts.cpu().double().numpy()
-        probabilities /= probabilities.sum()
         pixels = (images.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         compressed = []
         for image, seed in zip(pixels, seeds, strict=True):
-            quality = int(np.random.default_rng([seed, 0x1BE6]).choice(101, p=probabilities))
+            quality = int(np.random.default_rng([seed, 0x1BE6]).choice(101, p=self.probabilities))
             compressed.append(jpeg_round_trip(image, quality) if quality > 0 else image)
         result = torch.from_numpy(np.stack(compressed)).permute(0, 3, 1, 2).to(images.device, images.dtype) / 255
         return images + (result - images).detach()
