@@ -24,6 +24,12 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
 * ``handheld``: a held-out source for the next design round (fixed before it
   started): camera shake (linear motion blur), read noise, in-camera
   sharpening that boosts that noise and draws halos, then JPEG.
+* ``stream``: held out for the image compression's round (fixed before it):
+  a compressed video frame scaled for display.
+* ``phone``: held out for the round after ``stream`` (fixed, 2026-11-30,
+  before that round's design started): a phone's processed photo, whose
+  noise reduction smears fine texture and leaves low-frequency colour
+  blotches, then sharpening and high-quality JPEG.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -278,6 +284,30 @@ def degrade_stream(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.n
     return np.clip(image + rng.uniform(0.3, 0.6) * (image - smooth), 0, 1).astype(np.float32)
 
 
+def degrade_phone(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A phone's processed photo: noise reduction that smears fine texture, colour blotches, sharpening, JPEG.
+
+    The sensor's shot and read noise is filtered by the phone: an edge-keeping
+    (bilateral) filter on luma wipes out fine, low-contrast texture along with
+    the noise, and a wide blur on chroma leaves colour noise as soft blotches;
+    the result is sharpened and saved at high JPEG quality.
+    """
+    image = np.clip(downscale(hr.astype(np.float32), scale), 0, 1).astype(np.float32)
+    linear = np.maximum(image, 1e-3) ** 2.2
+    gain, read = rng.uniform(0.001, 0.003), rng.uniform(0.00002, 0.00008)
+    sigma = np.minimum(np.sqrt(gain * linear + read) * linear ** (1 / 2.2 - 1) / 2.2, 15 / 255)
+    luma_noise, chroma_noise = _luma_chroma_noise(image.shape, rng, 0.0)
+    noisy = image + sigma * (np.concatenate([luma_noise, chroma_noise], axis=2) @ _LUMA_CHROMA_TO_RGB.T)
+    luma_chroma = noisy @ _LUMA_CHROMA_TO_RGB  # orthonormal: the transpose maps back
+    luma = np.ascontiguousarray(luma_chroma[..., 0])
+    luma = cv2.bilateralFilter(luma, 5, rng.uniform(0.04, 0.08), rng.uniform(1.0, 2.0))
+    chroma = cv2.GaussianBlur(luma_chroma[..., 1:], (0, 0), rng.uniform(1.5, 2.5), borderType=cv2.BORDER_REFLECT_101)
+    image = np.concatenate([luma[..., None], chroma], axis=2) @ _LUMA_CHROMA_TO_RGB.T
+    smooth = cv2.GaussianBlur(image, (0, 0), 1.2, borderType=cv2.BORDER_REFLECT_101)
+    image = np.clip(image + rng.uniform(0.4, 1.0) * (image - smooth), 0, 1).astype(np.float32)
+    return jpeg(image, int(rng.integers(85, 96)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -288,6 +318,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "lowlight": degrade_lowlight,
     "handheld": degrade_handheld,
     "stream": degrade_stream,
+    "phone": degrade_phone,
 }
 
 
