@@ -52,6 +52,10 @@ class FlowModelConfig:
     # Blur estimated at the edges of both sets (degradation/blur.py; always logged): true: samples blur the
     # clean image by it before the flow degrades it. Off by default: more faithful samples, lower SR PSNR (README)
     image_blur: bool = False
+    # In-camera sharpening estimated at the same edges, against clean images with the image noise (degradation/
+    # blur.py; always logged): samples sharpen the clean image by it (an unsharp mask, radius 1 LR px). An SR
+    # network that never saw sharpened inputs sharpens them again (README: fidelity)
+    image_sharpening: bool = True
     # JPEG read off the real images' 8x8 quantization lattice (degradation/compression.py; always logged):
     # true: samples are compressed at the qualities found, in the proportion found. Off by default: it
     # lowered SR PSNR on both benchmarks it was measured on (README: fidelity)

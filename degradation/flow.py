@@ -137,12 +137,12 @@ class DegradationFlow(nn.Module):
         self.image_compression = ImageCompression()
 
     def prepare_clean(self, clean_lr: torch.Tensor) -> torch.Tensor:
-        """Clean LR as this flow models it: blurred by the estimated blur and rounded to 8 bits, as a saved
-        image of that blur would be (unchanged without a blur estimate)."""
-        if self.image_blur.sigma == 0:
+        """Clean LR as this flow models it: blurred or sharpened as estimated, clipped and rounded to 8 bits,
+        as a saved image would be (unchanged without an estimate)."""
+        if self.image_blur.is_identity:
             return clean_lr
         with torch.no_grad():
-            return torch.round(self.image_blur(clean_lr) * 255) / 255
+            return torch.round(self.image_blur(clean_lr).clamp(0, 1) * 255) / 255
 
     @property
     def size_multiple(self) -> int:

@@ -232,6 +232,18 @@ def training_lr_sets(
     return clean_lr, [to_float32(np.asarray(image)) for image in spread_evenly(real_lr, MAX_IMAGES)]
 
 
+def add_image_noise(noise: ImageNoise, images: list[np.ndarray], seed: int = 0) -> list[np.ndarray]:
+    """``images`` ((H, W, 3) float in [0, 1]) with ``noise`` added, drawn from a generator seeded by ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    noisy = []
+    with torch.no_grad():
+        for image in images:
+            clean = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
+            white = torch.randn(1, 3, clean.shape[2] + PATCH - 1, clean.shape[3] + PATCH - 1, generator=generator)
+            noisy.append((clean + noise(clean, white))[0].permute(1, 2, 0).numpy())
+    return noisy
+
+
 def spread_evenly(images: list[np.ndarray], count: int) -> list[np.ndarray]:
     """At most ``count`` of ``images``, evenly spread over the list (all of them when there are fewer)."""
     step = max(1, len(images) / count)

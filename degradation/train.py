@@ -12,6 +12,7 @@ The loss is the sum of both domains' bits/dim. ``--resume CKPT`` continues to
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,7 @@ from unpaired_sr.degradation.adversarial import (
     flow_adversarial_loss,
     quantize_8bit,
 )
-from unpaired_sr.degradation.blur import estimate_blur
+from unpaired_sr.degradation.blur import estimate_blur, estimate_sharpening
 from unpaired_sr.degradation.checkpoint import build_flow
 from unpaired_sr.degradation.compression import estimate_jpeg
 from unpaired_sr.degradation.config import FlowConfig, FlowModelConfig, FlowTrainConfig
@@ -54,7 +55,7 @@ from unpaired_sr.degradation.flow import (
     flow_optimizer,
 )
 from unpaired_sr.degradation.moments import DetailMoments
-from unpaired_sr.degradation.noise import estimate_noise, training_lr_sets
+from unpaired_sr.degradation.noise import add_image_noise, estimate_noise, training_lr_sets
 from unpaired_sr.degradation.samples import sample_figure
 
 
@@ -109,6 +110,15 @@ def estimate_image_degradations(
             raise UserError(f"{error}; or train without it: --model.image_noise false") from error
         flow.image_noise.load_estimate(estimate)
         lines.append(f"image noise {estimate.describe()}")
+    # Measured (and logged) either way, against the clean images with the image noise where there is one.
+    add_noise = partial(add_image_noise, flow.image_noise) if flow.image_noise.is_estimated else list
+    amount, per_orientation = estimate_sharpening(clean_lr, real_lr, add_noise)
+    if not np.isnan(per_orientation).all():
+        orientations = "/".join(f"{value:.2f}" for value in per_orientation)
+        applied = "applied to samples" if model.image_sharpening else "not applied (model.image_sharpening false)"
+        lines.append(f"image sharpening {amount:.2f} (unsharp amount, the least of {orientations}), {applied}")
+        if model.image_sharpening:
+            flow.image_blur.load_sharpening(amount)
     return lines
 
 
