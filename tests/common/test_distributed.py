@@ -40,7 +40,9 @@ def run_pipeline(out: Path, data_dirs: dict[str, str], batch_size: int, processe
     # One thread per process in both cases, as torchrun sets it: the same float arithmetic order.
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run([*launcher, *words], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
+    # A rank's own error line comes early; torchrun's report of it fills the end of stderr.
+    errors = [line for line in result.stderr.splitlines() if "error:" in line.lower()][:5]
+    assert result.returncode == 0, "\n".join(errors) + "\n...\n" + result.stderr[-3000:]
 
 
 def final_weights(out: Path) -> dict[str, torch.Tensor]:
