@@ -48,7 +48,7 @@ on one's own data, and the estimate is logged at the start of every training.
 
 Sharpening is the other side of the same statistic: a camera or a player
 that sharpens makes edges steeper than the clean images' (``stream``: the
-edge ratio 2.16-2.24 against the clean images' 1.90-2.06). Noise does too,
+edge ratio 2.16-2.24 against the clean images' 1.95-2.06). Noise does too,
 so the amount is read off clean images sharpened by a grid of unsharp masks
 (radius 1 LR px) *with the estimated image noise added*, and, since the
 statistic of two unpaired sets of other scenes differs by orientation by up
