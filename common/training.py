@@ -254,7 +254,7 @@ def open_run(
     rate_changes: list[str],
 ) -> RunFolder:
     """The run folder, started: config saved, a header line, and the learning rates a resume changed."""
-    out = RunFolder(prepare_out_dir(out_dir, resuming=resume is not None), active=world.is_main)
+    out = RunFolder(prepare_out_dir(out_dir, resuming=resume is not None, writer=world.is_main), active=world.is_main)
     out.start(config, f"{title}, {'resumed at step ' + str(start_step) if resume else 'new run'}")
     if rate_changes:
         out.log(f"learning rate from the config, not the checkpoint: {'; '.join(rate_changes)}")
@@ -580,13 +580,21 @@ def ignore_stop_signals(worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def prepare_out_dir(out_dir: str | Path, resuming: bool) -> Path:
-    """Refuse to start a fresh run in a folder that already holds one."""
+def prepare_out_dir(out_dir: str | Path, resuming: bool, writer: bool = True) -> Path:
+    """Refuse to start a fresh run in a folder that already holds one; the writer creates it and tidies it.
+
+    Every process checks (so that all stop together), but only the one that
+    writes the run (``writer``, rank 0) touches the folder: another rank
+    sweeping it would delete the writer's temporary files mid-write (a
+    2-process test lost ``config.yaml`` so).
+    """
     out_dir = Path(out_dir)
     if not resuming and (out_dir / "checkpoints" / "last.pt").exists():
         raise UserError(
             f"{out_dir} already holds a run; pass --resume {out_dir} to continue it, or choose another --output"
         )
+    if not writer:
+        return out_dir
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -73,3 +73,17 @@ def test_a_run_asking_for_amp_where_it_cannot_run_says_so_in_its_log(tmp_path, m
     out = training.open_run(tmp_path / "run", config, "flow", Distributed(), None, 0, [])
     out.close()
     assert "train.amp: this CPU has no bf16 instructions" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_only_the_writing_process_tidies_the_run_folder(tmp_path):
+    # Another rank sweeping the folder would delete the writer's temporary files mid-write.
+    run = tmp_path / "run"
+    run.mkdir()
+    in_flight = run / ".config.yaml.1234.tmp"
+    in_flight.write_text("being written by rank 0")
+    training.prepare_out_dir(run, resuming=False, writer=False)
+    assert in_flight.exists()
+    training.prepare_out_dir(run, resuming=False, writer=True)  # a writer starting: left over from a killed one
+    assert not in_flight.exists()
+    assert training.prepare_out_dir(tmp_path / "new", resuming=False, writer=False) == tmp_path / "new"
+    assert not (tmp_path / "new").exists()
