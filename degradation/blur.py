@@ -122,6 +122,20 @@ def _median_ratios(images: list[np.ndarray], sigma: float = 0.0) -> np.ndarray:
     )
 
 
+def _read_off(real: np.ndarray, calibration: np.ndarray, grid: np.ndarray, falling: bool) -> np.ndarray:
+    """(ORIENTATIONS,) the grid value at which each orientation's calibrated statistic meets the real one.
+
+    ``calibration`` (len(grid), ORIENTATIONS) is the statistic of the clean images processed at each
+    grid value, falling or rising with it; beyond its ends the end values; NaN where either is missing.
+    """
+    sign = -1.0 if falling else 1.0  # np.interp wants increasing x
+    per_orientation = np.full(ORIENTATIONS, np.nan)
+    for k in range(ORIENTATIONS):
+        if np.isfinite(real[k]) and np.isfinite(calibration[:, k]).all():
+            per_orientation[k] = np.interp(sign * real[k], sign * calibration[:, k], grid)
+    return per_orientation
+
+
 def estimate_blur(clean_lr: list[np.ndarray], real_lr: list[np.ndarray]) -> tuple[float, np.ndarray]:
     """The real images' Gaussian blur beyond the clean ones', in LR pixels, and its value per orientation.
 
@@ -130,12 +144,7 @@ def estimate_blur(clean_lr: list[np.ndarray], real_lr: list[np.ndarray]) -> tupl
     """
     clean_lr, real_lr = spread_evenly(clean_lr, MAX_IMAGES), spread_evenly(real_lr, MAX_IMAGES)
     calibration = np.stack([_median_ratios(clean_lr, sigma) for sigma in SIGMA_GRID])  # falls as sigma grows
-    real = _median_ratios(real_lr)
-    per_orientation = np.full(ORIENTATIONS, np.nan)
-    for k in range(ORIENTATIONS):
-        if np.isfinite(real[k]) and np.isfinite(calibration[:, k]).all():
-            # np.interp wants increasing x: the ratio falls with sigma, so both are negated.
-            per_orientation[k] = np.interp(-real[k], -calibration[:, k], SIGMA_GRID)
+    per_orientation = _read_off(_median_ratios(real_lr), calibration, SIGMA_GRID, falling=True)
     if not np.isfinite(per_orientation).any():
         return 0.0, per_orientation
     return float(np.nanmedian(per_orientation)), per_orientation
@@ -179,11 +188,7 @@ def estimate_sharpening(
     calibration = np.stack(
         [_median_ratios(saved(add_noise([unsharp_mask(image, a) for image in clean_lr]))) for a in AMOUNT_GRID]
     )  # rises with the amount
-    real = _median_ratios(real_lr)
-    per_orientation = np.full(ORIENTATIONS, np.nan)
-    for k in range(ORIENTATIONS):
-        if np.isfinite(real[k]) and np.isfinite(calibration[:, k]).all():
-            per_orientation[k] = np.interp(real[k], calibration[:, k], AMOUNT_GRID)  # 0 where not sharper
+    per_orientation = _read_off(_median_ratios(real_lr), calibration, AMOUNT_GRID, falling=False)
     if not np.isfinite(per_orientation).any():
         return 0.0, per_orientation
     return float(np.nanmin(per_orientation)), per_orientation

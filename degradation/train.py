@@ -113,7 +113,9 @@ def estimate_image_degradations(
     # Measured (and logged) either way, against the clean images with the image noise where there is one.
     add_noise = partial(add_image_noise, flow.image_noise) if flow.image_noise.is_estimated else list
     amount, per_orientation = estimate_sharpening(clean_lr, real_lr, add_noise)
-    if not np.isnan(per_orientation).all():
+    if np.isnan(per_orientation).all():
+        lines.append("image sharpening not measured: too few strong edges in the images")
+    else:
         orientations = "/".join(f"{value:.2f}" for value in per_orientation)
         applied = "applied to samples" if model.image_sharpening else "not applied (model.image_sharpening false)"
         lines.append(f"image sharpening {amount:.2f} (unsharp amount, the least of {orientations}), {applied}")
