@@ -308,6 +308,37 @@ def degrade_phone(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.nd
     return jpeg(image, int(rng.integers(85, 96)))
 
 
+def disk_kernel(radius: float, size: int) -> np.ndarray:
+    """A normalised, antialiased disk of ``radius`` px: a defocused lens."""
+    kernel = np.zeros((size * 4, size * 4), np.float32)
+    cv2.circle(kernel, (size * 2 * 16, size * 2 * 16), round(radius * 4 * 16), 1.0, -1, cv2.LINE_AA, shift=4)
+    kernel = cv2.resize(kernel, (size, size), interpolation=cv2.INTER_AREA)
+    return kernel / kernel.sum()
+
+
+def degrade_webcam(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A cheap webcam: a defocused lens, a Bayer sensor's noise and bilinear demosaicing, JPEG.
+
+    Noise is added to the raw mosaic (one colour per pixel, signal-dependent),
+    so demosaicing spreads it across neighbours and channels, and colours
+    alias at fine edges (zipper and false-colour fringes); then moderate JPEG.
+    """
+    radius = rng.uniform(2.0, 4.0)  # HR px: 0.5-1 LR px at x4
+    image = np.clip(downscale(blur(hr.astype(np.float32), disk_kernel(radius, 11)), scale), 0, 1)
+    height, width = image.shape[:2]
+    mosaic = np.empty((height, width), np.float32)  # RGGB
+    mosaic[0::2, 0::2] = image[0::2, 0::2, 0]
+    mosaic[0::2, 1::2] = image[0::2, 1::2, 1]
+    mosaic[1::2, 0::2] = image[1::2, 0::2, 1]
+    mosaic[1::2, 1::2] = image[1::2, 1::2, 2]
+    gain, read = rng.uniform(0.0005, 0.0015), rng.uniform(0.00002, 0.00006)
+    mosaic = mosaic + np.sqrt(gain * mosaic + read) * rng.standard_normal(mosaic.shape).astype(np.float32)
+    raw = np.round(np.clip(mosaic, 0, 1) * 65535).astype(np.uint16)
+    # OpenCV names Bayer patterns by the second row's first two pixels: RGGB is its "BayerBG".
+    image = cv2.cvtColor(raw, cv2.COLOR_BayerBG2RGB).astype(np.float32) / 65535
+    return jpeg(image, int(rng.integers(50, 76)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -319,6 +350,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "handheld": degrade_handheld,
     "stream": degrade_stream,
     "phone": degrade_phone,
+    "webcam": degrade_webcam,
 }
 
 
