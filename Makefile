@@ -42,7 +42,7 @@ test-fast: venv
 lint: venv
 	$(PY) -m ruff check .
 
-# The whole pipeline on the bundled photos: benchmark, flow, SR from four sources, evaluation.
+# The whole pipeline on the bundled photos: benchmark, flow, SR from five sources, evaluation.
 # Re-running it resumes what is there.
 demo: venv lpips-weights
 	$(PY) benchmarks/sr_arms.py --output $(DEMO_DIR) --flow-steps 1500 --steps 600
