@@ -8,7 +8,7 @@ degradation, fresh samples every step), ``oracle`` (``train_oracle_lr``: the
 benchmark's true degradation, one fixed draw per training image) and
 ``truth`` (the benchmark's true degradation applied to every training crop
 afresh, as the flow's samples are: the upper bound, with no fewer draws than
-the flow gets). All four and plain bicubic
+the flow gets). Every arm run and plain bicubic
 upsampling are evaluated on ``test_lr``/``test_hr`` (PSNR/SSIM on Y, crop =
 scale, LPIPS where its weights exist). Without ``--flow-ckpt`` a light flow is
 trained first on ``train_hr`` + ``train_real_lr``. Prints one JSON line per arm
