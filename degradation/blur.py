@@ -47,8 +47,8 @@ trained on these more faithful samples scored *lower* (PSNR-Y 27.71 against
 on one's own data, and the estimate is logged at the start of every training.
 With the image compression as well, on the clean image plus the image noise
 (the shipped samples), SR gained 0.21 dB on the defocused ``webcam`` and
-lost 0.10-0.11 dB on ``camera`` and the held-out ``film`` (README: the SR
-section), so both stay off.
+lost 0.07-0.11 dB on ``camera``, ``lowlight`` and the held-out ``film``
+(README: the SR section), so both stay off.
 
 Sharpening is the other side of the same statistic: a camera or a player
 that sharpens makes edges steeper than the clean images' (``stream``: the

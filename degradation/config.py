@@ -51,7 +51,7 @@ class FlowModelConfig:
     image_noise: bool = True
     # Blur estimated at the edges of both sets (degradation/blur.py; always logged): true: samples blur the
     # clean image by it before the flow degrades it. Off by default: with the compression, SR gained 0.2 dB on a
-    # defocused source and lost 0.1 dB on two others, the held-out one among them (README: the SR section)
+    # defocused source and lost 0.07-0.11 dB on three others, the held-out one among them (README: the SR section)
     image_blur: bool = False
     # In-camera sharpening estimated at the same edges, against clean images with the image noise (degradation/
     # blur.py; always logged): samples sharpen the clean image by it (an unsharp mask, radius 1 LR px). An SR
