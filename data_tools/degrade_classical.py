@@ -30,6 +30,13 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   before that round's design started): a phone's processed photo, whose
   noise reduction smears fine texture and leaves low-frequency colour
   blotches, then sharpening and high-quality JPEG.
+* ``webcam``, ``film``: held out for the ninth and tenth rounds: a defocused
+  webcam lens with noise on a Bayer mosaic, demosaiced; a scanned colour
+  negative with clumped dye grain.
+* ``cctv``: held out for the thirteenth round (fixed, 2026-12-01, before its
+  design was measured): a security camera's frame, its wide-angle lens soft
+  toward the corners, its noise half removed by a cheap denoiser (small
+  blotches), then hard JPEG (quality 30-55).
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -360,6 +367,36 @@ def degrade_film(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.nda
     return jpeg(image + strength * grain, int(rng.integers(80, 93)))
 
 
+def degrade_cctv(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A security camera's frame: a wide-angle lens soft toward the corners, a cheap denoiser, hard compression.
+
+    The lens blur grows with the distance from the frame's centre; the
+    sensor's noise (signal-dependent, partly shared by the channels) is half
+    removed by a 3x3 median on the luma and a blur of the chroma, which leaves
+    it as small blotches; the encoder then compresses hard.
+    """
+    image = hr.astype(np.float32)
+    height, width = image.shape[:2]
+    centre_sigma, corner_sigma = rng.uniform(0.5, 1.0), rng.uniform(2.0, 3.5)  # HR px
+    sharp = blur(image, gaussian_kernel(21, centre_sigma, centre_sigma, 0.0))
+    soft = blur(image, gaussian_kernel(21, corner_sigma, corner_sigma, 0.0))
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    radius = np.hypot(rows / max(height - 1, 1) - 0.5, cols / max(width - 1, 1) - 0.5) / math.sqrt(0.5)
+    weight = (radius**2)[..., None]  # 0 at the centre, 1 in the corners
+    image = np.clip(downscale(sharp * (1 - weight) + soft * weight, scale), 0, 1).astype(np.float32)
+    gain, read = rng.uniform(0.0008, 0.002), rng.uniform(0.00003, 0.0001)
+    shared = rng.standard_normal((*image.shape[:2], 1)).astype(np.float32)
+    own = rng.standard_normal(image.shape).astype(np.float32)
+    noisy = image + np.sqrt(gain * image + read) * (0.7 * shared + math.sqrt(1 - 0.49) * own)
+    luma_chroma = np.clip(noisy, 0, 1) @ _LUMA_CHROMA_TO_RGB
+    luma = np.ascontiguousarray(luma_chroma[..., 0]) / math.sqrt(3)  # the channels' mean, in [0, 1]
+    denoised = cv2.medianBlur(np.round(luma * 255).astype(np.uint8), 3).astype(np.float32) / 255
+    luma = (0.5 * luma + 0.5 * denoised) * math.sqrt(3)
+    chroma = cv2.GaussianBlur(luma_chroma[..., 1:], (0, 0), 1.0, borderType=cv2.BORDER_REFLECT_101)
+    image = np.concatenate([luma[..., None], chroma], axis=2) @ _LUMA_CHROMA_TO_RGB.T
+    return jpeg(image, int(rng.integers(30, 56)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -373,6 +410,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "phone": degrade_phone,
     "webcam": degrade_webcam,
     "film": degrade_film,
+    "cctv": degrade_cctv,
 }
 
 
