@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from unpaired_sr.common.config import CropDataConfig, TrainLoopConfig
 
@@ -50,17 +50,19 @@ class FlowModelConfig:
     # latent shift's fresh noise in samples; false: the latent noise, as before (README: fidelity)
     image_noise: bool = True
     # Blur estimated at the edges of both sets (degradation/blur.py; always logged): true: samples blur the
-    # clean image by it before the flow degrades it. Off by default: with the compression, SR gained 0.2 dB on a
-    # defocused source and lost 0.07-0.11 dB on three others, the held-out one among them (README: the SR section)
-    image_blur: bool = False
+    # clean image by it before the flow degrades it. auto: only where the real images are clearly blurred (by
+    # 0.3 LR px or more at every edge orientation): with the compression, SR gained 0.2 dB on such a source and
+    # lost 0.07-0.11 dB on three mildly blurred ones (README: the SR section)
+    image_blur: bool | Literal["auto"] = "auto"
     # In-camera sharpening estimated at the same edges, against clean images with the image noise (degradation/
     # blur.py; always logged): samples sharpen the clean image by it (an unsharp mask, radius 1 LR px). An SR
     # network that never saw sharpened inputs sharpens them again (README: fidelity)
     image_sharpening: bool = True
     # JPEG read off the real images' 8x8 quantization lattice (degradation/compression.py; always logged):
-    # true: samples are compressed at the qualities found, in the proportion found. Off by default: it
-    # lowered SR PSNR on both benchmarks it was measured on (README: fidelity)
-    image_compression: bool = False
+    # true: samples are compressed at the qualities found, in the proportion found. auto: together with the image
+    # blur's auto, where the real images are clearly blurred; alone it lowered SR PSNR on both benchmarks it was
+    # measured on, and the blur alone did on one of them (README: fidelity, the SR section)
+    image_compression: bool | Literal["auto"] = "auto"
     # Samples move the clean image's latents by the learned domain shift (what the flow does to content: blur,
     # compression) before the image noise is added; false: the clean image plus the image noise (README: fidelity)
     sample_latent_shift: bool = True

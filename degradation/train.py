@@ -43,7 +43,7 @@ from unpaired_sr.degradation.adversarial import (
     flow_adversarial_loss,
     quantize_8bit,
 )
-from unpaired_sr.degradation.blur import estimate_blur, estimate_sharpening
+from unpaired_sr.degradation.blur import CLEAR_BLUR, clearly_blurred, estimate_blur, estimate_sharpening
 from unpaired_sr.degradation.checkpoint import build_flow
 from unpaired_sr.degradation.compression import estimate_jpeg
 from unpaired_sr.degradation.config import FlowConfig, FlowModelConfig, FlowTrainConfig
@@ -87,22 +87,27 @@ def estimate_image_degradations(
     clean_lr, real_lr = training_lr_sets(dataset.clean_hr.images, dataset.real_lr.images, scale)
     # The blur is measured (and logged) either way: a cheap look at how blurred the real images are.
     sigma, per_orientation = estimate_blur(clean_lr, real_lr)
+    blurred = clearly_blurred(per_orientation)
     orientations = "/".join(f"{value:.2f}" for value in per_orientation)
     if np.isnan(per_orientation).all():
         lines.append("image blur not measured: too few strong edges in the images")
     else:
-        applied = "applied to samples" if model.image_blur else "not applied (model.image_blur false)"
-        lines.append(f"image blur {sigma:.2f} LR px (Gaussian sigma; per edge orientation {orientations}), {applied}")
-        if model.image_blur:
+        apply_blur, why = _content_option("image_blur", model.image_blur, blurred)
+        applied = "applied to samples" if apply_blur else "not applied"
+        lines.append(
+            f"image blur {sigma:.2f} LR px (Gaussian sigma; per edge orientation {orientations}), {applied} {why}"
+        )
+        if apply_blur:
             flow.image_blur.load_estimate(sigma)
     jpeg = estimate_jpeg(real_lr)
+    apply_compression, why = _content_option("image_compression", model.image_compression, blurred)
     if not jpeg.qualities:
         lines.append(jpeg.describe())
-    elif model.image_compression:
+    elif apply_compression:
         flow.image_compression.load_estimate(jpeg)
-        lines.append(f"{jpeg.describe()}: samples are compressed in that proportion, at those qualities")
+        lines.append(f"{jpeg.describe()}: samples are compressed in that proportion, at those qualities {why}")
     else:
-        lines.append(f"{jpeg.describe()}: not applied (model.image_compression false)")
+        lines.append(f"{jpeg.describe()}: not applied {why}")
     if model.image_noise:
         try:
             estimate = estimate_noise(clean_lr, real_lr)
@@ -122,6 +127,14 @@ def estimate_image_degradations(
         if model.image_sharpening:
             flow.image_blur.load_sharpening(amount)
     return lines
+
+
+def _content_option(name: str, setting: bool | str, blurred: bool) -> tuple[bool, str]:
+    """Whether the image blur or compression option ``name`` applies, and why, for the log."""
+    if setting != "auto":
+        return bool(setting), f"(model.{name} {str(setting).lower()})"
+    clearly = "are" if blurred else "are not"
+    return blurred, f"(model.{name} auto: the real images {clearly} blurred by {CLEAR_BLUR} LR px at every orientation)"
 
 
 def critic_terms(

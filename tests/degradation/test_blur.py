@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import cv2
 import numpy as np
 import pytest
@@ -10,9 +12,19 @@ import torch
 from tests.conftest import real_photo
 from unpaired_sr.common.filters import gaussian_blur
 from unpaired_sr.common.image_io import image_to_tensor
-from unpaired_sr.degradation.blur import SHARPEN_SIGMA, ImageBlur, estimate_blur, estimate_sharpening, unsharp_mask
+from unpaired_sr.data_tools.degrade_classical import jpeg
+from unpaired_sr.degradation.blur import (
+    SHARPEN_SIGMA,
+    ImageBlur,
+    clearly_blurred,
+    estimate_blur,
+    estimate_sharpening,
+    unsharp_mask,
+)
 from unpaired_sr.degradation.checkpoint import build_flow
 from unpaired_sr.degradation.config import FlowModelConfig
+from unpaired_sr.degradation.flow import DegradationFlow
+from unpaired_sr.degradation.train import estimate_image_degradations
 
 CLEAN = ("astronaut", "chelsea", "coffee", "rocket")
 
@@ -36,12 +48,21 @@ def test_the_blur_of_other_scenes_is_found(sigma):
     # These real scenes are sharper than the clean ones to begin with, so part of their blur goes
     # unseen (measured: 0.46, 0.67, 0.97): the estimate errs on the side of too little.
     assert 0.7 * sigma <= estimate <= 1.1 * sigma and per_orientation.shape == (4,)
+    assert clearly_blurred(per_orientation)  # what turns the image blur and compression on under "auto"
 
 
 def test_as_sharp_a_real_set_reads_as_next_to_no_blur():
     clean = [half(name) for name in CLEAN]
-    estimate, _ = estimate_blur(clean, [half(name) for name in ("camera", "coins", "brick", "gravel")])
+    estimate, per_orientation = estimate_blur(clean, [half(name) for name in ("camera", "coins", "brick", "gravel")])
     assert estimate < 0.35  # below what the edge statistic resolves (degradation/blur.py)
+    assert not clearly_blurred(per_orientation)
+
+
+def test_clearly_blurred_asks_every_measured_orientation():
+    assert clearly_blurred(np.array([0.54, 0.58, 0.64, 0.62]))  # webcam's defocus
+    assert not clearly_blurred(np.array([0.0, 0.31, 0.0, 0.35]))  # camera: two unpaired sets of other scenes
+    assert clearly_blurred(np.array([np.nan, 0.4, 0.5, np.nan]))  # too few edges in two orientations: left out
+    assert not clearly_blurred(np.full(4, np.nan))
 
 
 def test_image_blur_is_the_identity_until_estimated_and_old_flows_load():
@@ -113,3 +134,24 @@ def test_image_sharpening_applies_the_unsharp_mask_and_old_flows_load():
     prepared = flow.prepare_clean(images)
     assert prepared.min() >= 0 and prepared.max() <= 1  # halos clip, as in a saved image
     assert torch.equal(prepared, torch.round(prepared * 255) / 255)
+
+
+@pytest.mark.parametrize("real_blur", [0.0, 0.9])
+def test_auto_applies_blur_and_compression_where_the_real_images_are_clearly_blurred(real_blur):
+    clean_hr = [real_photo(name) for name in CLEAN]  # x2 below: clean LR at half the photos' size
+    real_lr = [jpeg(blurred(half(name), real_blur), 50) for name in ("camera", "coins", "brick", "gravel")]
+    dataset = SimpleNamespace(clean_hr=SimpleNamespace(images=clean_hr), real_lr=SimpleNamespace(images=real_lr))
+
+    def estimated(model: FlowModelConfig) -> tuple[DegradationFlow, str]:
+        flow = build_flow(FlowModelConfig(num_levels=1, num_steps=1, hidden_channels=8, cond_channels=4, cond_blocks=0))
+        return flow, "\n".join(estimate_image_degradations(flow, model, dataset, scale=2))
+
+    flow, lines = estimated(FlowModelConfig())  # the defaults: auto
+    if real_blur:
+        assert 0.5 < flow.image_blur.sigma < 1.0 and flow.image_compression.is_estimated, lines
+        assert "applied to samples (model.image_blur auto: the real images are blurred" in lines
+    else:  # as sharp as the clean set: the JPEG is found, and left out with the blur
+        assert flow.image_blur.sigma == 0.0 and not flow.image_compression.is_estimated, lines
+        assert "not applied (model.image_compression auto: the real images are not blurred" in lines
+        flow, lines = estimated(FlowModelConfig(image_compression=True))  # an explicit setting wins
+        assert flow.image_blur.sigma == 0.0 and flow.image_compression.is_estimated, lines

@@ -97,6 +97,7 @@ def test_training_estimates_the_image_noise_and_logs_it(trained_flow):
     log = (trained_flow.parents[1] / "train.log").read_text()
     assert "image noise std R/G/B x255 by brightness (0.0-0.2: " in log
     assert "JPEG: none found in" in log and not flow.image_compression.is_estimated  # PNGs, never compressed
+    assert "image blur not measured: too few strong edges" in log and flow.image_blur.sigma == 0.0  # 32 px tiles
 
 
 def test_synthesize_is_seeded_and_names_samples(tmp_path, trained_flow, photo_folder):
