@@ -154,7 +154,7 @@ def fields_help(schema: type, argv: Sequence[str]) -> str:
 
 
 def _field_comments(schema: type) -> dict[str, str]:
-    """Each field's comment in the source (on its line, or the line above): the ``--help`` descriptions."""
+    """Each field's comment in the source (on its line, or the comment lines above): the ``--help`` descriptions."""
     comments: dict[str, str] = {}
     for cls in reversed(schema.__mro__):
         if not dataclasses.is_dataclass(cls):
@@ -163,18 +163,18 @@ def _field_comments(schema: type) -> dict[str, str]:
             source = inspect.getsource(cls)
         except (OSError, TypeError):  # no source (a frozen build): help without descriptions
             continue
-        above = ""
+        above: list[str] = []
         for line in source.splitlines():
             stripped = line.strip()
             if stripped.startswith("#"):
-                above = stripped.lstrip("# ")
+                above.append(stripped.lstrip("# "))
                 continue
             match = re.match(r"(\w+)\s*:[^#]*?(?:#\s*(.*))?$", stripped)
             if match and not stripped.startswith(("def ", "class ", "RANGES")):
-                comment = match.group(2) or above
+                comment = match.group(2) or " ".join(above)
                 if comment:
                     comments[match.group(1)] = comment
-            above = ""
+            above = []
     return comments
 
 

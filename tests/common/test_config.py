@@ -42,6 +42,18 @@ class ExampleConfig:
     train: TrainSection = field(default_factory=TrainSection)
 
 
+@dataclass
+class OptionSection:
+    # Applied to samples where the data shows it:
+    # auto decides from the data
+    blur: bool | Literal["auto"] = "auto"
+
+
+@dataclass
+class OptionConfig:
+    model: OptionSection = field(default_factory=OptionSection)
+
+
 def write_yaml(tmp_path, tree) -> str:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(tree))
@@ -142,6 +154,16 @@ def test_describe_fields_lists_every_leaf():
     lines = describe_fields(ExampleConfig)
     assert "--train.n_iter (an integer, default 100)" in lines
     assert len(lines) == 9
+
+
+def test_a_switch_with_auto_takes_booleans_and_auto_and_its_help_joins_the_comment_lines(tmp_path):
+    assert load_config(OptionConfig).model.blur == "auto"
+    assert load_config(OptionConfig, overrides=["--model.blur", "true"]).model.blur is True
+    assert load_config(OptionConfig, write_yaml(tmp_path, {"model": {"blur": False}})).model.blur is False
+    with pytest.raises(ConfigError, match="model.blur must be a boolean"):
+        load_config(OptionConfig, overrides=["--model.blur", "sometimes"])
+    (line,) = describe_fields(OptionConfig)
+    assert line.endswith("default 'auto')  Applied to samples where the data shows it: auto decides from the data")
 
 
 def test_help_describes_each_field_with_the_value_in_force(tmp_path):
