@@ -134,7 +134,10 @@ def _content_option(name: str, setting: bool | str, blurred: bool) -> tuple[bool
     if setting != "auto":
         return bool(setting), f"(model.{name} {str(setting).lower()})"
     clearly = "are" if blurred else "are not"
-    return blurred, f"(model.{name} auto: the real images {clearly} blurred by {CLEAR_BLUR} LR px at every orientation)"
+    return (
+        blurred,
+        f"(model.{name} auto: the real images {clearly} blurred by {CLEAR_BLUR}+ LR px at every orientation)",
+    )
 
 
 def critic_terms(
