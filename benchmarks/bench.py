@@ -200,7 +200,7 @@ def flow_train_case(
     return result
 
 
-def flow_layout_case(steps: int, rounds: int) -> list[dict]:
+def flow_layout_case(steps: int, rounds: int, batch: int = 16) -> list[dict]:
     """The light flow's CPU training step in the trainer's layouts and precisions, as ratios to NCHW float32.
 
     NCHW float32 is the step as it ran before channels-last became the CPU
@@ -217,7 +217,15 @@ def flow_layout_case(steps: int, rounds: int) -> list[dict]:
         for _ in range(rounds):
             for name, (channels_last, amp) in variants.items():
                 result = flow_train_case(
-                    "configs/deflow_light.yaml", torch.device("cpu"), steps, False, False, 16, crop, channels_last, amp
+                    "configs/deflow_light.yaml",
+                    torch.device("cpu"),
+                    steps,
+                    False,
+                    False,
+                    batch,
+                    crop,
+                    channels_last,
+                    amp,
                 )
                 rates[name].append(result["steps_per_s"])
         medians = {name: float(np.median(values)) for name, values in rates.items()}
@@ -226,7 +234,7 @@ def flow_layout_case(steps: int, rounds: int) -> list[dict]:
                 "case": "flow_layout",
                 "config": "deflow_light",
                 "device": device_name(torch.device("cpu")),
-                "batch": 16,
+                "batch": batch,
                 "lr_crop": crop,
                 "steps_per_s": medians,
                 "ratio_to_nchw_fp32": {name: rate / medians["nchw_fp32"] for name, rate in medians.items()},
@@ -302,7 +310,7 @@ def flow_data_case(steps: int) -> dict:
     return result
 
 
-def shared_cpu_case(steps: int) -> dict:
+def shared_cpu_case(steps: int, batch: int | None = None) -> dict:
     """Two light-flow trainings on the CPU at once vs one alone (``common.cpu_share``).
 
     Each arm runs the ``flow_train`` case in its own process(es): alone, two at
@@ -313,7 +321,7 @@ def shared_cpu_case(steps: int) -> dict:
 
     def run(processes: int, threads: str) -> list[float]:
         command = [sys.executable, __file__, "--cpu-child", threads, "--cpu-peers", str(processes)]
-        command += ["--child-steps", str(steps)]
+        command += ["--child-steps", str(steps)] + (["--child-batch", str(batch)] if batch else [])
         children = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(processes)]
         return [json.loads(child.communicate()[0].strip().splitlines()[-1])["steps_per_s"] for child in children]
 
@@ -329,7 +337,7 @@ def shared_cpu_case(steps: int) -> dict:
     return result
 
 
-def cpu_child(threads: str, peers: int, steps: int) -> None:
+def cpu_child(threads: str, peers: int, steps: int, batch: int | None = None) -> None:
     """One process of ``shared_cpu_case``: its share of the cores (or all of them), then the light flow's steps."""
     share = None
     if threads == "auto":
@@ -340,7 +348,7 @@ def cpu_child(threads: str, peers: int, steps: int) -> None:
         share.rebalance()
     else:
         torch.set_num_threads(available_cores())
-    result = flow_train_case("configs/deflow_light.yaml", torch.device("cpu"), steps, False, False)
+    result = flow_train_case("configs/deflow_light.yaml", torch.device("cpu"), steps, False, False, batch)
     if share is not None:
         share.close()
     print(json.dumps({**result, "threads": torch.get_num_threads()}), flush=True)
@@ -483,9 +491,10 @@ def main() -> None:
     parser.add_argument("--cpu-child", choices=("auto", "all"), help=argparse.SUPPRESS)  # one shared_cpu process
     parser.add_argument("--cpu-peers", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--child-steps", type=int, default=30, help=argparse.SUPPRESS)
+    parser.add_argument("--child-batch", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.cpu_child:
-        cpu_child(args.cpu_child, args.cpu_peers, args.child_steps)
+        cpu_child(args.cpu_child, args.cpu_peers, args.child_steps, args.child_batch)
         return
     device = torch.device(args.device)
     setup_device(device)
@@ -498,6 +507,9 @@ def main() -> None:
     else:
         sizes = (256, 512, 1024) if cuda else (64, 128, 256)
     tile = args.tile
+    # A smoke run checks that every case runs, not its speed: the multi-step CPU cases
+    # take small batches there (the flow's layouts and the shared CPU: 4 of 16; SR: 4 of 16x16).
+    smoke_batch = 4 if args.quick else None
     dtypes = (False, True) if cuda else (False,)  # bf16 autocast is CUDA-only in this toolkit
     compiled = (False, True) if args.compile else (False,)
 
@@ -520,12 +532,14 @@ def main() -> None:
                         flow_train_case(config_path, device, steps, compile_model, args.profile, factor * config_batch)
                     )
     if "flow_layout" in cases and not cuda:
-        for result in flow_layout_case(steps=2 if args.quick else 10, rounds=1 if args.quick else 3):
+        for result in flow_layout_case(
+            steps=2 if args.quick else 10, rounds=1 if args.quick else 3, batch=smoke_batch or 16
+        ):
             emit(result)
     if "flow_data" in cases and not cuda:
         emit(flow_data_case(steps=3 if args.quick else 30))
     if "shared_cpu" in cases and not cuda:  # a CPU matter: on a GPU machine the trainings share the GPU
-        emit(shared_cpu_case(steps=3 if args.quick else 30))
+        emit(shared_cpu_case(steps=3 if args.quick else 30, batch=smoke_batch))
     if "synthesize" in cases:
         for result in synthesize_cases(device, sizes, repeats):
             emit(result)
@@ -540,8 +554,8 @@ def main() -> None:
                             bf16,
                             1 if args.quick and form == "pre_upsample" else (steps // 5 if cuda else steps),
                             compile_model,
-                            args.sr_batch or (64 if cuda else 16),
-                            args.sr_crop or (64 if cuda else 32),
+                            args.sr_batch or smoke_batch or (64 if cuda else 16),
+                            args.sr_crop or (16 if args.quick else 64 if cuda else 32),
                         )
                     )
         if "sr_infer" in cases:
