@@ -211,21 +211,14 @@ def flow_layout_case(steps: int, rounds: int, batch: int = 16) -> list[dict]:
     variants = {"nchw_fp32": (False, False), "channels_last_fp32": (True, False)}
     if cpu_has_bf16():
         variants["channels_last_bf16"] = (True, True)
+    cpu = torch.device("cpu")
     results = []
     for crop in (32, 64):
         rates: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(rounds):
             for name, (channels_last, amp) in variants.items():
                 result = flow_train_case(
-                    "configs/deflow_light.yaml",
-                    torch.device("cpu"),
-                    steps,
-                    False,
-                    False,
-                    batch,
-                    crop,
-                    channels_last,
-                    amp,
+                    "configs/deflow_light.yaml", cpu, steps, False, False, batch, crop, channels_last, amp
                 )
                 rates[name].append(result["steps_per_s"])
         medians = {name: float(np.median(values)) for name, values in rates.items()}
@@ -233,7 +226,7 @@ def flow_layout_case(steps: int, rounds: int, batch: int = 16) -> list[dict]:
             {
                 "case": "flow_layout",
                 "config": "deflow_light",
-                "device": device_name(torch.device("cpu")),
+                "device": device_name(cpu),
                 "batch": batch,
                 "lr_crop": crop,
                 "steps_per_s": medians,
@@ -485,9 +478,11 @@ def main() -> None:
     parser.add_argument(
         "--sr-batch",
         type=int,
-        help="SR training batch (default: 16 on CPU, as the configs; 64 on CUDA, sized for a GPU)",
+        help="SR training batch (default: 16 on CPU, as the configs; 64 on CUDA, sized for a GPU; 4 with --quick)",
     )
-    parser.add_argument("--sr-crop", type=int, help="SR training LR crop (default: 32 on CPU, 64 on CUDA)")
+    parser.add_argument(
+        "--sr-crop", type=int, help="SR training LR crop (default: 32 on CPU, 64 on CUDA, 16 with --quick)"
+    )
     parser.add_argument("--cpu-child", choices=("auto", "all"), help=argparse.SUPPRESS)  # one shared_cpu process
     parser.add_argument("--cpu-peers", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--child-steps", type=int, default=30, help=argparse.SUPPRESS)
