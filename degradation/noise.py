@@ -240,7 +240,8 @@ def add_image_noise(noise: ImageNoise, images: list[np.ndarray], seed: int = 0) 
         for image in images:
             clean = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
             white = torch.randn(1, 3, clean.shape[2] + PATCH - 1, clean.shape[3] + PATCH - 1, generator=generator)
-            noisy.append((clean + noise(clean, white))[0].permute(1, 2, 0).numpy())
+            clean = clean.to(noise.gains.device)  # where the module is (a training's flow may be on a GPU)
+            noisy.append((clean + noise(clean, white))[0].permute(1, 2, 0).cpu().numpy())
     return noisy
 
 

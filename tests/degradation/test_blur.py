@@ -13,11 +13,15 @@ from tests.conftest import real_photo
 from unpaired_sr.common.filters import gaussian_blur
 from unpaired_sr.common.image_io import image_to_tensor
 from unpaired_sr.data_tools.degrade_classical import jpeg
+from unpaired_sr.data_tools.prepare_demo import BUNDLED_PHOTOS
 from unpaired_sr.degradation.blur import (
+    RGB_TO_YCBCR,
     SHARPEN_SIGMA,
     ImageBlur,
+    chroma_blurred,
     clearly_blurred,
     estimate_blur,
+    estimate_chroma_blur,
     estimate_sharpening,
     unsharp_mask,
 )
@@ -27,11 +31,18 @@ from unpaired_sr.degradation.flow import DegradationFlow
 from unpaired_sr.degradation.train import estimate_image_degradations
 
 CLEAN = ("astronaut", "chelsea", "coffee", "rocket")
+COLOUR_OTHER = ("motorcycle", "china", "flower", "grace_hopper")  # colour photos of other scenes
 
 
 def half(name: str) -> np.ndarray:
     """A bundled photo at half its size: enough strong edges for the statistic (hundreds per orientation)."""
     photo = real_photo(name)
+    return cv2.resize(photo, (photo.shape[1] // 2, photo.shape[0] // 2), interpolation=cv2.INTER_AREA)
+
+
+def other_half(name: str) -> np.ndarray:
+    """A bundled colour photo of another scene (``prepare_demo``'s set) at half its size, float RGB."""
+    photo = BUNDLED_PHOTOS[name]()[:, :, :3].astype(np.float32) / 255.0
     return cv2.resize(photo, (photo.shape[1] // 2, photo.shape[0] // 2), interpolation=cv2.INTER_AREA)
 
 
@@ -147,11 +158,83 @@ def test_auto_applies_blur_and_compression_where_the_real_images_are_clearly_blu
         return flow, "\n".join(estimate_image_degradations(flow, model, dataset, scale=2))
 
     flow, lines = estimated(FlowModelConfig())  # the defaults: auto
+    assert "image chroma blur not measured: too few colour edges" in lines  # grey photos
     if real_blur:
         assert 0.5 < flow.image_blur.sigma < 1.0 and flow.image_compression.is_estimated, lines
+        # The JPEG round trip subsamples the samples' chroma itself: no chroma blur on top (grey photos here anyway).
+        assert flow.image_blur.chroma_sigma == 0.0
         assert "applied to samples (model.image_blur auto: the real images are blurred" in lines
     else:  # as sharp as the clean set: the JPEG is found, and left out with the blur
         assert flow.image_blur.sigma == 0.0 and not flow.image_compression.is_estimated, lines
         assert "not applied (model.image_compression auto: the real images are not blurred" in lines
         flow, lines = estimated(FlowModelConfig(image_compression=True))  # an explicit setting wins
         assert flow.image_blur.sigma == 0.0 and flow.image_compression.is_estimated, lines
+
+
+@pytest.mark.parametrize("sigma", [0.8, 1.6])
+def test_the_chroma_blur_of_other_scenes_is_found(sigma):
+    clean = [half(name) for name in CLEAN]
+    other = [other_half(name) for name in COLOUR_OTHER]
+    as_they_are = estimate_chroma_blur(clean, other)
+    estimate = estimate_chroma_blur(clean, [saved(chroma_blurred(image, sigma)) for image in other])
+    # Three of these scenes were JPEGs, so their colour is a little softer to begin with (measured: 0.40 as
+    # they are; 0.85 and 1.72 blurred by 0.8 and 1.6): the estimate errs a little high, never low.
+    assert as_they_are < 0.5 and sigma <= estimate <= sigma + 0.3
+
+
+def test_jpeg_chroma_subsampling_reads_as_a_chroma_blur():
+    clean = [half(name) for name in CLEAN]
+    other = [other_half(name) for name in COLOUR_OTHER]
+    subsampled = estimate_chroma_blur(clean, [jpeg(image, 75) for image in other])
+    full_chroma = estimate_chroma_blur(clean, [jpeg(image, 75, subsampling_420=False) for image in other])
+    assert subsampled > 1.0 and full_chroma < 0.75, (subsampled, full_chroma)  # measured: 1.26, 0.59
+
+
+def test_grey_images_have_no_chroma_blur_to_measure():
+    grey = [half(name) for name in ("camera", "coins", "brick", "gravel")]
+    assert np.isnan(estimate_chroma_blur([half(name) for name in CLEAN], grey))
+
+
+def test_the_chroma_blur_keeps_luma_and_old_flows_load():
+    images = image_to_tensor(half("coffee")[:48, :48])[None]
+    blur = ImageBlur()
+    blur.load_chroma_blur(1.2)
+    assert not blur.is_identity
+    softened = blur(images)
+    luma = torch.from_numpy(RGB_TO_YCBCR).float()
+    ycbcr, softened_ycbcr = (torch.einsum("ij,bjhw->bihw", luma, x) for x in (images, softened))
+    assert torch.allclose(softened_ycbcr[:, 0], ycbcr[:, 0], atol=1e-5)  # the luma is untouched
+    assert softened_ycbcr[:, 1:].diff(dim=-1).abs().mean() < 0.7 * ycbcr[:, 1:].diff(dim=-1).abs().mean()
+    # The estimate's calibration (numpy, OpenCV) and the samples (torch) blur alike away from the borders.
+    reference = chroma_blurred(images[0].permute(1, 2, 0).numpy(), 1.2)
+    assert np.allclose(softened[0].permute(1, 2, 0).numpy()[8:-8, 8:-8], reference[8:-8, 8:-8], atol=1e-4)
+    again = ImageBlur()
+    again.load_state_dict(blur.state_dict())
+    assert again.chroma_sigma == pytest.approx(1.2) and again.sigma == 0.0 and again.amount == 0.0
+    flow = build_flow(FlowModelConfig(num_levels=1, num_steps=1, hidden_channels=8, cond_channels=4, cond_blocks=0))
+    old = {name: value for name, value in flow.state_dict().items() if name != "image_blur.chroma_sigma_lr_px"}
+    flow.image_blur.load_chroma_blur(0.9)
+    flow.load_state_dict(old)  # a flow saved before the chroma estimate: none, as it was trained
+    assert flow.image_blur.chroma_sigma == 0.0 and flow.prepare_clean(images) is images
+
+
+@pytest.mark.parametrize("setting, real_blur", [("auto", 0.0), ("auto", 0.9), (None, 0.0)])
+def test_the_chroma_blur_is_estimated_logged_and_applied_where_asked_and_samples_are_not_compressed(setting, real_blur):
+    clean_hr = [real_photo(name) for name in CLEAN]  # x2 below: clean LR at half the photos' size
+    real_lr = [jpeg(blurred(other_half(name), real_blur), 50) for name in COLOUR_OTHER]  # 4:2:0 chroma
+    dataset = SimpleNamespace(clean_hr=SimpleNamespace(images=clean_hr), real_lr=SimpleNamespace(images=real_lr))
+    flow = build_flow(FlowModelConfig(num_levels=1, num_steps=1, hidden_channels=8, cond_channels=4, cond_blocks=0))
+    model = FlowModelConfig() if setting is None else FlowModelConfig(image_chroma_blur=setting)
+    lines = "\n".join(estimate_image_degradations(flow, model, dataset, scale=2))
+    if real_blur:  # clearly blurred: the samples are blurred and JPEG-compressed, which subsamples their chroma
+        assert flow.image_compression.is_estimated and flow.image_blur.chroma_sigma == 0.0, lines
+        assert "not applied (model.image_chroma_blur auto: the samples are JPEG-compressed)" in lines
+        return
+    assert "image chroma blur 1." in lines, lines
+    if setting == "auto":  # these sharp real images are not compressed in samples
+        assert (
+            flow.image_blur.chroma_sigma > 1.0
+            and "applied to samples (model.image_chroma_blur auto: the samples" in lines
+        )
+    else:  # the default: measured and logged, not applied (it cost SR PSNR: README, fidelity)
+        assert flow.image_blur.chroma_sigma == 0.0 and "not applied (model.image_chroma_blur false)" in lines
