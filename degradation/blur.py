@@ -106,28 +106,36 @@ MIN_EDGES = 50  # per orientation: fewer and it is left out
 MAX_IMAGES = 48
 
 
+def _gradient(planes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Central-difference x and y gradients of an (H, W) or (H, W, C) float32 array."""
+    gx = cv2.Sobel(planes, cv2.CV_32F, 1, 0, ksize=1, scale=0.5, borderType=cv2.BORDER_REFLECT_101)
+    gy = cv2.Sobel(planes, cv2.CV_32F, 0, 1, ksize=1, scale=0.5, borderType=cv2.BORDER_REFLECT_101)
+    return gx, gy
+
+
+def _strong_edges(smoothed: np.ndarray, min_edge: float) -> np.ndarray | None:
+    """(H, W) bool: local maxima of the smoothed gradient magnitude in its top ``EDGE_FRACTION`` and above
+    ``min_edge``, away from the borders the filters mirror; None for an image too small to have such points."""
+    inner = np.zeros_like(smoothed, dtype=bool)
+    inner[4:-4, 4:-4] = True
+    if not inner.any():
+        return None
+    peaks = (smoothed >= cv2.dilate(smoothed, np.ones((3, 3), np.uint8))) & inner
+    return peaks & (smoothed > max(np.quantile(smoothed[inner], 1 - EDGE_FRACTION), min_edge))
+
+
 def _edge_ratios(image: np.ndarray, sigma: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Raw / smoothed gradient at the strong edges of one image (after an optional blur): ratios, orientation bins."""
     luma = (np.asarray(image, dtype=np.float32) @ LUMA_WEIGHTS.astype(np.float32)).astype(np.float32)
     if sigma > 0:
         luma = cv2.GaussianBlur(luma, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
     smooth = cv2.GaussianBlur(luma, (0, 0), 1.0, borderType=cv2.BORDER_REFLECT_101)
-
-    def gradient(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        gx = cv2.Sobel(plane, cv2.CV_32F, 1, 0, ksize=1, scale=0.5, borderType=cv2.BORDER_REFLECT_101)
-        gy = cv2.Sobel(plane, cv2.CV_32F, 0, 1, ksize=1, scale=0.5, borderType=cv2.BORDER_REFLECT_101)
-        return gx, gy
-
-    raw = np.hypot(*gradient(luma))
-    sx, sy = gradient(smooth)
+    raw = np.hypot(*_gradient(luma))
+    sx, sy = _gradient(smooth)
     smoothed = np.hypot(sx, sy)
-    inner = np.zeros_like(smoothed, dtype=bool)
-    inner[4:-4, 4:-4] = True  # away from the borders the filters mirror
-    if not inner.any():
+    edges = _strong_edges(smoothed, MIN_EDGE)
+    if edges is None:
         return np.zeros(0), np.zeros(0, dtype=int)
-    peaks = (smoothed >= cv2.dilate(smoothed, np.ones((3, 3), np.uint8))) & inner
-    threshold = max(np.quantile(smoothed[inner], 1 - EDGE_FRACTION), MIN_EDGE)
-    edges = peaks & (smoothed > threshold)
     angle = np.mod(np.arctan2(sy[edges], sx[edges]), np.pi)
     bins = (angle / np.pi * ORIENTATIONS + 0.5).astype(int) % ORIENTATIONS
     return raw[edges] / smoothed[edges], bins
@@ -237,33 +245,27 @@ YCBCR_TO_RGB = np.linalg.inv(RGB_TO_YCBCR)
 CHROMA_MIN_EDGE = 0.01  # chroma gradients are weaker than luma ones: half MIN_EDGE
 
 
+def _chroma(image: np.ndarray) -> np.ndarray:
+    """(H, W, 2) float32: the Cb and Cr planes of an (H, W, 3) RGB image."""
+    return (np.asarray(image, dtype=np.float32) @ RGB_TO_YCBCR[1:].T.astype(np.float32)).astype(np.float32)
+
+
 def chroma_blurred(image: np.ndarray, sigma: float) -> np.ndarray:
     """An (H, W, 3) image with its Cb and Cr planes blurred by a Gaussian of ``sigma`` px, its luma kept."""
     if sigma == 0:
         return image
-    chroma = (np.asarray(image, dtype=np.float32) @ RGB_TO_YCBCR[1:].T.astype(np.float32)).astype(np.float32)
+    chroma = _chroma(image)
     softened = cv2.GaussianBlur(chroma, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
     return image + (softened - chroma) @ YCBCR_TO_RGB[:, 1:].T.astype(np.float32)
 
 
 def _chroma_edge_ratios(image: np.ndarray) -> np.ndarray:
     """Raw / smoothed gradient of the Cb-Cr plane at its strongest edges (``_edge_ratios`` on chroma)."""
-    chroma = (np.asarray(image, dtype=np.float32) @ RGB_TO_YCBCR[1:].T.astype(np.float32)).astype(np.float32)
+    chroma = _chroma(image)
     smooth = cv2.GaussianBlur(chroma, (0, 0), 1.0, borderType=cv2.BORDER_REFLECT_101)
-
-    def magnitude(planes: np.ndarray) -> np.ndarray:
-        gx = cv2.Sobel(planes, cv2.CV_32F, 1, 0, ksize=1, scale=0.5, borderType=cv2.BORDER_REFLECT_101)
-        gy = cv2.Sobel(planes, cv2.CV_32F, 0, 1, ksize=1, scale=0.5, borderType=cv2.BORDER_REFLECT_101)
-        return np.sqrt((gx**2 + gy**2).sum(axis=2))
-
-    raw, smoothed = magnitude(chroma), magnitude(smooth)
-    inner = np.zeros_like(smoothed, dtype=bool)
-    inner[4:-4, 4:-4] = True
-    if not inner.any():
-        return np.zeros(0)
-    peaks = (smoothed >= cv2.dilate(smoothed, np.ones((3, 3), np.uint8))) & inner
-    edges = peaks & (smoothed > max(np.quantile(smoothed[inner], 1 - EDGE_FRACTION), CHROMA_MIN_EDGE))
-    return raw[edges] / smoothed[edges]
+    raw, smoothed = (np.sqrt(sum((g**2).sum(axis=2) for g in _gradient(planes))) for planes in (chroma, smooth))
+    edges = _strong_edges(smoothed, CHROMA_MIN_EDGE)
+    return np.zeros(0) if edges is None else raw[edges] / smoothed[edges]
 
 
 def _chroma_median_ratio(images: list[np.ndarray]) -> float:

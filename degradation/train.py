@@ -94,11 +94,14 @@ def estimate_image_degradations(
     # The blur is measured (and logged) either way: a cheap look at how blurred the real images are.
     sigma, per_orientation = estimate_blur(clean_lr, real_lr)
     blurred = clearly_blurred(per_orientation)
+    blur_reason = (
+        f"the real images {'are' if blurred else 'are not'} blurred by {CLEAR_BLUR}+ LR px at every orientation"
+    )
     orientations = "/".join(f"{value:.2f}" for value in per_orientation)
     if np.isnan(per_orientation).all():
         lines.append("image blur not measured: too few strong edges in the images")
     else:
-        apply_blur, why = _content_option("image_blur", model.image_blur, blurred)
+        apply_blur, why = _auto_option("image_blur", model.image_blur, blurred, blur_reason)
         applied = "applied to samples" if apply_blur else "not applied"
         lines.append(
             f"image blur {sigma:.2f} LR px (Gaussian sigma; per edge orientation {orientations}), {applied} {why}"
@@ -106,7 +109,7 @@ def estimate_image_degradations(
         if apply_blur:
             flow.image_blur.load_estimate(sigma)
     jpeg = estimate_jpeg(real_lr)
-    apply_compression, why = _content_option("image_compression", model.image_compression, blurred)
+    apply_compression, why = _auto_option("image_compression", model.image_compression, blurred, blur_reason)
     if not jpeg.qualities:
         lines.append(jpeg.describe())
     elif apply_compression:
@@ -145,14 +148,9 @@ def estimate_image_degradations(
         lines.append("image chroma blur not measured: too few colour edges in the images")
     else:
         # Off by default (it cost SR PSNR: README, fidelity), measured and logged either way.
-        if model.image_chroma_blur == "auto":
-            apply = not flow.image_compression.is_estimated
-            why = f"(model.image_chroma_blur auto: the samples are {'not ' if apply else ''}JPEG-compressed)"
-        else:
-            apply, why = (
-                bool(model.image_chroma_blur),
-                f"(model.image_chroma_blur {str(model.image_chroma_blur).lower()})",
-            )
+        compressed = flow.image_compression.is_estimated
+        reason = f"the samples are {'' if compressed else 'not '}JPEG-compressed"
+        apply, why = _auto_option("image_chroma_blur", model.image_chroma_blur, not compressed, reason)
         applied = "applied to samples" if apply else "not applied"
         lines.append(f"image chroma blur {chroma_sigma:.2f} LR px (Gaussian sigma on Cb and Cr), {applied} {why}")
         if apply:
@@ -160,15 +158,11 @@ def estimate_image_degradations(
     return lines
 
 
-def _content_option(name: str, setting: bool | str, blurred: bool) -> tuple[bool, str]:
-    """Whether the image blur or compression option ``name`` applies, and why, for the log."""
+def _auto_option(name: str, setting: bool | str, auto: bool, reason: str) -> tuple[bool, str]:
+    """Whether the option ``model.name`` applies (``auto`` decides for "auto"), and why, for the log."""
     if setting != "auto":
         return bool(setting), f"(model.{name} {str(setting).lower()})"
-    clearly = "are" if blurred else "are not"
-    return (
-        blurred,
-        f"(model.{name} auto: the real images {clearly} blurred by {CLEAR_BLUR}+ LR px at every orientation)",
-    )
+    return auto, f"(model.{name} auto: {reason})"
 
 
 def critic_terms(

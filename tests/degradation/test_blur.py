@@ -34,16 +34,18 @@ CLEAN = ("astronaut", "chelsea", "coffee", "rocket")
 COLOUR_OTHER = ("motorcycle", "china", "flower", "grace_hopper")  # colour photos of other scenes
 
 
+def halved(photo: np.ndarray) -> np.ndarray:
+    return cv2.resize(photo, (photo.shape[1] // 2, photo.shape[0] // 2), interpolation=cv2.INTER_AREA)
+
+
 def half(name: str) -> np.ndarray:
     """A bundled photo at half its size: enough strong edges for the statistic (hundreds per orientation)."""
-    photo = real_photo(name)
-    return cv2.resize(photo, (photo.shape[1] // 2, photo.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    return halved(real_photo(name))
 
 
 def other_half(name: str) -> np.ndarray:
     """A bundled colour photo of another scene (``prepare_demo``'s set) at half its size, float RGB."""
-    photo = BUNDLED_PHOTOS[name]()[:, :, :3].astype(np.float32) / 255.0
-    return cv2.resize(photo, (photo.shape[1] // 2, photo.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    return halved(BUNDLED_PHOTOS[name]()[:, :, :3].astype(np.float32) / 255.0)
 
 
 def blurred(image: np.ndarray, sigma: float) -> np.ndarray:
