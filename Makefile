@@ -33,7 +33,7 @@ lpips-weights: venv
 test: venv
 	-$(PY) -m data_tools.fetch_lpips_weights
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 # The fast loop while developing: everything but the trainings and command-line runs (about a minute).
 test-fast: venv

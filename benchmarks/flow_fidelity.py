@@ -21,7 +21,11 @@ residual energy; Frechet distance of 8x8x3 residual patches; and the
 two-sample classifier's accuracy at telling ``train_real_lr`` from the arm's
 LR images (50% = indistinguishable). A latent-space check (clean latents
 against N(0, I), real latents against the learned Gaussian) and a figure of
-flat and dark crops (clean | flow | truth) come with each benchmark. Prints a
+flat and dark crops (clean | flow | truth) come with each benchmark, and, for
+a flow with an image-noise estimate, its noise level per brightness bin beside
+the same estimate made paired (clean photos against their own true
+degradation) and the true residual where the clean photos are flattest
+(``oracle_fidelity.noise_level_check``). Prints a
 table per benchmark and writes ``fidelity.json``, ``fidelity.md`` and
 ``fidelity_<bench>.png`` under ``--output``.
 """
@@ -41,7 +45,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from unpaired_sr.common.image_io import write_image  # noqa: E402
 from unpaired_sr.data_tools.prepare_demo import prepare_demo  # noqa: E402
 from unpaired_sr.degradation.checkpoint import load_flow  # noqa: E402
-from unpaired_sr.degradation.oracle_fidelity import REAL, TEMPERATURES, benchmark_flow_config, evaluate  # noqa: E402
+from unpaired_sr.degradation.oracle_fidelity import (  # noqa: E402
+    REAL,
+    TEMPERATURES,
+    benchmark_flow_config,
+    evaluate,
+    noise_level_check,
+)
 from unpaired_sr.degradation.train import train  # noqa: E402
 
 
@@ -98,6 +108,23 @@ def region_table(rows: list[dict], arms: list[str]) -> str:
     return "\n".join(lines)
 
 
+def noise_level_table(check: dict) -> str:
+    """The flow's image-noise estimate per brightness bin against the paired estimate and the flattest truth."""
+    lines = [
+        "Image noise per brightness bin (std x255, mean of R, G, B): the flow's estimate (unpaired, as trained), "
+        "the same estimate made paired (clean photos against their own true degradation) and the true "
+        "residual in the flattest 10% of each bin's clean pixels:",
+        "",
+        "| brightness bin | flow (unpaired) | paired | true, flattest 10% |",
+        "| --- | --- | --- | --- |",
+    ]
+    for b, (flow_std, paired_std, true_std) in enumerate(zip(check["flow"], check["paired"], check["flattest_true"])):
+        low, high = b / len(check["flow"]), (b + 1) / len(check["flow"])
+        cells = [f"{255 * np.mean(std):.1f}" for std in (flow_std, paired_std, true_std)]
+        lines.append(f"| {low:.1f}-{high:.1f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bench", action="append", help="benchmark folder (repeat; default: the demo benchmark)")
@@ -136,10 +163,14 @@ def main() -> None:
             flow, bench, temperatures, flow_config.model.dequant_bins, classifier_steps=args.classifier_steps
         )
         entry.update(arms=rows, latents=latents)
+        if flow.image_noise.is_estimated:
+            entry["noise_level"] = noise_level_check(flow, bench)
         report["benches"][name] = entry
         flow_arms = [row["arm"] for row in rows if row["arm"].startswith("flow")]
         section = markdown(f"{name} ({entry['degradation']['degradation']})", rows, latents)
         section += "\n\nResidual std per region (x255):\n\n" + region_table(rows, [REAL, *flow_arms])
+        if "noise_level" in entry:
+            section += "\n\n" + noise_level_table(entry["noise_level"])
         sections.append(section)
         print(section, flush=True)
         write_image(out / f"fidelity_{name}.png", figure)

@@ -23,6 +23,7 @@ from unpaired_sr.common.image_io import image_to_tensor, list_images, read_image
 from unpaired_sr.common.matlab_resize import clean_lr_from_hr
 from unpaired_sr.data_tools.degrade_classical import degrade, image_rng
 from unpaired_sr.degradation.config import FlowConfig
+from unpaired_sr.degradation.noise import NUM_BINS, estimate_noise
 from unpaired_sr.degradation.realism import (
     RegionMap,
     frechet_distance,
@@ -102,6 +103,49 @@ def figure_crops(clean: dict[str, np.ndarray], arms: dict[str, dict[str, np.ndar
             [upscale_nearest(np.clip(image[top : top + size, left : left + size], 0, 1), 5) for image in images]
         )
     return grid(rows, ["clean LR", *arms])
+
+
+def noise_level_check(flow, bench: Path, flattest: float = 0.1) -> dict[str, list]:
+    """The flow's image-noise level per brightness bin beside two references that need the truth.
+
+    ``paired``: the same estimate made from the clean photos and their own
+    true degradation, which a user never has: what the method reads when the
+    two sets hold the same content. ``flattest_true``: the true residual's std
+    in the flattest ``flattest`` of each bin's clean pixels (noise, and what
+    little blur shows there). Per bin: R/G/B std in 0-1 units, and the luma
+    each bin was measured at.
+    """
+    meta = json.loads((bench / "benchmark.json").read_text())
+    names = [p.stem for p in list_images(bench / "train_hr")]
+    clean_lr = [
+        clean_lr_from_hr(image_to_tensor(read_image(bench / "train_hr" / f"{n}.png"))[None], meta["scale"])[0]
+        .permute(1, 2, 0)
+        .numpy()
+        for n in names
+    ]
+    oracle_lr = [read_image(bench / "train_oracle_lr" / f"{n}.png") for n in names]
+    noise = flow.image_noise
+    flow_std = torch.sqrt((noise.gains[:, None, :] ** 2 * noise.axes[None] ** 2).sum(dim=2)).cpu().numpy()
+    paired = estimate_noise(clean_lr, oracle_lr)
+    residuals = np.concatenate([(o - c).reshape(-1, 3) for o, c in zip(oracle_lr, clean_lr)])
+    brightness = np.concatenate([luma(c).ravel() for c in clean_lr])
+    texture = np.concatenate([gradient_magnitude(c).ravel() for c in clean_lr])
+    bins = np.clip((brightness * NUM_BINS).astype(int), 0, NUM_BINS - 1)
+    flattest_true = []
+    for b in range(NUM_BINS):
+        in_bin = bins == b
+        if in_bin.sum() < 100:
+            flattest_true.append([float("nan")] * 3)
+            continue
+        flat = in_bin & (texture <= np.quantile(texture[in_bin], flattest))
+        flattest_true.append(residuals[flat].std(axis=0).tolist())
+    return {
+        "flow": flow_std.tolist(),
+        "flow_brightness": noise.brightness.cpu().tolist(),
+        "paired": paired.rgb_std().tolist(),
+        "paired_brightness": paired.brightness.tolist(),
+        "flattest_true": flattest_true,
+    }
 
 
 def evaluate(
