@@ -25,7 +25,7 @@ flat and dark crops (clean | flow | truth) come with each benchmark, and, for
 a flow with an image-noise estimate, its noise level per brightness bin beside
 the same estimate made paired (clean photos against their own true
 degradation) and the true residual where the clean photos are flattest
-(``oracle_fidelity.noise_level_check``). Prints a
+(``degradation.oracle_fidelity.noise_level_check``). Prints a
 table per benchmark and writes ``fidelity.json``, ``fidelity.md`` and
 ``fidelity_<bench>.png`` under ``--output``.
 """
@@ -50,7 +50,6 @@ from unpaired_sr.degradation.oracle_fidelity import (  # noqa: E402
     TEMPERATURES,
     benchmark_flow_config,
     evaluate,
-    noise_level_check,
 )
 from unpaired_sr.degradation.train import train  # noqa: E402
 
@@ -159,12 +158,12 @@ def main() -> None:
         if args.keep_low_pass_sigma is not None:
             flow.keep_low_pass_sigma = args.keep_low_pass_sigma
         entry["keep_low_pass_sigma"] = flow.keep_low_pass_sigma
-        rows, latents, figure = evaluate(
+        rows, latents, figure, noise_level = evaluate(
             flow, bench, temperatures, flow_config.model.dequant_bins, classifier_steps=args.classifier_steps
         )
         entry.update(arms=rows, latents=latents)
-        if flow.image_noise.is_estimated:
-            entry["noise_level"] = noise_level_check(flow, bench)
+        if noise_level is not None:
+            entry["noise_level"] = noise_level
         report["benches"][name] = entry
         flow_arms = [row["arm"] for row in rows if row["arm"].startswith("flow")]
         section = markdown(f"{name} ({entry['degradation']['degradation']})", rows, latents)

@@ -58,6 +58,11 @@ MAX_IMAGES = 200  # per domain: the estimate needs hundreds of quiet patches, no
 MAX_PATCHES_PER_IMAGE = 500  # a random subset of a large image's patches (memory: 8x8x3 float64 each)
 
 
+def rgb_std(gains: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    """(NUM_BINS, 3): the std per RGB channel in each brightness bin of noise with these gains along these axes."""
+    return np.sqrt((gains[:, None, :] ** 2 * axes[None] ** 2).sum(axis=2))
+
+
 @dataclass
 class NoiseEstimate:
     """What ``estimate_noise`` measured: enough to sample the noise, and to report it."""
@@ -70,7 +75,7 @@ class NoiseEstimate:
 
     def rgb_std(self) -> np.ndarray:
         """(NUM_BINS, 3): the noise std per RGB channel in each brightness bin."""
-        return np.sqrt((self.gains[:, None, :] ** 2 * self.axes[None] ** 2).sum(axis=2))
+        return rgb_std(self.gains, self.axes)
 
     def describe(self) -> str:
         """One line: the std per brightness bin, and how many patches it came from."""
@@ -295,6 +300,10 @@ class ImageNoise(nn.Module):
         self.kernels.copy_(torch.as_tensor(estimate.kernels, dtype=torch.float32)[:, None])
         self.brightness.copy_(torch.as_tensor(estimate.brightness, dtype=torch.float32))
         self.is_estimated = bool(np.abs(estimate.gains).sum() > 0)
+
+    def rgb_std(self) -> np.ndarray:
+        """(NUM_BINS, 3): the loaded noise's std per RGB channel in each brightness bin."""
+        return rgb_std(self.gains.cpu().double().numpy(), self.axes.cpu().double().numpy())
 
     def local_gains(self, clean_lr: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W): each axis's noise std at each pixel, from the clean image's local brightness."""

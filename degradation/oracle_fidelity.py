@@ -105,27 +105,16 @@ def figure_crops(clean: dict[str, np.ndarray], arms: dict[str, dict[str, np.ndar
     return grid(rows, ["clean LR", *arms])
 
 
-def noise_level_check(flow, bench: Path, flattest: float = 0.1) -> dict[str, list]:
+def noise_level_check(flow, clean_lr: list[np.ndarray], oracle_lr: list[np.ndarray], flattest: float = 0.1) -> dict:
     """The flow's image-noise level per brightness bin beside two references that need the truth.
 
-    ``paired``: the same estimate made from the clean photos and their own
-    true degradation, which a user never has: what the method reads when the
-    two sets hold the same content. ``flattest_true``: the true residual's std
-    in the flattest ``flattest`` of each bin's clean pixels (noise, and what
-    little blur shows there). Per bin: R/G/B std in 0-1 units, and the luma
-    each bin was measured at.
+    ``paired``: the same estimate made from the clean LR images and their own
+    true degradation ``oracle_lr``, which a user never has: what the method
+    reads when the two sets hold the same content. ``flattest_true``: the true
+    residual's std in the flattest ``flattest`` of each bin's clean pixels
+    (noise, and what little blur shows there). Per bin: R/G/B std in 0-1
+    units, and the luma each bin was measured at.
     """
-    meta = json.loads((bench / "benchmark.json").read_text())
-    names = [p.stem for p in list_images(bench / "train_hr")]
-    clean_lr = [
-        clean_lr_from_hr(image_to_tensor(read_image(bench / "train_hr" / f"{n}.png"))[None], meta["scale"])[0]
-        .permute(1, 2, 0)
-        .numpy()
-        for n in names
-    ]
-    oracle_lr = [read_image(bench / "train_oracle_lr" / f"{n}.png") for n in names]
-    noise = flow.image_noise
-    flow_std = torch.sqrt((noise.gains[:, None, :] ** 2 * noise.axes[None] ** 2).sum(dim=2)).cpu().numpy()
     paired = estimate_noise(clean_lr, oracle_lr)
     residuals = np.concatenate([(o - c).reshape(-1, 3) for o, c in zip(oracle_lr, clean_lr)])
     brightness = np.concatenate([luma(c).ravel() for c in clean_lr])
@@ -140,8 +129,8 @@ def noise_level_check(flow, bench: Path, flattest: float = 0.1) -> dict[str, lis
         flat = in_bin & (texture <= np.quantile(texture[in_bin], flattest))
         flattest_true.append(residuals[flat].std(axis=0).tolist())
     return {
-        "flow": flow_std.tolist(),
-        "flow_brightness": noise.brightness.cpu().tolist(),
+        "flow": flow.image_noise.rgb_std().tolist(),
+        "flow_brightness": flow.image_noise.brightness.cpu().tolist(),
         "paired": paired.rgb_std().tolist(),
         "paired_brightness": paired.brightness.tolist(),
         "flattest_true": flattest_true,
@@ -204,7 +193,10 @@ def evaluate(
         flow, [clean_tensors[n] for n in names], [image_to_tensor(image) for image in real_lr[: len(names)]], num_bins
     )
     shown = {arm: lr_images[arm] for arm in lr_images if arm.startswith("flow") or arm == REAL}
-    return rows, latents, figure_crops(clean, shown)
+    noise_level = None
+    if flow.image_noise.is_estimated:
+        noise_level = noise_level_check(flow, [clean[n] for n in names], [lr_images[REAL][n] for n in names])
+    return rows, latents, figure_crops(clean, shown), noise_level
 
 
 def benchmark_flow_config(

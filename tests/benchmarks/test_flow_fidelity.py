@@ -128,28 +128,23 @@ def test_fidelity_command_on_a_tiny_flow(tmp_path):
     assert result.returncode == 2 and result.stderr.startswith("error:")
 
 
-def test_noise_level_check_reads_the_flow_estimate_and_a_paired_one_near_the_truth(tmp_path):
-    import json
-
-    from unpaired_sr.common.image_io import write_image
+def test_noise_level_check_reads_the_flow_estimate_and_a_paired_one_near_the_truth():
     from unpaired_sr.common.matlab_resize import downscale
     from unpaired_sr.degradation.checkpoint import build_flow
     from unpaired_sr.degradation.config import FlowModelConfig
     from unpaired_sr.degradation.noise import NoiseEstimate
     from unpaired_sr.degradation.oracle_fidelity import noise_level_check
 
-    # A benchmark whose truth is white noise of std 0.01 + 0.02 * brightness in every channel.
-    bench = tmp_path / "bench"
-    (bench / "train_hr").mkdir(parents=True)
-    (bench / "train_oracle_lr").mkdir()
-    (bench / "benchmark.json").write_text(json.dumps({"scale": 4}))
+    # Clean LR photos and their truth: white noise of std 0.01 + 0.02 * brightness in every channel.
     rng = np.random.default_rng(0)
+    clean_lr, oracle_lr = [], []
     for name in ("astronaut", "coffee", "chelsea", "rocket"):
         hr = np.round(real_photo(name, 256) * 255) / 255
-        write_image(bench / "train_hr" / f"{name}.png", hr)
-        clean_lr = np.round(np.clip(downscale(hr, 4), 0, 1) * 255) / 255
-        noisy = clean_lr + rng.standard_normal(clean_lr.shape) * (0.01 + 0.02 * clean_lr.mean(axis=2, keepdims=True))
-        write_image(bench / "train_oracle_lr" / f"{name}.png", np.clip(noisy, 0, 1))
+        clean_lr.append(np.round(np.clip(downscale(hr, 4), 0, 1) * 255) / 255)
+        noisy = clean_lr[-1] + rng.standard_normal(clean_lr[-1].shape) * (
+            0.01 + 0.02 * clean_lr[-1].mean(axis=2, keepdims=True)
+        )
+        oracle_lr.append(np.round(np.clip(noisy, 0, 1) * 255) / 255)
     flow = build_flow(FlowModelConfig(num_steps=1, hidden_channels=8, cond_channels=4, cond_blocks=1))
     axes = np.linalg.qr(np.array([[1.0, 1, 1], [1, -1, 0], [1, 1, -2]]).T)[0]
     gains = np.zeros((5, 3))
@@ -157,7 +152,7 @@ def test_noise_level_check_reads_the_flow_estimate_and_a_paired_one_near_the_tru
     kernels = np.zeros((3, 8, 8))
     kernels[:, 4, 4] = 1
     flow.image_noise.load_estimate(NoiseEstimate(axes, gains, kernels, np.linspace(0.1, 0.9, 5), np.ones((2, 5))))
-    check = noise_level_check(flow, bench)
+    check = noise_level_check(flow, clean_lr, oracle_lr)
     assert np.allclose(np.array(check["flow"]), gains[:, :1] / np.sqrt(3), rtol=1e-4)
     assert np.allclose(check["flow_brightness"], np.linspace(0.1, 0.9, 5))
     paired, truth = np.array(check["paired"]).mean(axis=1), np.array(check["flattest_true"]).mean(axis=1)

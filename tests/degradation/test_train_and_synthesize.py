@@ -91,8 +91,7 @@ def trained_flow(tmp_path_factory) -> Path:
 def test_training_estimates_the_image_noise_and_logs_it(trained_flow):
     # The fixture's "real" images carry white noise of std 0.05 (12.8 levels) in every channel.
     flow, _ = load_flow(trained_flow)
-    noise = flow.image_noise
-    rgb_std = torch.sqrt((noise.gains[:, None, :] ** 2 * noise.axes[None] ** 2).sum(dim=2)) * 255
+    rgb_std = flow.image_noise.rgb_std() * 255
     assert rgb_std.min() > 8 and rgb_std.max() < 18, rgb_std
     log = (trained_flow.parents[1] / "train.log").read_text()
     assert "image noise std R/G/B x255 by brightness (0.0-0.2: " in log
