@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,21 @@ def run_stop_hint(stderr: str, expected: str, *extra: str, timeout: float = 300)
     return subprocess.run(
         [sys.executable, *words[1:], *extra], cwd=root, capture_output=True, text=True, timeout=timeout
     )
+
+
+def run_commands(*commands: list[str], timeout: float = 120) -> list[subprocess.CompletedProcess]:
+    """Python commands (``[module_or_script, *args]``) run from the repository root, all at once.
+
+    Most of a failing command's time is the interpreter importing torch; the checks of bad input run
+    a handful of them, so they start together instead of one after another.
+    """
+    root = Path(__file__).resolve().parents[1]
+
+    def run(command: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, *command], cwd=root, capture_output=True, text=True, timeout=timeout)
+
+    with ThreadPoolExecutor(max_workers=len(commands)) as pool:
+        return list(pool.map(run, commands))
 
 
 def real_photo(name: str = "astronaut", size: int | None = None) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import real_photo
+from tests.conftest import real_photo, run_commands
 from unpaired_sr.common.checkpoint import save_checkpoint
 from unpaired_sr.common.config import load_config
 from unpaired_sr.common.image_io import read_image, write_image
@@ -150,58 +150,51 @@ def assert_one_line_error(result, *fragments):
 @pytest.mark.slow
 def test_bad_input(tmp_path, test_set):
     base = ["--lr", str(test_set["lr"]), "--hr", str(test_set["hr"]), "--scale", "4", "--no-lpips", "--device", "cpu"]
-    result = run_evaluate(*base, "--output", str(tmp_path / "ok"))
-    assert result.returncode == 0 and "bicubic" in result.stdout
     # HR of the wrong size.
     wrong_hr = tmp_path / "wrong_hr"
     wrong_hr.mkdir()
     for name in NAMES:
         write_image(wrong_hr / f"{name}.png", real_photo(name)[:60, :80])
-    assert_one_line_error(
-        run_evaluate(*base[:2], "--hr", str(wrong_hr), *base[4:], "--output", str(tmp_path / "a")),
-        "HR is 80x60",
-        "x4 = 80x64",
-    )
     # A missing partner.
     partial = tmp_path / "partial_hr"
     partial.mkdir()
     write_image(partial / "coffee.png", real_photo("coffee")[:64, :80])
-    assert_one_line_error(
-        run_evaluate(*base[:2], "--hr", str(partial), *base[4:], "--output", str(tmp_path / "b")),
-        "astronaut.png has no HR partner",
-    )
     # An unreadable LR file.
     broken = tmp_path / "broken_lr"
     broken.mkdir()
     for name in NAMES:
         (broken / f"{name}.png").write_bytes((test_set["lr"] / f"{name}.png").read_bytes()[:100])
-    assert_one_line_error(
-        run_evaluate("--lr", str(broken), *base[2:], "--output", str(tmp_path / "c")), "astronaut.png"
-    )
     # An empty folder.
     (tmp_path / "empty").mkdir()
-    assert_one_line_error(
-        run_evaluate("--lr", str(tmp_path / "empty"), *base[2:], "--output", str(tmp_path / "d")), "holds no images"
-    )
     # A checkpoint that is not an SR checkpoint.
     save_checkpoint(tmp_path / "flow.pt", {"kind": "degradation_flow", "step": 1})
-    assert_one_line_error(
-        run_evaluate(*base, "--model", f"x={tmp_path / 'flow.pt'}", "--output", str(tmp_path / "e")),
-        "is a degradation-flow checkpoint, expected an SR checkpoint",
-    )
     # A --sr folder with the wrong sizes.
     small = tmp_path / "small_sr"
     small.mkdir()
     for name in NAMES:
         write_image(small / f"{name}.png", real_photo(name)[:32, :40])
-    assert_one_line_error(
-        run_evaluate(*base, "--sr", f"small={small}", "--output", str(tmp_path / "f")),
-        "--sr small",
-        "is 40x32, expected 80x64",
+    cases = {
+        "ok": (base, None),
+        "a": ([*base[:2], "--hr", str(wrong_hr), *base[4:]], ["HR is 80x60", "x4 = 80x64"]),
+        "b": ([*base[:2], "--hr", str(partial), *base[4:]], ["astronaut.png has no HR partner"]),
+        "c": (["--lr", str(broken), *base[2:]], ["astronaut.png"]),
+        "d": (["--lr", str(tmp_path / "empty"), *base[2:]], ["holds no images"]),
+        "e": (
+            [*base, "--model", f"x={tmp_path / 'flow.pt'}"],
+            ["is a degradation-flow checkpoint, expected an SR checkpoint"],
+        ),
+        "f": ([*base, "--sr", f"small={small}"], ["--sr small", "is 40x32, expected 80x64"]),
+        "g": ([*base, "--model", "nonsense"], ["NAME=PATH"]),
+    }
+    results = run_commands(
+        *(["evaluate.py", *args, "--output", str(tmp_path / name)] for name, (args, _) in cases.items())
     )
-    assert_one_line_error(run_evaluate(*base, "--model", "nonsense", "--output", str(tmp_path / "g")), "NAME=PATH")
-    for name in "abcdefg":
-        assert not (tmp_path / name).exists()  # nothing half-written
+    for (name, (_, fragments)), result in zip(cases.items(), results):
+        if fragments is None:
+            assert result.returncode == 0 and "bicubic" in result.stdout, result.stderr
+        else:
+            assert_one_line_error(result, *fragments)
+            assert not (tmp_path / name).exists()  # nothing half-written
 
 
 @pytest.mark.slow
