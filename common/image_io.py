@@ -33,7 +33,9 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_MAX_PIXELS = 200_000_000  # e.g. 14000 x 14000: 2.4 GB as float32 RGB
 MAX_PIXELS_VARIABLE = "UNPAIRED_SR_MAX_PIXELS"
 EXIF_ORIENTATION = 0x0112
-LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601 luma from RGB
+# ITU-R BT.601 YCbCr from RGB, full range as JPEG (JFIF) uses it: rows Y, Cb, Cr.
+RGB_TO_YCBCR = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+LUMA_WEIGHTS = RGB_TO_YCBCR[0].astype(np.float32)  # BT.601 luma from RGB
 
 
 def max_pixels() -> int:

@@ -93,7 +93,7 @@ import torch
 from torch import nn
 
 from unpaired_sr.common.filters import gaussian_blur
-from unpaired_sr.common.image_io import LUMA_WEIGHTS
+from unpaired_sr.common.image_io import LUMA_WEIGHTS, RGB_TO_YCBCR
 from unpaired_sr.degradation.noise import spread_evenly
 
 ORIENTATIONS = 4
@@ -239,9 +239,7 @@ def estimate_sharpening(
     return float(np.nanmin(per_orientation)), per_orientation
 
 
-# ITU-R BT.601 YCbCr from RGB (rows Y, Cb, Cr): the chroma blur keeps Y exactly.
-RGB_TO_YCBCR = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
-YCBCR_TO_RGB = np.linalg.inv(RGB_TO_YCBCR)
+YCBCR_TO_RGB = np.linalg.inv(RGB_TO_YCBCR)  # exact: the chroma blur keeps Y exactly
 CHROMA_MIN_EDGE = 0.01  # chroma gradients are weaker than luma ones: half MIN_EDGE
 
 

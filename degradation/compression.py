@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from unpaired_sr.common.image_io import RGB_TO_YCBCR
+
 # The IJG (libjpeg) base luminance table, row-major: what "quality" scales.
 IJG_LUMA = np.array(
     [
@@ -92,7 +94,7 @@ def lattice_scores(coefficients: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def image_luma(image: np.ndarray) -> np.ndarray:
     """JPEG's luma (BT.601, full range) of an RGB image in [0, 1], on 0-255, from its 8-bit values."""
     rgb = np.round(np.clip(image[..., :3].astype(np.float64), 0, 1) * 255)
-    return rgb @ np.array([0.299, 0.587, 0.114])
+    return rgb @ RGB_TO_YCBCR[0]
 
 
 def estimate_quality(image: np.ndarray) -> int | None | str:

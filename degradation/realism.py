@@ -26,19 +26,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from unpaired_sr.common.filters import gaussian_blur
+from unpaired_sr.common.image_io import RGB_TO_YCBCR
 
 PATCH = 8
 LUMA_BIN_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0001)
 TEXTURE_NAMES = ("flat", "medium", "textured")
-# BT.601 luma and the two colour differences, for residual energy in luma vs chroma.
-_RGB_TO_YCC = np.array([[0.299, 0.587, 0.114], [-0.169, -0.331, 0.5], [0.5, -0.419, -0.081]])
 
 
 # ----------------------------------------------------------------------------- residual statistics
 
 
 def luma(image: np.ndarray) -> np.ndarray:
-    return image @ _RGB_TO_YCC[0]
+    return image @ RGB_TO_YCBCR[0]
 
 
 def gradient_magnitude(image: np.ndarray) -> np.ndarray:
@@ -109,7 +108,7 @@ def residual_statistics(residuals: list[np.ndarray]) -> dict[str, float | list[f
     corr = np.corrcoef(pixels.T)
     stats["cross_channel_corr"] = float(np.nanmean([corr[0, 1], corr[0, 2], corr[1, 2]]))
     stats["autocorr"] = [autocorrelation(residuals, lag) for lag in (1, 2, 3, 4)]
-    energy = ((pixels @ _RGB_TO_YCC.T) ** 2).mean(axis=0)
+    energy = ((pixels @ RGB_TO_YCBCR.T) ** 2).mean(axis=0)
     stats["luma_energy_share"] = float(energy[0] / energy.sum())
     return stats
 
@@ -148,7 +147,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 def high_pass(images: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
     """(B, 3, H, W) -> (B, 4, H, W): the detail above a Gaussian low-pass (3 channels) and the low-pass luma."""
     low = gaussian_blur(images, sigma)
-    weights = torch.tensor(_RGB_TO_YCC[0], dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    weights = torch.tensor(RGB_TO_YCBCR[0], dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
     # Detail is a few levels in size: x10 brings it to the scale of the centred luma for the first conv.
     return torch.cat([(images - low) * 10, (low * weights).sum(dim=1, keepdim=True) - 0.5], dim=1)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import cv2
@@ -10,12 +11,12 @@ import pytest
 import torch
 
 from tests.conftest import real_photo
+from unpaired_sr.common.config import load_config
 from unpaired_sr.common.filters import gaussian_blur
-from unpaired_sr.common.image_io import image_to_tensor
+from unpaired_sr.common.image_io import RGB_TO_YCBCR, image_to_tensor
 from unpaired_sr.data_tools.degrade_classical import jpeg
 from unpaired_sr.data_tools.prepare_demo import BUNDLED_PHOTOS
 from unpaired_sr.degradation.blur import (
-    RGB_TO_YCBCR,
     SHARPEN_SIGMA,
     ImageBlur,
     chroma_blurred,
@@ -26,7 +27,7 @@ from unpaired_sr.degradation.blur import (
     unsharp_mask,
 )
 from unpaired_sr.degradation.checkpoint import build_flow
-from unpaired_sr.degradation.config import FlowModelConfig
+from unpaired_sr.degradation.config import FlowConfig, FlowModelConfig
 from unpaired_sr.degradation.flow import DegradationFlow
 from unpaired_sr.degradation.train import estimate_image_degradations
 
@@ -240,3 +241,17 @@ def test_the_chroma_blur_is_estimated_logged_and_applied_where_asked_and_samples
         )
     else:  # the default: measured and logged, not applied (it cost SR PSNR: README, fidelity)
         assert flow.image_blur.chroma_sigma == 0.0 and "not applied (model.image_chroma_blur false)" in lines
+
+
+def test_the_faithful_config_applies_every_estimate_found():
+    clean_hr = [real_photo(name) for name in CLEAN]  # x2 below: clean LR at half the photos' size
+    real_lr = [jpeg(blurred(other_half(name), 0.2), 50) for name in COLOUR_OTHER]  # sharp-ish, 4:2:0 chroma
+    dataset = SimpleNamespace(clean_hr=SimpleNamespace(images=clean_hr), real_lr=SimpleNamespace(images=real_lr))
+    model = load_config(FlowConfig, "configs/deflow_faithful.yaml").model
+    tiny = dataclasses.replace(model, num_levels=1, num_steps=1, hidden_channels=8, cond_channels=4, cond_blocks=0)
+    flow = build_flow(tiny)
+    lines = "\n".join(estimate_image_degradations(flow, model, dataset, scale=2))
+    # deflow_light.yaml leaves all three out for real images this sharp (the tests above): this one applies them.
+    assert flow.image_compression.is_estimated and "JPEG in 4 of 4" in lines, lines
+    assert flow.image_blur.chroma_sigma > 1.0 and "applied to samples (model.image_chroma_blur true)" in lines
+    assert "applied to samples (model.image_blur true)" in lines  # too little blur to change a pixel here
