@@ -314,12 +314,16 @@ class ImageBlur(nn.Module):
         self.register_buffer("sigma_lr_px", torch.zeros(()))
         self.register_buffer("sharpen_amount", torch.zeros(()))
         self.register_buffer("chroma_sigma_lr_px", torch.zeros(()))
+        # 1: the chroma blur goes only to samples that their JPEG leaves uncompressed (its subsampling softens the
+        # others' colour itself); the sampler says which (``chroma_mask``).
+        self.register_buffer("chroma_uncompressed_only", torch.zeros(()))
         self.register_buffer("ycbcr", torch.from_numpy(RGB_TO_YCBCR).float(), persistent=False)
         self.register_buffer("ycbcr_inverse", torch.from_numpy(YCBCR_TO_RGB).float(), persistent=False)
         # All three kept on the host too: the kernels are built from them on every call.
         self.sigma = 0.0
         self.amount = 0.0
         self.chroma_sigma = 0.0
+        self.chroma_where_uncompressed = False
         self.register_load_state_dict_post_hook(ImageBlur._note_estimates)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -327,6 +331,7 @@ class ImageBlur(nn.Module):
         state_dict.setdefault(prefix + "sigma_lr_px", torch.zeros(()))
         state_dict.setdefault(prefix + "sharpen_amount", torch.zeros(()))
         state_dict.setdefault(prefix + "chroma_sigma_lr_px", torch.zeros(()))
+        state_dict.setdefault(prefix + "chroma_uncompressed_only", torch.zeros(()))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @staticmethod
@@ -334,6 +339,7 @@ class ImageBlur(nn.Module):
         module.sigma = float(module.sigma_lr_px)
         module.amount = float(module.sharpen_amount)
         module.chroma_sigma = float(module.chroma_sigma_lr_px)
+        module.chroma_where_uncompressed = bool(module.chroma_uncompressed_only)
 
     @property
     def is_identity(self) -> bool:
@@ -347,11 +353,14 @@ class ImageBlur(nn.Module):
         self.sharpen_amount.fill_(amount)
         self.amount = float(amount)
 
-    def load_chroma_blur(self, sigma: float) -> None:
+    def load_chroma_blur(self, sigma: float, uncompressed_only: bool = False) -> None:
         self.chroma_sigma_lr_px.fill_(sigma)
+        self.chroma_uncompressed_only.fill_(float(uncompressed_only))
         self.chroma_sigma = float(sigma)
+        self.chroma_where_uncompressed = uncompressed_only
 
-    def forward(self, clean_lr: torch.Tensor) -> torch.Tensor:
+    def forward(self, clean_lr: torch.Tensor, chroma_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``chroma_mask`` (B,) bool: which images get the chroma blur (None: all)."""
         if self.sigma > 0:
             clean_lr = gaussian_blur(clean_lr, self.sigma)
         if self.amount > 0:
@@ -359,5 +368,9 @@ class ImageBlur(nn.Module):
         if self.chroma_sigma > 0:
             ycbcr = torch.einsum("ij,bjhw->bihw", self.ycbcr.to(clean_lr.dtype), clean_lr)
             softened = torch.cat([ycbcr[:, :1], gaussian_blur(ycbcr[:, 1:], self.chroma_sigma)], dim=1)
-            clean_lr = torch.einsum("ij,bjhw->bihw", self.ycbcr_inverse.to(clean_lr.dtype), softened)
+            softened = torch.einsum("ij,bjhw->bihw", self.ycbcr_inverse.to(clean_lr.dtype), softened)
+            if chroma_mask is None:
+                clean_lr = softened
+            else:
+                clean_lr = torch.where(chroma_mask.to(clean_lr.device).view(-1, 1, 1, 1), softened, clean_lr)
         return clean_lr

@@ -199,6 +199,12 @@ class ImageCompression(nn.Module):
                 self.quality_counts[quality] += 1
         self._note_estimate(self, None)
 
+    def draw(self, seeds: list[int]) -> list[int]:
+        """The quality each seed's sample is compressed at (0: left uncompressed); all 0 until estimated."""
+        if self.probabilities is None:
+            return [0] * len(seeds)
+        return [int(np.random.default_rng([seed, 0x1BE6]).choice(101, p=self.probabilities)) for seed in seeds]
+
     def forward(self, images: torch.Tensor, seeds: list[int]) -> torch.Tensor:
         """A batch (B, 3, H, W) in [0, 1] -> the same, each image compressed at a quality drawn with its seed.
 
@@ -209,8 +215,7 @@ class ImageCompression(nn.Module):
             return images
         pixels = (images.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         compressed = []
-        for image, seed in zip(pixels, seeds, strict=True):
-            quality = int(np.random.default_rng([seed, 0x1BE6]).choice(101, p=self.probabilities))
+        for image, quality in zip(pixels, self.draw(seeds), strict=True):
             compressed.append(jpeg_round_trip(image, quality) if quality > 0 else image)
         result = torch.from_numpy(np.stack(compressed)).permute(0, 3, 1, 2).to(images.device, images.dtype) / 255
         return images + (result - images).detach()

@@ -136,13 +136,20 @@ class DegradationFlow(nn.Module):
         # degrade() (tiles would each get their own block grid), by flow_degrade and degrade_image.
         self.image_compression = ImageCompression()
 
-    def prepare_clean(self, clean_lr: torch.Tensor) -> torch.Tensor:
+    def prepare_clean(self, clean_lr: torch.Tensor, seeds: list[int] | None = None) -> torch.Tensor:
         """Clean LR as this flow models it: blurred or sharpened as estimated, clipped and rounded to 8 bits,
-        as a saved image would be (unchanged without an estimate)."""
+        as a saved image would be (unchanged without an estimate).
+
+        ``seeds``: those the caller will compress the samples with (``image_compression``); a chroma blur meant
+        only for samples left uncompressed then goes to those alone. None: the caller does not compress.
+        """
         if self.image_blur.is_identity:
             return clean_lr
+        chroma_mask = None
+        if seeds is not None and self.image_blur.chroma_where_uncompressed:
+            chroma_mask = torch.tensor([quality == 0 for quality in self.image_compression.draw(seeds)])
         with torch.no_grad():
-            return torch.round(self.image_blur(clean_lr).clamp(0, 1) * 255) / 255
+            return torch.round(self.image_blur(clean_lr, chroma_mask).clamp(0, 1) * 255) / 255
 
     @property
     def size_multiple(self) -> int:
@@ -239,6 +246,7 @@ class DegradationFlow(nn.Module):
         temperature: float = 1.0,
         noise: list[torch.Tensor] | None = None,
         generator: torch.Generator | None = None,
+        seeds: list[int] | None = None,
     ) -> torch.Tensor:
         """Clean LR (B, 3, H, W) in [0, 1] -> a synthesized real-looking LR (not clamped).
 
@@ -252,9 +260,9 @@ class DegradationFlow(nn.Module):
         ``sample_latent_shift`` the latents are left alone and the sample is the
         clean image plus that noise. Differentiable with respect to the flow's
         parameters. The clean image is first blurred by the estimated blur
-        (``prepare_clean``).
+        (``prepare_clean``; ``seeds``: those the caller compresses the samples with, if it does).
         """
-        clean_lr = self.prepare_clean(clean_lr)
+        clean_lr = self.prepare_clean(clean_lr, seeds)
         if noise is None:
             noise = self.sample_noise(
                 clean_lr.shape[0], *clean_lr.shape[2:], generator=generator, device=clean_lr.device

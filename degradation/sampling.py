@@ -75,7 +75,7 @@ def degrade_image(
         tiles = torch.cat([image[:, :, top : top + tile_h, left : left + tile_w] for top, left in chunk])
         crops = [flow.crop_noise(noise, top, left, tile_h, tile_w) for top, left in chunk]
         tile_noise = [torch.cat(parts) for parts in zip(*crops)]
-        degraded = flow.degrade(tiles, temperature, noise=tile_noise)
+        degraded = flow.degrade(tiles, temperature, noise=tile_noise, seeds=[seed] * len(chunk))
         for (top, left), tile in zip(chunk, degraded):
             total[:, top : top + tile_h, left : left + tile_w] += tile * weight
             weight_sum[:, top : top + tile_h, left : left + tile_w] += weight

@@ -147,14 +147,21 @@ def estimate_image_degradations(
     if np.isnan(chroma_sigma):
         lines.append("image chroma blur not measured: too few colour edges in the images")
     else:
-        # Off by default (it cost SR PSNR: README, fidelity), measured and logged either way.
+        # Off by default (it cost SR PSNR: README, fidelity), measured and logged either way. auto: on the
+        # samples their JPEG leaves uncompressed, since a JPEG round trip subsamples the colour itself.
         compressed = flow.image_compression.is_estimated
-        reason = f"the samples are {'' if compressed else 'not '}JPEG-compressed"
-        apply, why = _auto_option("image_chroma_blur", model.image_chroma_blur, not compressed, reason)
-        applied = "applied to samples" if apply else "not applied"
+        uncompressed_only = model.image_chroma_blur == "auto" and compressed
+        if uncompressed_only:
+            apply, share = True, flow.image_compression.probabilities[0]
+            applied = f"applied to the samples left uncompressed ({share:.0%})"
+            why = "(model.image_chroma_blur auto: the others' JPEG subsamples their colour)"
+        else:
+            reason = "the samples are not JPEG-compressed"
+            apply, why = _auto_option("image_chroma_blur", model.image_chroma_blur, True, reason)
+            applied = "applied to samples" if apply else "not applied"
         lines.append(f"image chroma blur {chroma_sigma:.2f} LR px (Gaussian sigma on Cb and Cr), {applied} {why}")
         if apply:
-            flow.image_blur.load_chroma_blur(chroma_sigma)
+            flow.image_blur.load_chroma_blur(chroma_sigma, uncompressed_only)
     return lines
 
 

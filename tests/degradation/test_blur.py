@@ -27,6 +27,7 @@ from unpaired_sr.degradation.blur import (
     unsharp_mask,
 )
 from unpaired_sr.degradation.checkpoint import build_flow
+from unpaired_sr.degradation.compression import JpegEstimate
 from unpaired_sr.degradation.config import FlowConfig, FlowModelConfig
 from unpaired_sr.degradation.flow import DegradationFlow
 from unpaired_sr.degradation.train import estimate_image_degradations
@@ -221,6 +222,26 @@ def test_the_chroma_blur_keeps_luma_and_old_flows_load():
     assert flow.image_blur.chroma_sigma == 0.0 and flow.prepare_clean(images) is images
 
 
+def test_a_chroma_blur_for_uncompressed_samples_goes_to_those_the_jpeg_draw_leaves_alone():
+    flow = build_flow(FlowModelConfig(num_levels=1, num_steps=1, hidden_channels=8, cond_channels=4, cond_blocks=0))
+    flow.image_compression.load_estimate(JpegEstimate(qualities=[60], uncompressed=1, images=2))  # half and half
+    flow.image_blur.load_chroma_blur(1.5, uncompressed_only=True)
+    images = image_to_tensor(other_half("flower")[:48, :48])[None].repeat(8, 1, 1, 1)
+    seeds = list(range(8))
+    left_alone = torch.tensor([quality == 0 for quality in flow.image_compression.draw(seeds)])
+    assert 0 < left_alone.sum() < 8  # both kinds among these seeds
+    prepared = flow.prepare_clean(images, seeds)
+    softened = (prepared - torch.round(images * 255) / 255).abs().flatten(1).amax(dim=1) > 0
+    assert torch.equal(softened, left_alone)
+    assert (flow.prepare_clean(images) != torch.round(images * 255) / 255).flatten(1).any(dim=1).all()  # no JPEG
+    again = build_flow(FlowModelConfig(num_levels=1, num_steps=1, hidden_channels=8, cond_channels=4, cond_blocks=0))
+    again.load_state_dict(flow.state_dict())
+    assert again.image_blur.chroma_where_uncompressed and torch.equal(again.prepare_clean(images, seeds), prepared)
+    old = {name: value for name, value in flow.state_dict().items() if "chroma_uncompressed_only" not in name}
+    again.load_state_dict(old)  # a flow saved before this setting: the chroma blur on every sample, as it was
+    assert not again.image_blur.chroma_where_uncompressed
+
+
 @pytest.mark.parametrize("setting, real_blur", [("auto", 0.0), ("auto", 0.9), (None, 0.0)])
 def test_the_chroma_blur_is_estimated_logged_and_applied_where_asked_and_samples_are_not_compressed(setting, real_blur):
     clean_hr = [real_photo(name) for name in CLEAN]  # x2 below: clean LR at half the photos' size
@@ -230,8 +251,9 @@ def test_the_chroma_blur_is_estimated_logged_and_applied_where_asked_and_samples
     model = FlowModelConfig() if setting is None else FlowModelConfig(image_chroma_blur=setting)
     lines = "\n".join(estimate_image_degradations(flow, model, dataset, scale=2))
     if real_blur:  # clearly blurred: the samples are blurred and JPEG-compressed, which subsamples their chroma
-        assert flow.image_compression.is_estimated and flow.image_blur.chroma_sigma == 0.0, lines
-        assert "not applied (model.image_chroma_blur auto: the samples are JPEG-compressed)" in lines
+        assert flow.image_compression.is_estimated and flow.image_blur.chroma_where_uncompressed, lines
+        # Every real image here is a JPEG, so no sample is left uncompressed to take the chroma blur.
+        assert "applied to the samples left uncompressed (0%) (model.image_chroma_blur auto" in lines
         return
     assert "image chroma blur 1." in lines, lines
     if setting == "auto":  # these sharp real images are not compressed in samples
