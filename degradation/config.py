@@ -61,9 +61,9 @@ class FlowModelConfig:
     # How much softer the real images' colour is than the clean ones', estimated at colour edges against the clean
     # images as samples start from (degradation/blur.py; always logged). auto: each sample its JPEG draw leaves
     # uncompressed blurs its Cb and Cr by it, luma untouched (a JPEG round trip subsamples the colour itself);
-    # true: every sample. Off by default: the samples come closer to the real ones by every fidelity statistic, but
-    # SR trained on them lost 0.03-0.14 dB PSNR-Y on the four benchmarks measured (README: fidelity). For synthesis
-    # (configs/deflow_faithful.yaml).
+    # true: every sample. Off by default: the samples come closer to the real ones by nearly every fidelity
+    # statistic, but SR trained on them lost 0.03-0.14 dB PSNR-Y on the four benchmarks measured (README: fidelity).
+    # For synthesis (configs/deflow_faithful.yaml).
     image_chroma_blur: bool | Literal["auto"] = False
     # JPEG read off the real images' 8x8 quantization lattice (degradation/compression.py; always logged):
     # true: samples are compressed at the qualities found, in the proportion found. auto: together with the image
