@@ -37,6 +37,10 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   design was measured): a security camera's frame, its wide-angle lens soft
   toward the corners, its noise half removed by a cheap denoiser (small
   blotches), then hard JPEG (quality 30-55).
+* ``dashcam``: held out for the eighteenth round (fixed, 2026-12-05, before
+  any flow saw it): a sensor read out by skipping pixels (little blur before
+  the decimation, so detail aliases and edges are jagged), a few hot pixels
+  lit in one channel, white signal-dependent noise, JPEG 60-85.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -397,6 +401,30 @@ def degrade_cctv(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.nda
     return jpeg(image, int(rng.integers(30, 56)))
 
 
+def degrade_dashcam(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A dashcam's frame: a sensor read out by skipping pixels, hot pixels, shot and read noise, JPEG.
+
+    To keep its frame rate the sensor reads every ``scale``-th pixel instead
+    of averaging them, so little blurs the image before it is decimated:
+    fine detail aliases (jagged edges, moire) and the frame looks sharper
+    than a properly downscaled one. A few defective pixels stay lit in one
+    channel (sparse, non-Gaussian), the noise is white and signal-dependent,
+    and the encoder compresses moderately.
+    """
+    sigma = rng.uniform(0.3, 0.6)  # HR px: the optics and the sensor's fill factor, far below an anti-alias filter
+    image = blur(hr.astype(np.float32), gaussian_kernel(7, sigma, sigma, 0.0))
+    row, col = (int(offset) for offset in rng.integers(0, scale, size=2))
+    image = np.ascontiguousarray(image[row::scale, col::scale][: hr.shape[0] // scale, : hr.shape[1] // scale])
+    gain, read = rng.uniform(0.0005, 0.0015), rng.uniform(0.00002, 0.00008)
+    shared = rng.standard_normal((*image.shape[:2], 1)).astype(np.float32)
+    own = rng.standard_normal(image.shape).astype(np.float32)
+    image = image + np.sqrt(gain * np.clip(image, 0, 1) + read) * (0.5 * shared + math.sqrt(0.75) * own)
+    hot = rng.random(image.shape[:2]) < rng.uniform(0.0005, 0.002)
+    channel = rng.integers(0, 3, size=int(hot.sum()))
+    image[hot, channel] += rng.uniform(0.3, 0.8, size=int(hot.sum())).astype(np.float32)
+    return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(60, 86)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -411,6 +439,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "webcam": degrade_webcam,
     "film": degrade_film,
     "cctv": degrade_cctv,
+    "dashcam": degrade_dashcam,
 }
 
 
