@@ -414,7 +414,7 @@ def degrade_dashcam(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.
     sigma = rng.uniform(0.3, 0.6)  # HR px: the optics and the sensor's fill factor, far below an anti-alias filter
     image = blur(hr.astype(np.float32), gaussian_kernel(7, sigma, sigma, 0.0))
     row, col = (int(offset) for offset in rng.integers(0, scale, size=2))
-    image = np.ascontiguousarray(image[row::scale, col::scale][: hr.shape[0] // scale, : hr.shape[1] // scale])
+    image = np.ascontiguousarray(image[row::scale, col::scale])  # HR / scale exactly: degrade() checks the size
     gain, read = rng.uniform(0.0005, 0.0015), rng.uniform(0.00002, 0.00008)
     shared = rng.standard_normal((*image.shape[:2], 1)).astype(np.float32)
     own = rng.standard_normal(image.shape).astype(np.float32)
