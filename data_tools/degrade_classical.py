@@ -41,6 +41,11 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   any flow saw it): a sensor read out by skipping pixels (little blur before
   the decimation, so detail aliases and edges are jagged), a few hot pixels
   lit in one channel, white signal-dependent noise, JPEG 60-85.
+* ``camcorder``: held out for the nineteenth round (fixed, 2026-12-05, before
+  its design was written): one field of an interlaced camcorder frame, so
+  lines are skipped and vertical detail aliases while the analog signal's
+  bandwidth softens it horizontally; colour at a quarter of the horizontal
+  resolution (4:1:1); noise smeared along the scan lines; JPEG 75-92.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -425,6 +430,32 @@ def degrade_dashcam(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.
     return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(60, 86)))
 
 
+def degrade_camcorder(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """One field of an interlaced camcorder frame: lines skipped, soft along them, 4:1:1 colour, line noise, JPEG.
+
+    The camera keeps every ``scale``-th sensor line with little vertical
+    filtering (one field of an interlaced frame), so vertical detail aliases
+    (jagged near-horizontal edges, line twitter), while the analog signal's
+    limited bandwidth blurs each line horizontally before it is sampled. The
+    colour carries a quarter of the luma's horizontal resolution (DV's 4:1:1),
+    the tape and the electronics add noise smeared along the scan lines, and
+    the capture saves a JPEG.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    sigma_x, sigma_y = rng.uniform(1.2, 2.2), rng.uniform(0.3, 0.5)  # HR px: bandwidth along, optics across lines
+    image = cv2.GaussianBlur(hr.astype(np.float32), (0, 0), sigmaX=sigma_x, sigmaY=sigma_y)
+    image = np.ascontiguousarray(image[scale // 2 :: scale])[:height]  # one field: every scale-th line
+    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)  # along the line: averaged
+    ycc = cv2.cvtColor(np.clip(image, 0, 1), cv2.COLOR_RGB2YCrCb)
+    quarter = cv2.resize(ycc[:, :, 1:], (max(1, width // 4), height), interpolation=cv2.INTER_AREA)
+    ycc[:, :, 1:] = cv2.resize(quarter, (width, height), interpolation=cv2.INTER_LINEAR)
+    luma_noise = cv2.GaussianBlur(rng.standard_normal((height, width)).astype(np.float32), (0, 0), 1.0, 0.01)
+    luma_noise /= luma_noise.std() + 1e-8
+    ycc[:, :, 0] += rng.uniform(2.0, 5.0) / 255 * luma_noise
+    image = cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
+    return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(75, 93)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -440,6 +471,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "film": degrade_film,
     "cctv": degrade_cctv,
     "dashcam": degrade_dashcam,
+    "camcorder": degrade_camcorder,
 }
 
 
