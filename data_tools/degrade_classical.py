@@ -46,6 +46,10 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   lines are skipped and vertical detail aliases while the analog signal's
   bandwidth softens it horizontally; colour at a quarter of the horizontal
   resolution (4:1:1); noise smeared along the scan lines; JPEG 75-92.
+* ``thumbnail``: held out for the nineteenth round's second design (fixed,
+  2026-12-05, before that design was written): an app's thumbnail of a
+  camera JPEG, made with OpenCV's cubic resize, which does not low-pass
+  before it shrinks (detail aliases), then saved as JPEG 70-90.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -456,6 +460,23 @@ def degrade_camcorder(hr: np.ndarray, scale: int, rng: np.random.Generator) -> n
     return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(75, 93)))
 
 
+def degrade_thumbnail(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """An app's thumbnail of a camera photo: the camera's JPEG, OpenCV's cubic resize, another JPEG.
+
+    The camera's photo carries faint sensor noise and its own high-quality
+    JPEG; the app shrinks it with ``cv2.resize(..., INTER_CUBIC)``, which
+    interpolates at the LR pixel centres from the nearest 4x4 HR pixels without
+    first removing the detail the LR grid cannot hold, so fine texture aliases
+    and the faint noise is not averaged away; the thumbnail is saved at JPEG
+    70-90.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    noisy = hr.astype(np.float32) + rng.uniform(0.5, 1.5) / 255 * rng.standard_normal(hr.shape).astype(np.float32)
+    photo = jpeg(np.clip(noisy, 0, 1), int(rng.integers(88, 96)))
+    thumbnail = cv2.resize(photo, (width, height), interpolation=cv2.INTER_CUBIC)
+    return jpeg(np.clip(thumbnail, 0, 1).astype(np.float32), int(rng.integers(70, 91)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -472,6 +493,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "cctv": degrade_cctv,
     "dashcam": degrade_dashcam,
     "camcorder": degrade_camcorder,
+    "thumbnail": degrade_thumbnail,
 }
 
 
