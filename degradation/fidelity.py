@@ -65,9 +65,9 @@ def check_fidelity(
     }
     clean_lr, synthesized = [], []
     for name, hr in tqdm(clean_hr.items(), desc="synthesize", unit="img", leave=False):
-        lr = clean_lr_from_hr(image_to_tensor(hr)[None], scale)[0]
-        clean_lr.append(lr.permute(1, 2, 0).numpy())
-        degraded = degrade_image(flow, lr, temperature, sample_seed(seed, name))
+        hr_batch = image_to_tensor(hr)[None]
+        clean_lr.append(clean_lr_from_hr(hr_batch, scale)[0].permute(1, 2, 0).numpy())
+        degraded = degrade_image(flow, flow.downscale(hr_batch, scale)[0], temperature, sample_seed(seed, name))
         synthesized.append((torch.round(degraded * 255) / 255).permute(1, 2, 0).cpu().numpy())
     try:
         flow_test = two_sample_accuracy(real, synthesized, steps=steps, seed=seed, **groups)

@@ -10,6 +10,7 @@ that is N(0, I) for clean images; ``prior.DomainShift`` says how real ones diffe
     latents, logdet = flow.encode(lr)               # lr in [0, 1], (B, 3, H, W)
     lr_again = flow.decode(latents, flow.condition(lr))
     synth_lr = flow.degrade(clean_lr, temperature=0.8)
+    synth_lr = flow.degrade(flow.downscale(hr, scale=4))  # from HR: decimated where the real images alias
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from unpaired_sr.common.filters import gaussian_blur
+from unpaired_sr.degradation.aliasing import ImageDownscale
 from unpaired_sr.degradation.blur import ImageBlur
 from unpaired_sr.degradation.compression import ImageCompression
 from unpaired_sr.degradation.encoder import LOW_PASS_FACTOR, ConditionEncoder
@@ -128,13 +130,19 @@ class DegradationFlow(nn.Module):
             channels = kept
         self.level_channels = level_channels
         self.shift = DomainShift(level_channels, cond_channels if conditional_shift else 0, seed=seed)
-        # Estimated from the training images, not learned (degradation/noise.py, degradation/blur.py);
-        # zero (no noise, no blur) until then.
+        # Estimated from the training images, not learned (degradation/noise.py, degradation/blur.py,
+        # degradation/aliasing.py); zero (no noise, no blur, bicubic) until then.
+        self.image_downscale = ImageDownscale()
         self.image_noise = ImageNoise()
         self.image_blur = ImageBlur()
         # JPEG read off the real images (degradation/compression.py): applied to whole samples, after
         # degrade() (tiles would each get their own block grid), by flow_degrade and degrade_image.
         self.image_compression = ImageCompression()
+
+    def downscale(self, hr: torch.Tensor, scale: int) -> torch.Tensor:
+        """HR (B, 3, H, W), H and W multiples of ``scale`` -> the LR that samples start from, 8-bit: the bicubic
+        clean LR, or, where the real images alias (``image_downscale``), the HR point-sampled after a light blur."""
+        return self.image_downscale(hr, scale)
 
     def prepare_clean(self, clean_lr: torch.Tensor, seeds: list[int] | None = None) -> torch.Tensor:
         """Clean LR as this flow models it: blurred or sharpened as estimated, clipped and rounded to 8 bits,

@@ -58,7 +58,8 @@ def paired_fidelity(
     device = next(flow.parameters()).device
     for index, (real_lr, hr) in enumerate(pairs):
         clean = clean_lr_from_hr(image_to_tensor(hr)[None], scale)[0]
-        synth = degrade_image(flow, clean.to(device), temperature, sample_seed(seed, str(index))).cpu()
+        start = flow.downscale(image_to_tensor(hr)[None], scale)[0]  # bicubic, or decimated where real images alias
+        synth = degrade_image(flow, start.to(device), temperature, sample_seed(seed, str(index))).cpu()
         clean_image = clean.permute(1, 2, 0).numpy()
         height, width = real_lr.shape[:2]
         synth_image = (torch.round(synth * 255) / 255).permute(1, 2, 0).numpy()
@@ -144,10 +145,11 @@ def evaluate(
     scale, preset = meta["scale"], meta["degradation"]
     names = [p.stem for p in list_images(bench / "train_hr")]
     clean, lr_images = {}, {}
-    clean_tensors = {}
+    clean_tensors, start_tensors = {}, {}
     for name in names:
         hr = read_image(bench / "train_hr" / f"{name}.png")
         clean_tensors[name] = clean_lr_from_hr(image_to_tensor(hr)[None], scale)[0]
+        start_tensors[name] = flow.downscale(image_to_tensor(hr)[None], scale)[0]  # where the samples start
         clean[name] = clean_tensors[name].permute(1, 2, 0).numpy()
         reseeded = degrade(hr, scale, preset, image_rng(meta["seed"] + 1000, name))
         lr_images.setdefault("true, re-seeded", {})[name] = np.round(np.clip(reseeded, 0, 1) * 255) / 255
@@ -159,7 +161,7 @@ def evaluate(
     lr_images["white gaussian"] = {n: np.clip(clean[n] + rng.normal(0, real_std, clean[n].shape), 0, 1) for n in names}
     for temperature in temperatures:
         lr_images[f"flow T={temperature}"] = {
-            n: (torch.round(degrade_image(flow, clean_tensors[n], temperature, sample_seed(seed, n)) * 255) / 255)
+            n: (torch.round(degrade_image(flow, start_tensors[n], temperature, sample_seed(seed, n)) * 255) / 255)
             .permute(1, 2, 0)
             .numpy()
             for n in names

@@ -25,7 +25,7 @@ from unpaired_sr.common.cli import ArgumentParser, at_least, command
 from unpaired_sr.common.errors import UserError
 from unpaired_sr.common.files import staged_output_dir
 from unpaired_sr.common.image_io import image_to_tensor, list_inputs, read_image, tensor_to_image, write_image
-from unpaired_sr.common.matlab_resize import clean_lr_from_hr, mod_crop
+from unpaired_sr.common.matlab_resize import mod_crop
 from unpaired_sr.common.training import select_device
 from unpaired_sr.degradation.checkpoint import load_flow
 from unpaired_sr.degradation.sampling import degrade_image, sample_seed
@@ -69,7 +69,7 @@ def synthesize_folder(
                 hr = mod_crop(image, scale)
                 if min(hr.shape[:2]) < scale:
                     raise UserError(f"image {path} is smaller than the scale {scale}")
-                clean_lr = clean_lr_from_hr(image_to_tensor(hr)[None], scale)[0]
+                clean_lr = flow.downscale(image_to_tensor(hr)[None], scale)[0]
             for index in range(n_samples):
                 try:
                     lq = degrade_image(

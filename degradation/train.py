@@ -43,6 +43,7 @@ from unpaired_sr.degradation.adversarial import (
     flow_adversarial_loss,
     quantize_8bit,
 )
+from unpaired_sr.degradation.aliasing import MAX_IMAGES, estimate_aliasing, hr_batches
 from unpaired_sr.degradation.blur import (
     CLEAR_BLUR,
     clearly_blurred,
@@ -61,7 +62,7 @@ from unpaired_sr.degradation.flow import (
     flow_optimizer,
 )
 from unpaired_sr.degradation.moments import DetailMoments
-from unpaired_sr.degradation.noise import add_image_noise, estimate_noise, training_lr_sets
+from unpaired_sr.degradation.noise import add_image_noise, estimate_noise, spread_evenly, training_lr_sets
 from unpaired_sr.degradation.samples import sample_figure
 
 
@@ -126,6 +127,20 @@ def estimate_image_degradations(
         lines.append(f"image noise {estimate.describe()}")
     # Measured (and logged) either way, against the clean images with the image noise where there is one.
     add_noise = partial(add_image_noise, flow.image_noise) if flow.image_noise.is_estimated else list
+    aliasing = estimate_aliasing(dataset.clean_hr.images, real_lr, scale, add_noise)
+    if np.isfinite(aliasing.excess):
+        reason = f"the real images {'hold' if aliasing.clear else 'do not hold'} clearly more fine detail"
+        apply_aliasing, why = _auto_option("image_aliasing", model.image_aliasing, aliasing.clear, reason)
+        apply_aliasing = apply_aliasing and np.isfinite(aliasing.sigma_lr_px)
+        lines.append(f"{aliasing.describe()}; {'applied to samples' if apply_aliasing else 'not applied'} {why}")
+        if apply_aliasing:
+            flow.image_downscale.load_estimate(aliasing.sigma_lr_px)
+            clean_lr = [
+                flow.downscale(hr, scale)[0].permute(1, 2, 0).cpu().numpy()
+                for hr in hr_batches(spread_evenly(dataset.clean_hr.images, MAX_IMAGES), scale)
+            ]  # the sharpening and the chroma blur are read against the images as samples start from
+    else:
+        lines.append(aliasing.describe())
     amount, per_orientation = estimate_sharpening(clean_lr, real_lr, add_noise)
     if np.isnan(per_orientation).all():
         lines.append("image sharpening not measured: too few strong edges in the images")
@@ -333,7 +348,7 @@ def train(
                 out.log(describe_step(steps.done, train.n_iter, monitor))
                 steps.set_postfix(clean=monitor["nll_clean"], real=monitor["nll_real"])
             if world.is_main and (steps.done % train.sample_every == 0 or steps.done == train.n_iter):
-                out.image("flow/samples", sample_figure(flow, clean_lr, real_lr), steps.done)
+                out.image("flow/samples", sample_figure(flow, flow.downscale(hr, scale), real_lr), steps.done)
     return monitor
 
 

@@ -14,7 +14,6 @@ import torch
 from torch.utils.data import Dataset
 
 from unpaired_sr.common.image_io import image_to_tensor, to_float32
-from unpaired_sr.common.matlab_resize import clean_lr_from_hr
 from unpaired_sr.common.seeds import derived_seed
 from unpaired_sr.data_tools.datasets import ImageFolderCache, random_crop
 from unpaired_sr.data_tools.degrade_classical import degrade
@@ -57,7 +56,7 @@ def flow_degrade(
     both give the same LQ for the same seed. Differentiable in the flow's
     parameters (the rounding passes gradients straight through).
     """
-    clean_lr = clean_lr_from_hr(hr, scale)
+    clean_lr = flow.downscale(hr, scale)  # bicubic, or decimated where the real images alias
     height, width = clean_lr.shape[2:]
     per_sample = [flow.sample_noise(1, height, width, torch.Generator().manual_seed(s)) for s in seeds]
     noise = [torch.cat(level).to(hr.device, non_blocking=True) for level in zip(*per_sample)]
