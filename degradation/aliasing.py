@@ -1,76 +1,120 @@
 """Aliasing: a source that samples its sensor without an anti-alias filter, estimated from unpaired images.
 
 A camera that reads out every ``scale``-th pixel (a dashcam keeping its frame
-rate, one field of an interlaced frame, a player's bilinear scaling) skips the
-low-pass filter that a proper downscale applies first. Detail finer than the
-LR grid then folds back into it: edges look jagged, fine texture turns into
-moire, and the image holds *more* energy near the Nyquist frequency than a
-bicubic downscale of the same scene. Sharpening cannot make that: it raises
-the mid frequencies as well, and it cannot recreate detail that the bicubic
-downscale has already removed. Samples of such a source therefore start from
-the HR image itself: a light Gaussian (``sigma`` LR px; the optics and the
-pixel's area) and point sampling at the LR pixel centres that bicubic uses
-(``decimate``), instead of the bicubic clean LR.
+rate), every ``scale``-th line (one field of an interlaced frame), or an app
+that shrinks with an interpolating resize (OpenCV's) skips the low-pass filter
+that a proper downscale applies first. Detail finer than the LR grid then
+folds back into it: edges turn jagged, fine texture turns into moire, and the
+image holds *more* power near the grid's limit than a bicubic downscale of
+the same scene. A bicubic image cannot be made to hold it (the detail is
+gone), and sharpening raises the mid frequencies with the high ones. So the
+samples of such a source start from the HR image itself: per axis, a light
+Gaussian (``sigma`` LR px: the optics, the pixel's area) and point sampling at
+the LR pixel centres that bicubic uses (``decimate``), or bicubic along an
+axis that does not alias.
 
-The statistic, for a set of LR images: the log10 ratio of the luma's power in
-a high band (0.42-0.5 cycles per pixel) to that in a mid band (0.25-0.35),
-averaged over 32x32 Hann-windowed tiles. The real images' value is compared
-with the clean ones' (bicubic, with the estimated image noise added and
-rounded to 8 bits, since noise raises the high band too), and the excess is
-read off the same clean photos decimated after a grid of Gaussians (and the
-same noise). Measured here on the eleven benchmarks (x4; the excess, log10):
-``dashcam`` (point sampling after 0.3-0.6 HR px) +0.28, read as 0.15 LR px;
+The statistic, per axis, for a set of LR images: the log10 ratio of the
+luma's power in a high band (0.42-0.5 cycles per pixel along the axis) to
+that in a mid band (0.25-0.35), both within 0.25 cycles per pixel across it,
+summed over 32x32 Hann-windowed tiles. A sensor's rows and columns are where
+it skips, so the axes are measured apart: a field of an interlaced frame
+aliases vertically and is soft horizontally. The real images' value is
+compared with the clean ones' (bicubic, with the estimated image noise added
+and rounded to 8 bits, since noise raises the high band too), and the excess
+is read off the same clean photos point-sampled after a grid of Gaussians
+(0.075-0.375 LR px; at 0.375 the sampling is as soft as bicubic) with the same
+noise. Measured on the benchmarks (x4; vertical / horizontal, high-band power
+against the clean images'): ``dashcam`` (pixels skipped after 0.3-0.6 HR px)
+2.25x / 1.67x, read as 0.16 / 0.21 LR px; ``camcorder`` (lines skipped, each
+line blurred by 1.2-2.2 HR px) 2.11x / 0.57x, read as 0.19 LR px / bicubic;
+``thumbnail`` (OpenCV's cubic resize, no anti-alias filter) 2.29x / 1.93x;
 ``stream`` (a bilinear 2x downscale without an anti-alias filter, then
-sharpening) +0.08; an unsharp mask alone (amount 0.4) +0.04-0.05; the other
-nine -0.05 (``phone``) down to -0.52 (``webcam``), where blur and JPEG empty
-the high band. Two unpaired sets of other photos differ by up to 0.12 (the
-demo's training and test photos, bicubic both), so only an excess of
-``CLEAR_ALIASING`` (0.15) or more counts: below it, samples start from the
-bicubic clean LR as before.
+sharpening) 1.38x / 1.29x; the nine others 0.35x-0.97x, where blur, JPEG and
+noise reduction empty the high band. Two sets of four other photos differ
+by up to 1.48x (log10 0.17; 60 random splits of the bundled photos, median
+0.07), so a source counts as aliasing only where one axis reaches 1.58x
+(``CLEAR_ALIASING``, log10 0.2); below it samples start from the bicubic
+clean LR as before. An unsharp mask of amount 0.6 adds less than 1.26x
+(log10 0.1; the tests).
 
 The decimation's grid is bicubic's (LR pixel ``i`` at HR coordinate
 ``(i + 0.5) * scale - 0.5``); a source whose grid sits elsewhere (``dashcam``
 reads out at a random offset) differs from it by a sub-pixel shift that no
-unpaired method can read.
+unpaired method can read. At x2 most photos hold little detail beyond the LR
+grid's limit to fold back, so aliasing there is rarely clear.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from unpaired_sr.common.filters import gaussian_blur
 from unpaired_sr.common.image_io import LUMA_WEIGHTS, image_to_tensor, to_float32
-from unpaired_sr.common.matlab_resize import clean_lr_from_hr
+from unpaired_sr.common.matlab_resize import clean_lr_from_hr, resize_matrix
 from unpaired_sr.degradation.noise import spread_evenly
 
 SIGMA_GRID = np.round(np.arange(0.075, 0.3751, 0.025), 3)  # LR px; at 0.375 the decimation is as soft as bicubic
-CLEAR_ALIASING = 0.15  # log10 excess of the high/mid band power ratio over the clean images'
+CLEAR_ALIASING = 0.2  # log10 excess of the high/mid band power ratio over the clean images', along either axis
 TILE = 32
-MID_BAND = (0.25, 0.35)  # cycles per LR pixel, radial
+MID_BAND = (0.25, 0.35)  # cycles per LR pixel along the axis measured...
 HIGH_BAND = (0.42, 0.5)
+ACROSS = 0.25  # ...while below this across it: the strips of the spectrum that one axis's sampling folds into
+AXES = ("vertical", "horizontal")
 MAX_TILES = 64  # per image, spread evenly: the ratio of averages needs a few thousand tiles, not every one
 MAX_IMAGES = 48  # per set (as the blur's): the calibration runs over the grid
 
 
-def decimate(hr: torch.Tensor, scale: int, sigma_lr_px: float) -> torch.Tensor:
-    """HR batch (B, C, H, W) -> LR (B, C, H // scale, W // scale): a Gaussian, then point sampling, 8-bit.
+@lru_cache(maxsize=64)
+def sampling_matrix(in_length: int, scale: int, sigma_lr_px: float) -> np.ndarray:
+    """The float64 ``(in_length // scale, in_length)`` matrix of one axis of ``decimate``: a Gaussian, then sampling.
 
-    The Gaussian's sigma is ``sigma_lr_px * scale`` HR pixels. Samples sit at
-    bicubic's LR pixel centres; for an even scale such a centre falls between
-    four HR pixels, which are averaged.
+    Samples sit at bicubic's LR pixel centres (``i`` at HR coordinate ``(i + 0.5) * scale - 0.5``); for an
+    even scale such a centre falls between two HR pixels, which are averaged. Borders are mirrored, as
+    ``resize_matrix`` mirrors them.
     """
-    if sigma_lr_px > 0:
-        hr = gaussian_blur(hr, sigma_lr_px * scale)
-    first = (scale - 1) // 2
-    taps = 2 - scale % 2
-    height, width = hr.shape[2] // scale, hr.shape[3] // scale
-    lr = F.avg_pool2d(hr[:, :, first:, first:], kernel_size=taps, stride=scale)[:, :, :height, :width]
+    sigma = sigma_lr_px * scale
+    radius = int(math.ceil(3 * sigma)) + 1
+    offsets = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 * (offsets / sigma) ** 2) if sigma > 0 else (offsets == 0).astype(np.float64)
+    weights = weights / weights.sum()
+    out_length, taps = in_length // scale, 2 - scale % 2
+    matrix = np.zeros((out_length, in_length), dtype=np.float64)
+    period = 2 * in_length
+    for tap in range(taps):
+        index = ((scale - 1) // 2 + tap + scale * np.arange(out_length))[:, None] + offsets[None, :]
+        folded = np.mod(index, period)
+        folded = np.where(folded < in_length, folded, period - 1 - folded)
+        rows = np.repeat(np.arange(out_length), len(offsets))
+        np.add.at(matrix, (rows, folded.ravel()), np.tile(weights / taps, out_length))
+    matrix.flags.writeable = False
+    return matrix
+
+
+def decimate(hr: torch.Tensor, scale: int, sigmas: tuple[float | None, float | None]) -> torch.Tensor:
+    """HR batch (B, C, H, W), H and W multiples of ``scale`` -> LR (B, C, H / scale, W / scale), 8-bit.
+
+    ``sigmas``: per axis (vertical, horizontal), the Gaussian (LR px; ``sigma * scale`` HR px) after which that
+    axis is point-sampled (``sampling_matrix``), or None: that axis is downscaled by MATLAB's bicubic, as
+    ``clean_lr_from_hr`` does. A sensor can skip lines and average along them (one field of an interlaced
+    frame), or skip both.
+    """
+    if sigmas[0] is None and sigmas[1] is None:
+        return clean_lr_from_hr(hr, scale)
+    dtype = hr.dtype if hr.dtype in (torch.float32, torch.float64) else torch.float32
+    height, width = hr.shape[2:]
+
+    def matrix(length: int, sigma: float | None) -> torch.Tensor:
+        weights = resize_matrix(length, length // scale, 1.0 / scale) if sigma is None else None
+        weights = sampling_matrix(length, scale, sigma) if weights is None else weights
+        return torch.from_numpy(np.array(weights)).to(hr.device, dtype)
+
+    lr = matrix(height, sigmas[0]) @ hr.to(dtype) @ matrix(width, sigmas[1]).T
     return torch.round(lr.clamp(0, 1) * 255) / 255
 
 
@@ -80,19 +124,24 @@ def hr_batches(images: list[np.ndarray], scale: int) -> list[torch.Tensor]:
     return [hr[:, :, : hr.shape[2] // scale * scale, : hr.shape[3] // scale * scale] for hr in batches]
 
 
-def _window_and_bands() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    frequencies = np.fft.fftfreq(TILE)
-    radius = np.hypot(frequencies[:, None], frequencies[None, :])
+def _window_and_bands(axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    frequencies = np.abs(np.fft.fftfreq(TILE))
+    along, across = np.meshgrid(frequencies, frequencies, indexing="ij")  # axis 0: vertical frequencies
+    if axis == 1:
+        along, across = across, along
     window = np.outer(np.hanning(TILE), np.hanning(TILE))
-    mid = (radius >= MID_BAND[0]) & (radius < MID_BAND[1])
-    high = (radius >= HIGH_BAND[0]) & (radius <= HIGH_BAND[1])
+    mid = (along >= MID_BAND[0]) & (along < MID_BAND[1]) & (across < ACROSS)
+    high = (along >= HIGH_BAND[0]) & (along <= HIGH_BAND[1]) & (across < ACROSS)
     return window, mid, high
 
 
-def high_band_ratio(images: list[np.ndarray]) -> float:
-    """log10 of the luma's high-band to mid-band power over ``images`` ((H, W, 3) floats); NaN without a tile."""
-    window, mid, high = _window_and_bands()
-    mid_power = high_power = 0.0
+def high_band_ratio(images: list[np.ndarray]) -> np.ndarray:
+    """(2,) per axis (vertical, horizontal): log10 of the luma's high-band to mid-band power over ``images``.
+
+    ``images``: (H, W, 3) floats; NaN where no image holds a 32x32 tile.
+    """
+    bands = [_window_and_bands(axis) for axis in (0, 1)]
+    mid_power, high_power = np.zeros(2), np.zeros(2)
     for image in images:
         luma = np.asarray(image, dtype=np.float32) @ LUMA_WEIGHTS.astype(np.float32)
         starts = [
@@ -105,33 +154,33 @@ def high_band_ratio(images: list[np.ndarray]) -> float:
         starts = [starts[int(i * len(starts) / MAX_TILES)] for i in range(min(len(starts), MAX_TILES))]
         tiles = np.stack([luma[top : top + TILE, left : left + TILE] for top, left in starts])
         tiles = tiles - tiles.mean(axis=(1, 2), keepdims=True)
-        power = np.abs(np.fft.fft2(tiles * window)) ** 2
-        mid_power += float(power[:, mid].mean(axis=1).sum())
-        high_power += float(power[:, high].mean(axis=1).sum())
-    if mid_power == 0 or high_power == 0:
-        return float("nan")
-    return float(np.log10(high_power / mid_power))
+        power = np.abs(np.fft.fft2(tiles * bands[0][0])) ** 2
+        for axis, (_, mid, high) in enumerate(bands):
+            mid_power[axis] += float(power[:, mid].mean(axis=1).sum())
+            high_power[axis] += float(power[:, high].mean(axis=1).sum())
+    if not (mid_power > 0).all() or not (high_power > 0).all():
+        return np.full(2, np.nan)
+    return np.log10(high_power / mid_power)
 
 
 @dataclass
 class AliasingEstimate:
-    excess: float  # the real images' high_band_ratio beyond the noisy clean ones' (NaN: not measured)
-    sigma_lr_px: float  # the decimation's Gaussian that matches it (NaN below the grid's softest end)
+    excess: np.ndarray  # (2,) per axis: the real images' high_band_ratio beyond the noisy clean ones' (NaN: none)
+    sigmas: tuple[float | None, float | None]  # per axis: the decimation's Gaussian that matches it, or None
 
     @property
     def clear(self) -> bool:
-        return bool(np.isfinite(self.excess) and self.excess >= CLEAR_ALIASING)
+        """Whether the real images clearly alias along either axis (``CLEAR_ALIASING``)."""
+        return bool(np.isfinite(self.excess).all() and self.excess.max() >= CLEAR_ALIASING)
 
     def describe(self) -> str:
-        if not np.isfinite(self.excess):
+        if not np.isfinite(self.excess).all():
             return "image aliasing not measured: the images are smaller than 32x32"
-        found = (
-            f"as point sampling after a Gaussian of {self.sigma_lr_px:.3f} LR px gives"
-            if np.isfinite(self.sigma_lr_px)
-            else "no more than a bicubic downscale gives"
-        )
-        ratio = f"{10**self.excess:.2f}x the clean images' (log10 {self.excess:+.2f})"
-        return f"image aliasing: high-band power {ratio}, {found}"
+        parts = []
+        for name, excess, sigma in zip(AXES, self.excess, self.sigmas):
+            found = "as bicubic" if sigma is None else f"as point sampling after {sigma:.3f} LR px"
+            parts.append(f"{name} {10**excess:.2f}x ({found})")
+        return "image aliasing: high-band power against the clean images' " + ", ".join(parts)
 
 
 def estimate_aliasing(
@@ -140,7 +189,7 @@ def estimate_aliasing(
     scale: int,
     add_noise: Callable[[list[np.ndarray]], list[np.ndarray]],
 ) -> AliasingEstimate:
-    """How much more of the LR grid's finest detail the real images hold than bicubic clean LR (module doc).
+    """How much more of the LR grid's finest detail the real images hold than bicubic clean LR, per axis.
 
     Args:
         clean_hr: (H, W, 3) clean HR images of any depth (uint8, uint16, float in [0, 1]).
@@ -148,22 +197,27 @@ def estimate_aliasing(
         add_noise: adds the real domain's estimated noise to clean LR images (``list``: none known).
     """
     hr_tensors = hr_batches(spread_evenly(clean_hr, MAX_IMAGES), scale)
-    real = spread_evenly(real_lr, MAX_IMAGES)
 
-    def ratio(lr_batches: list[torch.Tensor]) -> float:
+    def ratio(lr_batches: list[torch.Tensor]) -> np.ndarray:
         images = [lr[0].permute(1, 2, 0).numpy() for lr in lr_batches]
         return high_band_ratio([np.round(np.clip(image, 0, 1) * 255) / 255 for image in add_noise(images)])
 
     with torch.no_grad():
         clean = ratio([clean_lr_from_hr(hr, scale) for hr in hr_tensors])
-        excess = high_band_ratio(real) - clean
-        if not np.isfinite(excess):
-            return AliasingEstimate(excess, float("nan"))
-        calibration = np.array([ratio([decimate(hr, scale, s) for hr in hr_tensors]) for s in SIGMA_GRID]) - clean
-    if excess <= calibration[-1]:  # no more than the softest decimation, as soft as bicubic, gives
-        return AliasingEstimate(excess, float("nan"))
-    # falls as sigma grows; beyond its sharpest end the sharpest sigma
-    return AliasingEstimate(excess, float(np.interp(-excess, -calibration, SIGMA_GRID)))
+        excess = high_band_ratio(spread_evenly(real_lr, MAX_IMAGES)) - clean
+        if not np.isfinite(excess).all():
+            return AliasingEstimate(excess, (None, None))
+        # (len(SIGMA_GRID), 2): falls as sigma grows, on both axes
+        calibration = np.stack([ratio([decimate(hr, scale, (s, s)) for hr in hr_tensors]) for s in SIGMA_GRID])
+    calibration = calibration - clean
+    sigmas = tuple(
+        # no more than the softest decimation, as soft as bicubic, gives: bicubic; beyond the sharpest: the sharpest
+        None
+        if excess[axis] <= calibration[-1, axis]
+        else float(np.interp(-excess[axis], -calibration[:, axis], SIGMA_GRID))
+        for axis in (0, 1)
+    )
+    return AliasingEstimate(excess, sigmas)
 
 
 class ImageDownscale(nn.Module):
@@ -174,28 +228,27 @@ class ImageDownscale(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.register_buffer("sigma_lr_px", torch.zeros(()))
-        self.sigma = 0.0  # on the host too: read on every call
+        # Per axis (vertical, horizontal): the decimation's Gaussian in LR px, or -1: bicubic along that axis.
+        self.register_buffer("sigma_lr_px", torch.full((2,), -1.0))
+        self.sigmas: tuple[float | None, float | None] = (None, None)  # on the host too: read on every call
         self.register_load_state_dict_post_hook(ImageDownscale._note_estimate)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        state_dict.setdefault(prefix + "sigma_lr_px", torch.zeros(()))
+        state_dict.setdefault(prefix + "sigma_lr_px", torch.full((2,), -1.0))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @staticmethod
     def _note_estimate(module: ImageDownscale, incompatible_keys) -> None:
-        module.sigma = float(module.sigma_lr_px)
+        module.sigmas = tuple(None if value < 0 else value for value in module.sigma_lr_px.tolist())
 
     @property
     def is_decimating(self) -> bool:
-        return self.sigma > 0
+        return self.sigmas != (None, None)
 
-    def load_estimate(self, sigma_lr_px: float) -> None:
-        self.sigma_lr_px.fill_(sigma_lr_px)
-        self.sigma = float(sigma_lr_px)
+    def load_estimate(self, sigmas: tuple[float | None, float | None]) -> None:
+        self.sigma_lr_px.copy_(torch.tensor([-1.0 if sigma is None else sigma for sigma in sigmas]))
+        self.sigmas = tuple(None if sigma is None else float(sigma) for sigma in sigmas)
 
     def forward(self, hr: torch.Tensor, scale: int) -> torch.Tensor:
         """(B, 3, H, W) HR in [0, 1], H and W multiples of ``scale`` -> (B, 3, H / scale, W / scale), 8-bit."""
-        if self.sigma > 0:
-            return decimate(hr, scale, self.sigma)
-        return clean_lr_from_hr(hr, scale)
+        return decimate(hr, scale, self.sigmas)

@@ -58,10 +58,11 @@ class FlowModelConfig:
     # blur.py; always logged): samples sharpen the clean image by it (an unsharp mask, radius 1 LR px). An SR
     # network that never saw sharpened inputs sharpens them again (README: fidelity)
     image_sharpening: bool = True
-    # Aliasing read off the real images' finest detail against the clean ones' (degradation/aliasing.py; always
-    # logged): samples start from the HR image point-sampled after a light Gaussian instead of its bicubic
-    # downscale. auto: where the real images hold clearly more detail near the LR grid's limit than bicubic
-    # images do (a sensor that skips pixels); elsewhere an unpaired set of other photos can differ by as much.
+    # Aliasing read off the real images' finest detail against the clean ones', per axis (degradation/aliasing.py;
+    # always logged): samples start from the HR image point-sampled after a light Gaussian along each axis that
+    # aliases, instead of its bicubic downscale. auto: where the real images hold clearly more power near the LR
+    # grid's limit (1.58x) along either axis (a sensor that skips pixels or lines): two unpaired sets of other
+    # photos differ by up to 1.48x
     image_aliasing: bool | Literal["auto"] = "auto"
     # How much softer the real images' colour is than the clean ones', estimated at colour edges against the clean
     # images as samples start from (degradation/blur.py; always logged). auto: each sample its JPEG draw leaves

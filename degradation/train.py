@@ -128,13 +128,13 @@ def estimate_image_degradations(
     # Measured (and logged) either way, against the clean images with the image noise where there is one.
     add_noise = partial(add_image_noise, flow.image_noise) if flow.image_noise.is_estimated else list
     aliasing = estimate_aliasing(dataset.clean_hr.images, real_lr, scale, add_noise)
-    if np.isfinite(aliasing.excess):
-        reason = f"the real images {'hold' if aliasing.clear else 'do not hold'} clearly more fine detail"
+    if np.isfinite(aliasing.excess).all():
+        reason = f"the real images {'alias' if aliasing.clear else 'do not alias'} clearly along either axis"
         apply_aliasing, why = _auto_option("image_aliasing", model.image_aliasing, aliasing.clear, reason)
-        apply_aliasing = apply_aliasing and np.isfinite(aliasing.sigma_lr_px)
+        apply_aliasing = apply_aliasing and aliasing.sigmas != (None, None)
         lines.append(f"{aliasing.describe()}; {'applied to samples' if apply_aliasing else 'not applied'} {why}")
         if apply_aliasing:
-            flow.image_downscale.load_estimate(aliasing.sigma_lr_px)
+            flow.image_downscale.load_estimate(aliasing.sigmas)
             clean_lr = [
                 flow.downscale(hr, scale)[0].permute(1, 2, 0).cpu().numpy()
                 for hr in hr_batches(spread_evenly(dataset.clean_hr.images, MAX_IMAGES), scale)
