@@ -3,10 +3,11 @@
     python -m degradation.synthesize --ckpt CKPT --input HR_DIR --output LQ_DIR \\
         --scale 4 --temperature 1.0 --n-samples 1 --seed 0
 
-HR -> clean LR (MATLAB bicubic, 8-bit) -> encode -> domain shift with fresh
+HR -> clean LR (MATLAB bicubic, 8-bit; point-sampled along the axes where the
+flow found the real images alias) -> encode -> domain shift with fresh
 noise scaled by the temperature -> decode -> LQ PNGs with the input's names
 (``name_s1.png``, ... when ``--n-samples`` > 1). ``--input-is-lr`` skips the
-downscaling.
+downscaling (and with it the aliasing, which needs the HR image: a note says so).
 
 Large images go through in batched, overlapping tiles blended with linear
 ramps. The latent noise is drawn once for the whole image and each tile uses
@@ -17,6 +18,7 @@ would). Output is a pure function of (checkpoint, image, name, seed, temperature
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from tqdm import tqdm
@@ -58,6 +60,12 @@ def synthesize_folder(
             f"that scale (train one at x{scale}, or leave --scale out)"
         )
     scale = scale or config.data.scale
+    if input_is_lr and flow.image_downscale.is_decimating:
+        print(
+            "note: this flow found that the real images alias, which samples reproduce by point-sampling the HR "
+            "image; LR inputs (--input-is-lr) are used as they are",
+            file=sys.stderr,
+        )
     paths = list_inputs(input_dir, "input")
     written = 0
     with staged_output_dir(output_dir, overwrite) as staging:

@@ -123,6 +123,18 @@ def test_synthesize_is_seeded_and_names_samples(tmp_path, trained_flow, photo_fo
         synthesize_folder(trained_flow, photos, tmp_path / "x2", scale=2, device="cpu")
 
 
+def test_synthesize_from_lr_inputs_notes_the_aliasing_it_cannot_apply(tmp_path, trained_flow, photo_folder, capsys):
+    # The fixture's "real" images are full-resolution crops: finer than any downscale, they read as aliasing.
+    flow, _ = load_flow(trained_flow)
+    assert flow.image_downscale.is_decimating
+    photos = photo_folder(size=64)
+    synthesize_folder(trained_flow, photos, tmp_path / "hr_in", device="cpu")
+    assert "alias" not in capsys.readouterr().err
+    synthesize_folder(trained_flow, photos, tmp_path / "lr_in", input_is_lr=True, device="cpu")
+    assert "LR inputs (--input-is-lr) are used as they are" in capsys.readouterr().err
+    assert read_image(tmp_path / "lr_in" / "coffee.png").shape == (64, 64, 3)
+
+
 @pytest.mark.parametrize("noise", ["image", "latent"])
 def test_tiles_show_no_seams(trained_flow, noise):
     flow, _ = load_flow(trained_flow)
