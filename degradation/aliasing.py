@@ -110,8 +110,10 @@ def decimate(hr: torch.Tensor, scale: int, sigmas: tuple[float | None, float | N
     height, width = hr.shape[2:]
 
     def matrix(length: int, sigma: float | None) -> torch.Tensor:
-        weights = resize_matrix(length, length // scale, 1.0 / scale) if sigma is None else None
-        weights = sampling_matrix(length, scale, sigma) if weights is None else weights
+        if sigma is None:
+            weights = resize_matrix(length, length // scale, 1.0 / scale)
+        else:
+            weights = sampling_matrix(length, scale, sigma)
         return torch.from_numpy(np.array(weights)).to(hr.device, dtype)
 
     lr = matrix(height, sigmas[0]) @ hr.to(dtype) @ matrix(width, sigmas[1]).T
