@@ -108,16 +108,20 @@ def decimate(hr: torch.Tensor, scale: int, sigmas: tuple[float | None, float | N
         return clean_lr_from_hr(hr, scale)
     dtype = hr.dtype if hr.dtype in (torch.float32, torch.float64) else torch.float32
     height, width = hr.shape[2:]
-
-    def matrix(length: int, sigma: float | None) -> torch.Tensor:
-        if sigma is None:
-            weights = resize_matrix(length, length // scale, 1.0 / scale)
-        else:
-            weights = sampling_matrix(length, scale, sigma)
-        return torch.from_numpy(np.array(weights)).to(hr.device, dtype)
-
-    lr = matrix(height, sigmas[0]) @ hr.to(dtype) @ matrix(width, sigmas[1]).T
+    rows = _axis_matrix(height, scale, sigmas[0], str(hr.device), dtype)
+    cols = _axis_matrix(width, scale, sigmas[1], str(hr.device), dtype)
+    lr = rows @ hr.to(dtype) @ cols.T
     return torch.round(lr.clamp(0, 1) * 255) / 255
+
+
+@lru_cache(maxsize=32)
+def _axis_matrix(length: int, scale: int, sigma: float | None, device: str, dtype: torch.dtype) -> torch.Tensor:
+    """One axis of ``decimate`` on ``device``, kept: SR training asks for the same two on every batch."""
+    if sigma is None:
+        weights = resize_matrix(length, length // scale, 1.0 / scale)
+    else:
+        weights = sampling_matrix(length, scale, sigma)
+    return torch.from_numpy(np.array(weights)).to(device, dtype)
 
 
 def hr_batches(images: list[np.ndarray], scale: int) -> list[torch.Tensor]:
@@ -126,15 +130,15 @@ def hr_batches(images: list[np.ndarray], scale: int) -> list[torch.Tensor]:
     return [hr[:, :, : hr.shape[2] // scale * scale, : hr.shape[3] // scale * scale] for hr in batches]
 
 
-def _window_and_bands(axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _bands(axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """(TILE, TILE) masks of a tile's spectrum: the mid and the high band along ``axis`` (0: vertical)."""
     frequencies = np.abs(np.fft.fftfreq(TILE))
     along, across = np.meshgrid(frequencies, frequencies, indexing="ij")  # axis 0: vertical frequencies
     if axis == 1:
         along, across = across, along
-    window = np.outer(np.hanning(TILE), np.hanning(TILE))
     mid = (along >= MID_BAND[0]) & (along < MID_BAND[1]) & (across < ACROSS)
     high = (along >= HIGH_BAND[0]) & (along <= HIGH_BAND[1]) & (across < ACROSS)
-    return window, mid, high
+    return mid, high
 
 
 def high_band_ratio(images: list[np.ndarray]) -> np.ndarray:
@@ -142,7 +146,8 @@ def high_band_ratio(images: list[np.ndarray]) -> np.ndarray:
 
     ``images``: (H, W, 3) floats; NaN where no image holds a 32x32 tile.
     """
-    bands = [_window_and_bands(axis) for axis in (0, 1)]
+    bands = [_bands(axis) for axis in (0, 1)]
+    window = np.outer(np.hanning(TILE), np.hanning(TILE))
     mid_power, high_power = np.zeros(2), np.zeros(2)
     for image in images:
         luma = np.asarray(image, dtype=np.float32) @ LUMA_WEIGHTS.astype(np.float32)
@@ -156,8 +161,8 @@ def high_band_ratio(images: list[np.ndarray]) -> np.ndarray:
         starts = [starts[int(i * len(starts) / MAX_TILES)] for i in range(min(len(starts), MAX_TILES))]
         tiles = np.stack([luma[top : top + TILE, left : left + TILE] for top, left in starts])
         tiles = tiles - tiles.mean(axis=(1, 2), keepdims=True)
-        power = np.abs(np.fft.fft2(tiles * bands[0][0])) ** 2
-        for axis, (_, mid, high) in enumerate(bands):
+        power = np.abs(np.fft.fft2(tiles * window)) ** 2
+        for axis, (mid, high) in enumerate(bands):
             mid_power[axis] += float(power[:, mid].mean(axis=1).sum())
             high_power[axis] += float(power[:, high].mean(axis=1).sum())
     if not (mid_power > 0).all() or not (high_power > 0).all():

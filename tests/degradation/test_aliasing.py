@@ -62,9 +62,8 @@ def test_finer_detail_raises_the_high_band_ratio_along_its_axis_and_tiny_images_
     assert (
         high_band_ratio([photo + np.random.default_rng(0).normal(0, 0.05, photo.shape)]) > high_band_ratio([photo])
     ).all()
-    lines = np.repeat(
-        photo[::2], 2, axis=0
-    )  # every other line doubled: the vertical spectrum folds, not the horizontal
+    # Every other line doubled: the vertical spectrum folds, not the horizontal.
+    lines = np.repeat(photo[::2], 2, axis=0)
     assert high_band_ratio([lines])[0] > high_band_ratio([photo])[0] + 0.3
     assert abs(high_band_ratio([lines])[1] - high_band_ratio([photo])[1]) < 0.1
     assert np.isnan(high_band_ratio([photo[:16, :16]])).all()
