@@ -50,6 +50,11 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   2026-12-05, before that design was written): an app's thumbnail of a
   camera JPEG, made with OpenCV's cubic resize, which does not low-pass
   before it shrinks (detail aliases), then saved as JPEG 70-90.
+* ``actioncam``: held out for the twentieth round (fixed, 2026-12-05, before
+  its design was written): an action camera's video frame, its sensor
+  binning pixel pairs and then skipping every other one (half an anti-alias
+  filter: detail still aliases), strong in-camera sharpening of the luma,
+  signal-dependent noise, JPEG 55-80.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -477,6 +482,35 @@ def degrade_thumbnail(hr: np.ndarray, scale: int, rng: np.random.Generator) -> n
     return jpeg(np.clip(thumbnail, 0, 1).astype(np.float32), int(rng.integers(70, 91)))
 
 
+def degrade_actioncam(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """An action camera's video frame: pixels binned in pairs then skipped, hard sharpening, noise, JPEG.
+
+    To read a large sensor at video rates the camera averages neighbouring
+    pixels in pairs along each axis (binning) and keeps every other pair, so
+    at x4 half of the anti-alias filter a downscale needs is missing: fine
+    detail still folds back (aliasing), less than a sensor that skips every
+    pixel. Scales without a factor 2 above it skip only. The processor then
+    sharpens the luma hard (halos, crisp aliasing), the noise is shot and
+    read noise of the binned pixels, and the frame is encoded at JPEG 55-80.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    binning = 2 if scale % 2 == 0 and scale > 2 else 1
+    image = cv2.GaussianBlur(hr.astype(np.float32), (0, 0), rng.uniform(0.4, 0.8))  # HR px: the lens
+    if binning > 1:
+        image = cv2.resize(image, (image.shape[1] // binning, image.shape[0] // binning), interpolation=cv2.INTER_AREA)
+    step = scale // binning
+    image = np.ascontiguousarray(image[step // 2 :: step, step // 2 :: step])[:height, :width]
+    gain, read = rng.uniform(0.0003, 0.001), rng.uniform(0.00001, 0.00004)
+    shared = rng.standard_normal((height, width, 1)).astype(np.float32)
+    own = rng.standard_normal(image.shape).astype(np.float32)
+    image = image + np.sqrt(gain * np.clip(image, 0, 1) + read) * (0.6 * shared + 0.8 * own)
+    ycc = cv2.cvtColor(np.clip(image, 0, 1).astype(np.float32), cv2.COLOR_RGB2YCrCb)
+    smooth = cv2.GaussianBlur(ycc[:, :, 0], (0, 0), rng.uniform(0.8, 1.2), borderType=cv2.BORDER_REFLECT_101)
+    ycc[:, :, 0] += rng.uniform(0.8, 1.4) * (ycc[:, :, 0] - smooth)
+    image = cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
+    return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(55, 81)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -494,6 +528,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "dashcam": degrade_dashcam,
     "camcorder": degrade_camcorder,
     "thumbnail": degrade_thumbnail,
+    "actioncam": degrade_actioncam,
 }
 
 
