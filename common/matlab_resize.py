@@ -15,6 +15,7 @@ numpy (data tools) and torch (clean LR made on the training device).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
@@ -50,12 +51,19 @@ def resize_matrix(in_length: int, out_length: int, scale: float, antialiasing: b
     distance = center[:, None] - index
     weights = scale * cubic(scale * distance) if (scale < 1 and antialiasing) else cubic(distance)
     weights /= weights.sum(axis=1, keepdims=True)
-    # Mirror out-of-range indices: 1..n, n..1 repeated (MATLAB's symmetric padding).
+    return mirrored_matrix(index.astype(np.int64) - 1, weights, in_length)
+
+
+def mirrored_matrix(index: np.ndarray, weights: np.ndarray, in_length: int) -> np.ndarray:
+    """The read-only float64 ``(out, in_length)`` matrix with ``weights[i, k]`` at 0-based input ``index[i, k]``.
+
+    Indices outside the image are mirrored as MATLAB pads: 0..n-1, then n-1..0, repeated.
+    """
     period = 2 * in_length
-    folded = np.mod(index.astype(np.int64) - 1, period)
+    folded = np.mod(index, period)
     folded = np.where(folded < in_length, folded, period - 1 - folded)
-    matrix = np.zeros((out_length, in_length), dtype=np.float64)
-    np.add.at(matrix, (np.repeat(np.arange(out_length), taps), folded.ravel()), weights.ravel())
+    matrix = np.zeros((index.shape[0], in_length), dtype=np.float64)
+    np.add.at(matrix, (np.repeat(np.arange(index.shape[0]), index.shape[1]), folded.ravel()), weights.ravel())
     matrix.flags.writeable = False
     return matrix
 
@@ -97,17 +105,18 @@ def mod_crop(image: np.ndarray, factor: int) -> np.ndarray:
     return image[: height - height % factor, : width - width % factor]
 
 
-_torch_cache: dict[tuple, torch.Tensor] = {}
+_device_cache: dict[tuple, torch.Tensor] = {}
 
 
-def _torch_matrix(in_length: int, out_length: int, scale: float, device: torch.device, dtype: torch.dtype):
-    key = (in_length, out_length, scale, str(device), dtype)
-    matrix = _torch_cache.get(key)
+def device_matrix(build: Callable[..., np.ndarray], *args, device: torch.device | str, dtype: torch.dtype):
+    """``build(*args)`` as a tensor on ``device``, kept: training resizes the same shapes on every batch."""
+    key = (build, args, str(device), dtype)
+    matrix = _device_cache.get(key)
     if matrix is None:
-        matrix = torch.from_numpy(np.array(resize_matrix(in_length, out_length, scale))).to(device, dtype)
-        if len(_torch_cache) > 256:
-            _torch_cache.clear()
-        _torch_cache[key] = matrix
+        matrix = torch.from_numpy(np.array(build(*args))).to(device, dtype)
+        if len(_device_cache) > 256:
+            _device_cache.clear()
+        _device_cache[key] = matrix
     return matrix
 
 
@@ -121,8 +130,8 @@ def imresize_torch(images: torch.Tensor, scale: float, out_hw: tuple[int, int] |
     height, width = images.shape[-2:]
     out_height, out_width = out_hw or (output_length(height, scale), output_length(width, scale))
     dtype = images.dtype if images.dtype in (torch.float32, torch.float64) else torch.float32
-    rows = _torch_matrix(height, out_height, float(scale), images.device, dtype)
-    cols = _torch_matrix(width, out_width, float(scale), images.device, dtype)
+    rows = device_matrix(resize_matrix, height, out_height, float(scale), device=images.device, dtype=dtype)
+    cols = device_matrix(resize_matrix, width, out_width, float(scale), device=images.device, dtype=dtype)
     return rows @ images.to(dtype) @ cols.T
 
 

@@ -62,7 +62,7 @@ import torch
 from torch import nn
 
 from unpaired_sr.common.image_io import LUMA_WEIGHTS, image_to_tensor, to_float32
-from unpaired_sr.common.matlab_resize import clean_lr_from_hr, resize_matrix
+from unpaired_sr.common.matlab_resize import clean_lr_from_hr, device_matrix, mirrored_matrix, resize_matrix
 from unpaired_sr.degradation.noise import spread_evenly
 
 SIGMA_GRID = np.round(np.arange(0.075, 0.3751, 0.025), 3)  # LR px; at 0.375 the decimation is as soft as bicubic
@@ -90,16 +90,9 @@ def sampling_matrix(in_length: int, scale: int, sigma_lr_px: float) -> np.ndarra
     weights = np.exp(-0.5 * (offsets / sigma) ** 2) if sigma > 0 else (offsets == 0).astype(np.float64)
     weights = weights / weights.sum()
     out_length, taps = in_length // scale, 2 - scale % 2
-    matrix = np.zeros((out_length, in_length), dtype=np.float64)
-    period = 2 * in_length
-    for tap in range(taps):
-        index = ((scale - 1) // 2 + tap + scale * np.arange(out_length))[:, None] + offsets[None, :]
-        folded = np.mod(index, period)
-        folded = np.where(folded < in_length, folded, period - 1 - folded)
-        rows = np.repeat(np.arange(out_length), len(offsets))
-        np.add.at(matrix, (rows, folded.ravel()), np.tile(weights / taps, out_length))
-    matrix.flags.writeable = False
-    return matrix
+    first = (scale - 1) // 2 + scale * np.arange(out_length)  # the HR pixel at or just before each centre
+    index = np.concatenate([(first + tap)[:, None] + offsets[None, :] for tap in range(taps)], axis=1)
+    return mirrored_matrix(index, np.tile(weights / taps, (out_length, taps)), in_length)
 
 
 def decimate(hr: torch.Tensor, scale: int, sigmas: tuple[float | None, float | None]) -> torch.Tensor:
@@ -113,21 +106,15 @@ def decimate(hr: torch.Tensor, scale: int, sigmas: tuple[float | None, float | N
     if sigmas[0] is None and sigmas[1] is None:
         return clean_lr_from_hr(hr, scale)
     dtype = hr.dtype if hr.dtype in (torch.float32, torch.float64) else torch.float32
-    height, width = hr.shape[2:]
-    rows = _axis_matrix(height, scale, sigmas[0], str(hr.device), dtype)
-    cols = _axis_matrix(width, scale, sigmas[1], str(hr.device), dtype)
+    rows, cols = (
+        # kept on the device: SR training asks for the same two on every batch
+        device_matrix(resize_matrix, length, length // scale, 1.0 / scale, device=hr.device, dtype=dtype)
+        if sigma is None
+        else device_matrix(sampling_matrix, length, scale, sigma, device=hr.device, dtype=dtype)
+        for length, sigma in zip(hr.shape[2:], sigmas, strict=True)
+    )
     lr = rows @ hr.to(dtype) @ cols.T
     return torch.round(lr.clamp(0, 1) * 255) / 255
-
-
-@lru_cache(maxsize=32)
-def _axis_matrix(length: int, scale: int, sigma: float | None, device: str, dtype: torch.dtype) -> torch.Tensor:
-    """One axis of ``decimate`` on ``device``, kept: SR training asks for the same two on every batch."""
-    if sigma is None:
-        weights = resize_matrix(length, length // scale, 1.0 / scale)
-    else:
-        weights = sampling_matrix(length, scale, sigma)
-    return torch.from_numpy(np.array(weights)).to(device, dtype)
 
 
 def hr_batches(images: list[np.ndarray], scale: int) -> list[torch.Tensor]:
@@ -197,7 +184,7 @@ class AliasingEstimate:
 
 
 def estimate_aliasing(
-    clean_hr: list[np.ndarray],
+    hr_tensors: list[torch.Tensor],
     real_lr: list[np.ndarray],
     scale: int,
     add_noise: Callable[[list[np.ndarray]], list[np.ndarray]],
@@ -205,11 +192,11 @@ def estimate_aliasing(
     """How much more of the LR grid's finest detail the real images hold than bicubic clean LR, per axis.
 
     Args:
-        clean_hr: (H, W, 3) clean HR images of any depth (uint8, uint16, float in [0, 1]).
+        hr_tensors: clean HR images as ``hr_batches`` makes them (at most ``MAX_IMAGES``: the calibration
+            decimates each at every sigma of the grid).
         real_lr: (H, W, 3) float real LR images in [0, 1], unpaired.
         add_noise: adds the real domain's estimated noise to clean LR images (``list``: none known).
     """
-    hr_tensors = hr_batches(spread_evenly(clean_hr, MAX_IMAGES), scale)
 
     def ratio(lr_batches: list[torch.Tensor]) -> np.ndarray:
         images = [lr[0].permute(1, 2, 0).numpy() for lr in lr_batches]

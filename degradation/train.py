@@ -127,7 +127,8 @@ def estimate_image_degradations(
         lines.append(f"image noise {estimate.describe()}")
     # Measured (and logged) either way, against the clean images with the image noise where there is one.
     add_noise = partial(add_image_noise, flow.image_noise) if flow.image_noise.is_estimated else list
-    aliasing = estimate_aliasing(dataset.clean_hr.images, real_lr, scale, add_noise)
+    clean_hr = hr_batches(spread_evenly(dataset.clean_hr.images, MAX_IMAGES), scale)
+    aliasing = estimate_aliasing(clean_hr, real_lr, scale, add_noise)
     if np.isfinite(aliasing.excess).all():
         reason = f"the real images {'alias' if aliasing.clear else 'do not alias'} clearly along either axis"
         apply_aliasing, why = _auto_option("image_aliasing", model.image_aliasing, aliasing.clear, reason)
@@ -136,8 +137,7 @@ def estimate_image_degradations(
         if apply_aliasing:
             flow.image_downscale.load_estimate(aliasing.sigmas)
             clean_lr = [
-                flow.downscale(hr, scale)[0].permute(1, 2, 0).cpu().numpy()
-                for hr in hr_batches(spread_evenly(dataset.clean_hr.images, MAX_IMAGES), scale)
+                flow.downscale(hr, scale)[0].permute(1, 2, 0).cpu().numpy() for hr in clean_hr
             ]  # the sharpening and the chroma blur are read against the images as samples start from
     else:
         lines.append(aliasing.describe())

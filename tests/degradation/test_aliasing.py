@@ -16,6 +16,7 @@ from unpaired_sr.degradation.aliasing import (
     decimate,
     estimate_aliasing,
     high_band_ratio,
+    hr_batches,
 )
 from unpaired_sr.degradation.blur import unsharp_mask
 from unpaired_sr.degradation.checkpoint import build_flow
@@ -81,7 +82,7 @@ def halves(names: tuple[str, ...], scale: int) -> tuple[list[np.ndarray], list[t
 def test_a_real_set_read_out_by_skipping_pixels_is_found(sigma):
     clean_hr, real_hr = halves(CLEAN + OTHER, 4)
     real = [as_image(decimate(hr, 4, (sigma, sigma))) for hr in real_hr]
-    estimate = estimate_aliasing(clean_hr, real, scale=4, add_noise=list)
+    estimate = estimate_aliasing(hr_batches(clean_hr, 4), real, scale=4, add_noise=list)
     assert estimate.clear, estimate.describe()
     assert all(abs(found - sigma) < 0.06 for found in estimate.sigmas), estimate.describe()
 
@@ -89,7 +90,7 @@ def test_a_real_set_read_out_by_skipping_pixels_is_found(sigma):
 def test_a_real_set_that_skips_lines_only_is_found_along_that_axis():
     clean_hr, real_hr = halves(CLEAN + OTHER, 4)
     real = [as_image(decimate(hr, 4, (0.1, None))) for hr in real_hr]
-    estimate = estimate_aliasing(clean_hr, real, scale=4, add_noise=list)
+    estimate = estimate_aliasing(hr_batches(clean_hr, 4), real, scale=4, add_noise=list)
     vertical, horizontal = estimate.sigmas
     assert estimate.clear and abs(vertical - 0.1) < 0.06, estimate.describe()
     assert horizontal is None or horizontal > 0.3, estimate.describe()  # bicubic, or a decimation as soft
@@ -102,7 +103,7 @@ def test_downscaled_sharpened_or_blurred_real_sets_are_not_taken_for_aliasing():
     blurred = [as_image(decimate(hr_batch(name, 4), 4, (0.5, 0.5))) for name in OTHER]  # as wide as an anti-alias
     aliased = [as_image(decimate(hr_batch(name, 4), 4, (0.1, 0.1))) for name in OTHER]
     excess = {
-        name: estimate_aliasing(clean_hr, real, scale=4, add_noise=list)
+        name: estimate_aliasing(hr_batches(clean_hr, 4), real, scale=4, add_noise=list)
         for name, real in [("bicubic", bicubic), ("sharpened", sharpened), ("blurred", blurred), ("aliased", aliased)]
     }
     assert not excess["bicubic"].clear and not excess["blurred"].clear, excess
