@@ -49,6 +49,12 @@ class FlowModelConfig:
     # Noise estimated in the image from both sets' quietest patches (degradation/noise.py) replaces the
     # latent shift's fresh noise in samples; false: the latent noise, as before (README: fidelity)
     image_noise: bool = True
+    # Colour noise correlated beyond the fine estimate's 8x8 patches (the blotches of a night shot or of noise
+    # reduction), measured on both sets averaged over 2x2 pixels, the clean one carrying the fine noise; sampled at
+    # half resolution and upsampled (degradation/noise.py; needs image_noise). Off by default: on lowlight the
+    # samples came closer to the real ones (Frechet 30% lower) but SR trained on them lost 0.31 dB PSNR-Y (README:
+    # fidelity). On in configs/deflow_faithful.yaml, for synthesis.
+    image_coarse_noise: bool = False
     # Blur estimated at the edges of both sets (degradation/blur.py; always logged): true: samples blur the
     # clean image by it before the flow degrades it. auto: only where the real images are clearly blurred (by
     # 0.3 LR px or more at every edge orientation): with the compression, SR gained 0.2 dB on such a source and

@@ -32,7 +32,7 @@ from unpaired_sr.degradation.layers import (
     InvertibleConv1x1,
     Squeeze,
 )
-from unpaired_sr.degradation.noise import PATCH, ImageNoise
+from unpaired_sr.degradation.noise import COARSE, PATCH, ImageNoise, coarse_image_noise, coarse_white_shape
 from unpaired_sr.degradation.prior import DomainShift
 
 
@@ -134,6 +134,7 @@ class DegradationFlow(nn.Module):
         # degradation/aliasing.py); zero (no noise, no blur, bicubic) until then.
         self.image_downscale = ImageDownscale()
         self.image_noise = ImageNoise()
+        self.image_coarse_noise = ImageNoise()  # the same at half resolution, upsampled: larger blotches
         self.image_blur = ImageBlur()
         # JPEG read off the real images (degradation/compression.py): applied to whole samples, after
         # degrade() (tiles would each get their own block grid), by flow_degrade and degrade_image.
@@ -214,9 +215,13 @@ class DegradationFlow(nn.Module):
         return self.shift.log_prob(latents, real=real, cond=cond) + logdet
 
     def noise_shapes(self, height: int, width: int) -> list[tuple[int, int, int]]:
-        """Shapes of the noise ``degrade`` uses: each level's latent, then the white field of the image noise."""
+        """Shapes of the noise ``degrade`` uses: each level's latent, then the white field of the image noise
+        (and that of the coarse image noise, where one is estimated)."""
         margin = PATCH - 1  # the image noise is a valid convolution of a slightly larger white field
-        return [*self.latent_shapes(height, width), (self.in_channels, height + margin, width + margin)]
+        shapes = [*self.latent_shapes(height, width), (self.in_channels, height + margin, width + margin)]
+        if self.image_coarse_noise.is_estimated:
+            shapes.append(coarse_white_shape(self.image_coarse_noise, 1, height, width)[1:])
+        return shapes
 
     def sample_noise(
         self,
@@ -246,6 +251,10 @@ class DegradationFlow(nn.Module):
             )
         white = noise[self.num_levels]
         tiles.append(white[:, :, top : top + height + PATCH - 1, left : left + width + PATCH - 1])
+        if len(noise) > self.num_levels + 1:  # the coarse field, at half resolution
+            _, _, half_h, half_w = coarse_white_shape(self.image_coarse_noise, 1, height, width)
+            half_top, half_left = top // COARSE, left // COARSE
+            tiles.append(noise[-1][:, :, half_top : half_top + half_h, half_left : half_left + half_w])
         return tiles
 
     def degrade(
@@ -290,6 +299,9 @@ class DegradationFlow(nn.Module):
             synthesized = clean_lr
         if image_noise:
             synthesized = synthesized + temperature * self.image_noise(clean_lr, noise[self.num_levels])
+        if self.image_coarse_noise.is_estimated:
+            coarse = coarse_image_noise(self.image_coarse_noise, clean_lr, noise[self.num_levels + 1])
+            synthesized = synthesized + temperature * coarse
         return synthesized
 
 

@@ -27,6 +27,14 @@ texture) is capped at them. Where the real images are smoother than the
 clean ones (blur, compression) the difference is negative and no noise is
 added: blur and compression remain the flow's to model.
 
+An 8x8 patch with its mean removed holds little of noise correlated over
+more pixels: the colour blotches of a night shot or of a phone's noise
+reduction (``lowlight``: in flat regions, the residual's colour beyond 2 px
+had a std of 3.8-4.1 levels, the samples' 1.5, with the scenes the same).
+``estimate_coarse_noise`` measures what the fine estimate leaves of the
+colour at twice the scale, and ``coarse_image_noise`` samples it at half
+resolution (``model.image_coarse_noise``; on in the faithful config).
+
 Sampling filters white noise along each axis with the zero-phase kernel of
 its spectrum, scales it per pixel by the gain at the clean image's local
 brightness (interpolated between the brightness each bin was measured at)
@@ -166,7 +174,12 @@ def _selection_bias(shape: np.ndarray, variances: np.ndarray, fraction: float, c
 
 
 def estimate_noise(
-    clean_lr: list[np.ndarray], real_lr: list[np.ndarray], quiet_fraction: float = 0.05, seed: int = 0
+    clean_lr: list[np.ndarray],
+    real_lr: list[np.ndarray],
+    quiet_fraction: float = 0.05,
+    seed: int = 0,
+    frequencies: np.ndarray | None = None,
+    colour_only: bool = False,
 ) -> NoiseEstimate:
     """The real domain's noise beyond the clean domain's, from the quietest patches of both sets.
 
@@ -174,6 +187,8 @@ def estimate_noise(
         clean_lr, real_lr: (H, W, 3) float images in [0, 1]; unpaired, any sizes of at least 8x8.
         quiet_fraction: share of each brightness bin's patches, those of least variance, that are used.
         seed: picks the patches of images with more than ``MAX_PATCHES_PER_IMAGE``.
+        frequencies: (PATCH, PATCH) weights of the patches' DFT frequencies to measure (default: all).
+        colour_only: measure only the colour of the noise (each pixel's R, G, B minus their mean).
     """
     clean_bins, _ = _patches_by_brightness(clean_lr, seed)
     real_bins, real_brightness = _patches_by_brightness(real_lr, seed)
@@ -184,6 +199,8 @@ def estimate_noise(
             f"too few {PATCH}x{PATCH} patches to estimate the noise (clean {counts[0].sum()}, "
             f"real {counts[1].sum()}); the images are too small or too few"
         )
+    if colour_only:
+        clean_bins, real_bins = ([p - p.mean(axis=3, keepdims=True) for p in bins] for bins in (clean_bins, real_bins))
     clean_bins = [p[_quietest(p, quiet_fraction)] for p in clean_bins]
     real_quiet = [_quietest(p, quiet_fraction) for p in real_bins]
     real_bins = [p[quiet] for p, quiet in zip(real_bins, real_quiet)]
@@ -198,8 +215,9 @@ def estimate_noise(
 
     _, axes = np.linalg.eigh(channel_covariance(real_bins) - channel_covariance(clean_bins))
     axes = axes[:, ::-1].copy()  # strongest axis first
+    weights = np.ones((PATCH, PATCH)) if frequencies is None else frequencies
     spectra = {
-        b: np.clip(_power_spectrum(real_bins[b] @ axes) - _power_spectrum(clean_bins[b] @ axes), 0, None)
+        b: np.clip(_power_spectrum(real_bins[b] @ axes) - _power_spectrum(clean_bins[b] @ axes), 0, None) * weights
         for b in usable
     }
     shape = sum(spectra[b] * counts[1, b] for b in usable)
@@ -221,6 +239,96 @@ def estimate_noise(
     return NoiseEstimate(axes=axes, gains=capped, kernels=kernels, brightness=brightness, patch_counts=counts)
 
 
+COARSE = 2  # the coarse scale: the images averaged over 2x2 pixels, where an 8x8 patch spans 16x16 LR pixels
+# What the coarse scale measures: its patches' lowest frequencies (0 and +-1 of 8 along each axis, below 1/8
+# cycle per LR pixel), which the fine patches cannot resolve. Above them the fine estimate is in charge, and
+# whatever it reads low there (its quiet patches keep some noise out) is not the coarse scale's to make up:
+# measured on white noise, every frequency let the coarse scale add 0.7x the fine std as blotches.
+COARSE_FREQUENCIES = np.zeros((PATCH, PATCH))
+COARSE_FREQUENCIES[np.ix_([0, 1, PATCH - 1], [0, 1, PATCH - 1])] = 1.0
+
+
+def box_downscale(image: np.ndarray) -> np.ndarray:
+    """(H, W, C) -> (H // 2, W // 2, C): the mean of each 2x2 block (an odd last row or column is dropped)."""
+    height, width = image.shape[0] // COARSE * COARSE, image.shape[1] // COARSE * COARSE
+    blocks = np.asarray(image[:height, :width], dtype=np.float64)
+    return blocks.reshape(height // COARSE, COARSE, width // COARSE, COARSE, -1).mean(axis=(1, 3))
+
+
+def estimate_coarse_noise(
+    clean_lr: list[np.ndarray], real_lr: list[np.ndarray], fine: ImageNoise, quiet_fraction: float = 0.05
+) -> NoiseEstimate:
+    """The colour noise that the fine estimate misses at twice its scale: blotches larger than its 8x8 patches.
+
+    The same estimator on both sets averaged over 2x2 pixels, with the clean
+    set carrying the fine noise (``fine``), at the lowest frequencies of its
+    patches (``COARSE_FREQUENCIES``): what remains is noise correlated over
+    more than the fine patches hold (the chroma blotches of a night shot or of
+    a phone's noise reduction), which an 8x8 patch with its mean removed
+    cannot see. Only its colour is measured: at this scale the two unpaired
+    sets' quiet patches differ in shading far more than in colour (with the
+    scenes' luma, a source without blotches, ``grain``, read 4-30 levels
+    against the 0-1.7 the same estimator reads on its own scenes' true
+    degradation; colour alone 0-1.0). Sampled at half resolution and upsampled
+    (``coarse_image_noise``), whose interpolation softens the field: the gains
+    are raised so that the sampled field, averaged over 2x2 pixels again, has
+    the variance measured.
+
+    Args:
+        clean_lr, real_lr: (H, W, 3) float images in [0, 1], unpaired, as for ``estimate_noise``.
+        fine: the fine estimate, loaded.
+    """
+    noisy_clean = add_image_noise(fine, clean_lr, seed=1)
+    estimate = estimate_noise(
+        [box_downscale(image) for image in noisy_clean],
+        [box_downscale(image) for image in real_lr],
+        quiet_fraction,
+        frequencies=COARSE_FREQUENCIES,
+        colour_only=True,
+    )
+    # The end bins have one neighbour each: capped at it, as the inner ones are at theirs (``estimate_noise``).
+    estimate.gains[0] = np.minimum(estimate.gains[0], estimate.gains[1])
+    estimate.gains[-1] = np.minimum(estimate.gains[-1], estimate.gains[-2])
+    # How much of each axis's variance survives the upsampling and a 2x2 average back: one flat test field.
+    module = ImageNoise.from_estimate(
+        NoiseEstimate(
+            axes=np.eye(3),
+            gains=np.ones((NUM_BINS, 3)),
+            kernels=estimate.kernels,
+            brightness=estimate.brightness,
+            patch_counts=estimate.patch_counts,
+        )
+    )
+    grey = torch.full((1, 3, 256, 256), 0.5)
+    white = torch.randn(coarse_white_shape(module, 1, 256, 256), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        field = coarse_image_noise(module, grey, white)
+    kept = F.avg_pool2d(field, COARSE).var(dim=(0, 2, 3)).double().numpy()
+    estimate.gains = estimate.gains / np.sqrt(np.clip(kept, 0.05, None))[None, :]
+    return estimate
+
+
+def coarse_white_shape(noise: ImageNoise, batch: int, height: int, width: int) -> tuple[int, int, int, int]:
+    """The white field ``coarse_image_noise`` takes for ``height`` x ``width`` images: half size plus margins."""
+    return (batch, 3, -(-height // COARSE) + 2 + PATCH - 1, -(-width // COARSE) + 2 + PATCH - 1)
+
+
+def coarse_image_noise(noise: ImageNoise, clean_lr: torch.Tensor, white: torch.Tensor) -> torch.Tensor:
+    """``noise`` drawn at half resolution (brightness from the 2x2-averaged clean image), upsampled bilinearly.
+
+    ``white``: standard normal of ``coarse_white_shape``. One pixel of margin on
+    each side at half resolution lets the interpolation reach every border
+    pixel, so a tile whose top and left are even gets the whole image's field.
+    """
+    _, _, height, width = clean_lr.shape
+    half_h, half_w = -(-height // COARSE), -(-width // COARSE)
+    padded = F.pad(clean_lr, (0, half_w * COARSE - width, 0, half_h * COARSE - height), mode="replicate")
+    half = F.pad(F.avg_pool2d(padded, COARSE), (1, 1, 1, 1), mode="replicate")
+    field = F.interpolate(noise(half, white), scale_factor=COARSE, mode="bilinear", align_corners=False)
+    # Output pixel k of the upsampled padded field sits at full-resolution position k - 2.
+    return field[:, :, 2 : 2 + height, 2 : 2 + width]
+
+
 def training_lr_sets(
     clean_hr: list[np.ndarray], real_lr: list[np.ndarray], scale: int
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -237,16 +345,26 @@ def training_lr_sets(
     return clean_lr, [to_float32(np.asarray(image)) for image in spread_evenly(real_lr, MAX_IMAGES)]
 
 
-def add_image_noise(noise: ImageNoise, images: list[np.ndarray], seed: int = 0) -> list[np.ndarray]:
-    """``images`` ((H, W, 3) float in [0, 1]) with ``noise`` added, drawn from a generator seeded by ``seed``."""
+def add_image_noise(
+    noise: ImageNoise, images: list[np.ndarray], seed: int = 0, coarse: ImageNoise | None = None
+) -> list[np.ndarray]:
+    """``images`` ((H, W, 3) float in [0, 1]) with ``noise`` added, drawn from a generator seeded by ``seed``;
+    with ``coarse`` (an estimate of ``estimate_coarse_noise``), its noise too."""
     generator = torch.Generator().manual_seed(seed)
+    # A stream of its own: the fine noise's draws stay those of a flow without the coarse noise.
+    coarse_generator = torch.Generator().manual_seed(seed + 1_000_003)
     noisy = []
     with torch.no_grad():
         for image in images:
             clean = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
             white = torch.randn(1, 3, clean.shape[2] + PATCH - 1, clean.shape[3] + PATCH - 1, generator=generator)
             clean = clean.to(noise.gains.device)  # where the module is (a training's flow may be on a GPU)
-            noisy.append((clean + noise(clean, white))[0].permute(1, 2, 0).cpu().numpy())
+            added = noise(clean, white)
+            if coarse is not None and coarse.is_estimated:
+                shape = coarse_white_shape(coarse, 1, *clean.shape[2:])
+                coarse_white = torch.randn(shape, generator=coarse_generator)
+                added = added + coarse_image_noise(coarse, clean, coarse_white.to(clean.device))
+            noisy.append((clean + added)[0].permute(1, 2, 0).cpu().numpy())
     return noisy
 
 

@@ -62,7 +62,13 @@ from unpaired_sr.degradation.flow import (
     flow_optimizer,
 )
 from unpaired_sr.degradation.moments import DetailMoments
-from unpaired_sr.degradation.noise import add_image_noise, estimate_noise, spread_evenly, training_lr_sets
+from unpaired_sr.degradation.noise import (
+    add_image_noise,
+    estimate_coarse_noise,
+    estimate_noise,
+    spread_evenly,
+    training_lr_sets,
+)
 from unpaired_sr.degradation.samples import sample_figure
 
 
@@ -125,8 +131,16 @@ def estimate_image_degradations(
             raise UserError(f"{error}; or train without it: --model.image_noise false") from error
         flow.image_noise.load_estimate(estimate)
         lines.append(f"image noise {estimate.describe()}")
+        if model.image_coarse_noise and flow.image_noise.is_estimated:
+            coarse = estimate_coarse_noise(clean_lr, real_lr, flow.image_noise)
+            flow.image_coarse_noise.load_estimate(coarse)
+            lines.append(f"image coarse noise (2x2 px averaged) {coarse.describe()}")
     # Measured (and logged) either way, against the clean images with the image noise where there is one.
-    add_noise = partial(add_image_noise, flow.image_noise) if flow.image_noise.is_estimated else list
+    add_noise = (
+        partial(add_image_noise, flow.image_noise, coarse=flow.image_coarse_noise)
+        if flow.image_noise.is_estimated
+        else list
+    )
     clean_hr = hr_batches(spread_evenly(dataset.clean_hr.images, MAX_IMAGES), scale)
     aliasing = estimate_aliasing(clean_hr, real_lr, scale, add_noise)
     if np.isfinite(aliasing.excess).all():

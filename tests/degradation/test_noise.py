@@ -11,7 +11,16 @@ from tests.conftest import real_photo
 from unpaired_sr.common.checkpoint import load_checkpoint, save_checkpoint
 from unpaired_sr.degradation.checkpoint import build_flow, load_flow
 from unpaired_sr.degradation.config import FlowModelConfig
-from unpaired_sr.degradation.noise import NUM_BINS, PATCH, ImageNoise, NoiseEstimate, estimate_noise
+from unpaired_sr.degradation.noise import (
+    NUM_BINS,
+    PATCH,
+    ImageNoise,
+    NoiseEstimate,
+    coarse_image_noise,
+    coarse_white_shape,
+    estimate_coarse_noise,
+    estimate_noise,
+)
 
 LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -172,3 +181,74 @@ def test_checkpoints_from_before_the_image_noise_load_and_sample_as_they_did(tmp
     save_checkpoint(path, state)
     old, _ = load_flow(path)
     assert not old.image_noise.is_estimated
+
+
+def blotchy_noise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Fine grey grain plus colour blotches of about 3 px: what an 8x8 patch, its mean removed, mostly misses."""
+    fine = 0.01 * rng.standard_normal(image.shape[:2])[..., None]
+    blotches = cv2.GaussianBlur(rng.standard_normal(image.shape), (0, 0), 3.0)
+    blotches *= 0.03 / blotches.std()
+    blotches -= blotches.mean(axis=2, keepdims=True)  # colour only: R, G and B against each other
+    return np.round(np.clip(image + fine + blotches, 0, 1) * 255) / 255
+
+
+def low_pass_chroma_std(noise: np.ndarray) -> float:
+    """The std of a noise field's colour (each channel minus their mean) after a Gaussian of 2 px."""
+    chroma = noise - noise.mean(axis=2, keepdims=True)
+    return float(cv2.GaussianBlur(chroma.astype(np.float32), (0, 0), 2.0).std())
+
+
+def test_the_coarse_estimate_finds_the_blotches_the_fine_one_misses():
+    rng = np.random.default_rng(0)
+    clean = [small(name) for name in ("astronaut", "coffee", "chelsea", "rocket")]
+    noisy = [blotchy_noise(image, rng) for image in clean]
+    truth = np.mean([low_pass_chroma_std(n - c) for n, c in zip(noisy, clean)])
+    fine = ImageNoise.from_estimate(estimate_noise(clean, noisy))
+    coarse = ImageNoise.from_estimate(estimate_coarse_noise(clean, noisy, fine))
+    grey = torch.full((1, 3, 128, 128), 0.5)
+    generator = torch.Generator().manual_seed(0)
+    white = torch.randn(1, 3, 128 + PATCH - 1, 128 + PATCH - 1, generator=generator)
+    coarse_white = torch.randn(coarse_white_shape(coarse, 1, 128, 128), generator=generator)
+    with torch.no_grad():
+        fine_only = fine(grey, white)[0].permute(1, 2, 0).numpy()
+        both = fine_only + coarse_image_noise(coarse, grey, coarse_white)[0].permute(1, 2, 0).numpy()
+    # Measured: the blotches' low-pass colour std 0.0204; the fine noise alone 0.0067, with the coarse 0.0150
+    # (the quietest patches keep some of the blotches out, as they do the fine grain's low frequencies).
+    assert low_pass_chroma_std(fine_only) < 0.5 * truth
+    assert 0.6 * truth < low_pass_chroma_std(both) < 1.3 * truth
+
+
+def test_fine_noise_alone_gives_little_coarse_noise():
+    rng = np.random.default_rng(0)
+    clean = [small(name) for name in ("astronaut", "coffee", "chelsea", "rocket")]
+    noisy = [camera_noise(image, rng) for image in clean]  # white: all of it within an 8x8 patch
+    fine_estimate = estimate_noise(clean, noisy)
+    coarse_estimate = estimate_coarse_noise(clean, noisy, ImageNoise.from_estimate(fine_estimate))
+    # Measured: 0.07 of the fine noise's std, mean over bins and channels.
+    assert coarse_estimate.rgb_std().mean() < 0.15 * fine_estimate.rgb_std().mean()
+
+
+def test_coarse_noise_of_a_tile_is_that_region_of_the_whole_image():
+    flow = build_flow(FlowModelConfig(num_steps=2, hidden_channels=16, cond_channels=8, cond_blocks=1)).eval()
+    flow.image_noise.load_estimate(hand_made([0.02] * NUM_BINS))
+    flow.image_coarse_noise.load_estimate(hand_made([0.03] * NUM_BINS, np.full((PATCH, PATCH), 1 / PATCH)))
+    flow.sample_latent_shift = False
+    clean_lr = torch.from_numpy(small("astronaut")[:64, :64]).permute(2, 0, 1)[None].float()
+    noise = flow.sample_noise(1, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert len(noise) == flow.num_levels + 2
+    with torch.no_grad():
+        whole = flow.degrade(clean_lr, 1.0, noise=noise)
+        top, left = 16, 24
+        tile = flow.degrade(
+            clean_lr[:, :, top : top + 32, left : left + 32], 1.0, flow.crop_noise(noise, top, left, 32, 32)
+        )
+        coarse_only = whole - flow.image_noise(clean_lr, noise[flow.num_levels]) - clean_lr
+    # The brightness the gains follow is read off the tile, so its outermost pixels may differ a little.
+    torch.testing.assert_close(tile[:, :, 2:-2, 2:-2], whole[:, :, top + 2 : top + 30, left + 2 : left + 30])
+    assert float(coarse_only.std()) > 0.005  # the coarse noise is there, and smooth: neighbours agree
+    assert (
+        float(
+            torch.corrcoef(torch.stack([coarse_only[0, 0, :, :-1].flatten(), coarse_only[0, 0, :, 1:].flatten()]))[0, 1]
+        )
+        > 0.8
+    )
