@@ -20,17 +20,18 @@ summed over 32x32 Hann-windowed tiles. A sensor's rows and columns are where
 it skips, so the axes are measured apart: a field of an interlaced frame
 aliases vertically and is soft horizontally. The real images' value is
 compared with the clean ones' (bicubic, with the estimated image noise added
-and rounded to 8 bits, since noise raises the high band too), and the excess
+in four draws, ``noisy_copies``, and rounded to 8 bits, since noise raises
+the high band too), and the excess
 is read off the same clean photos point-sampled after a grid of Gaussians
 (0.075-0.375 LR px; at 0.375 the sampling is as soft as bicubic) with the same
 noise. Measured on the benchmarks (x4; vertical / horizontal, high-band power
 against the clean images'): ``dashcam`` (pixels skipped after 0.3-0.6 HR px)
-2.25x / 1.67x, read as 0.16 / 0.21 LR px; ``camcorder`` (lines skipped, each
-line blurred by 1.2-2.2 HR px) 2.11x / 0.57x, read as 0.19 LR px / bicubic;
-``thumbnail`` (OpenCV's cubic resize, no anti-alias filter) 2.29x / 1.93x;
-``actioncam`` (pixels binned in pairs, every other pair kept) 2.19x / 1.54x;
+2.18x / 1.68x, read as 0.17 / 0.21 LR px; ``camcorder`` (lines skipped, each
+line blurred by 1.2-2.2 HR px) 2.05x / 0.57x, read as 0.19 LR px / bicubic;
+``thumbnail`` (OpenCV's cubic resize, no anti-alias filter) 2.25x / 1.93x;
+``actioncam`` (pixels binned in pairs, every other pair kept) 2.08x / 1.56x;
 ``stream`` (a bilinear 2x downscale without an anti-alias filter, then
-sharpening) 1.38x / 1.29x; the nine others 0.35x-0.97x, where blur, JPEG and
+sharpening) 1.36x / 1.29x; the nine others 0.35x-0.97x, where blur, JPEG and
 noise reduction empty the high band. Two sets of four other photos differ
 by up to 1.48x (log10 0.17; 60 random splits of the bundled photos, median
 0.07), so a source counts as aliasing only where one axis reaches 1.58x

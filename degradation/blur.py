@@ -55,12 +55,13 @@ Sharpening is the other side of the same statistic: a camera or a player
 that sharpens makes edges steeper than the clean images' (``stream``: the
 edge ratio 2.16-2.24 against the clean images' 1.95-2.06). Noise does too,
 so the amount is read off clean images sharpened by a grid of unsharp masks
-(radius 1 LR px) *with the estimated image noise added*, and, since the
+(radius 1 LR px) *with the estimated image noise added* (four draws of it:
+over single draws ``stream`` read 0.31-0.51), and, since the
 statistic of two unpaired sets of other scenes differs by orientation by up
 to the effect itself (``grain``'s real set reads 0.67 in one orientation and
 0 in two), the estimate is the least amount over the orientations: only a
 set that is sharper at every orientation counts as sharpened. Measured on
-the benchmarks: ``stream`` 0.41 (0.41-1.27 by orientation; its player
+the benchmarks: ``stream`` 0.39 (0.39-1.26 by orientation; its player
 sharpens by 0.3-0.6 at radius 0.8 after a softening bilinear downscale), 0
 on ``camera``, ``grain``, ``lowlight``, ``blur_jpeg`` and ``handheld`` (whose
 sharpening undoes its camera shake at the edges). Unlike the blur, SR

@@ -63,9 +63,9 @@ from unpaired_sr.degradation.flow import (
 )
 from unpaired_sr.degradation.moments import DetailMoments
 from unpaired_sr.degradation.noise import (
-    add_image_noise,
     estimate_coarse_noise,
     estimate_noise,
+    noisy_copies,
     spread_evenly,
     training_lr_sets,
 )
@@ -137,7 +137,7 @@ def estimate_image_degradations(
             lines.append(f"image coarse noise (2x2 px averaged) {coarse.describe()}")
     # Measured (and logged) either way, against the clean images with the image noise where there is one.
     add_noise = (
-        partial(add_image_noise, flow.image_noise, coarse=flow.image_coarse_noise)
+        partial(noisy_copies, flow.image_noise, coarse=flow.image_coarse_noise)
         if flow.image_noise.is_estimated
         else list
     )

@@ -16,10 +16,12 @@ from unpaired_sr.degradation.noise import (
     PATCH,
     ImageNoise,
     NoiseEstimate,
+    add_image_noise,
     coarse_image_noise,
     coarse_white_shape,
     estimate_coarse_noise,
     estimate_noise,
+    noisy_copies,
 )
 
 LUMA = np.array([0.299, 0.587, 0.114])
@@ -252,3 +254,13 @@ def test_coarse_noise_of_a_tile_is_that_region_of_the_whole_image():
         )
         > 0.8
     )
+
+
+def test_calibrations_get_several_draws_of_the_noise():
+    noise = ImageNoise.from_estimate(hand_made([0.02] * NUM_BINS))
+    images = [np.full((16, 16, 3), 0.5), np.full((12, 20, 3), 0.3)]
+    copies = noisy_copies(noise, images, draws=3)
+    assert [copy.shape for copy in copies] == [image.shape for image in images] * 3
+    for first, again in zip(copies[:2], add_image_noise(noise, images, seed=0)):
+        np.testing.assert_array_equal(first, again)  # the first draw is the single draw of before
+    assert np.abs(copies[0] - copies[2]).mean() > 0.005  # the next draw is another one
