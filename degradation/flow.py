@@ -220,7 +220,7 @@ class DegradationFlow(nn.Module):
         margin = PATCH - 1  # the image noise is a valid convolution of a slightly larger white field
         shapes = [*self.latent_shapes(height, width), (self.in_channels, height + margin, width + margin)]
         if self.image_coarse_noise.is_estimated:
-            shapes.append(coarse_white_shape(self.image_coarse_noise, 1, height, width)[1:])
+            shapes.append(coarse_white_shape(1, height, width)[1:])
         return shapes
 
     def sample_noise(
@@ -252,7 +252,7 @@ class DegradationFlow(nn.Module):
         white = noise[self.num_levels]
         tiles.append(white[:, :, top : top + height + PATCH - 1, left : left + width + PATCH - 1])
         if len(noise) > self.num_levels + 1:  # the coarse field, at half resolution
-            _, _, half_h, half_w = coarse_white_shape(self.image_coarse_noise, 1, height, width)
+            _, _, half_h, half_w = coarse_white_shape(1, height, width)
             half_top, half_left = top // COARSE, left // COARSE
             tiles.append(noise[-1][:, :, half_top : half_top + half_h, half_left : half_left + half_w])
         return tiles
@@ -275,9 +275,10 @@ class DegradationFlow(nn.Module):
         (the flow keeps what it does to the content: blur, compression, casts)
         and the noise is the estimated image noise at ``temperature``; without
         ``sample_latent_shift`` the latents are left alone and the sample is the
-        clean image plus that noise. Differentiable with respect to the flow's
-        parameters. The clean image is first blurred by the estimated blur
-        (``prepare_clean``; ``seeds``: those the caller compresses the samples with, if it does).
+        clean image plus that noise (and the coarse colour noise, where one is
+        estimated). Differentiable with respect to the flow's parameters. The
+        clean image is first blurred by the estimated blur (``prepare_clean``;
+        ``seeds``: those the caller compresses the samples with, if it does).
         """
         clean_lr = self.prepare_clean(clean_lr, seeds)
         if noise is None:

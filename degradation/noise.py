@@ -300,7 +300,7 @@ def estimate_coarse_noise(
         )
     )
     grey = torch.full((1, 3, 256, 256), 0.5)
-    white = torch.randn(coarse_white_shape(module, 1, 256, 256), generator=torch.Generator().manual_seed(0))
+    white = torch.randn(coarse_white_shape(1, 256, 256), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         field = coarse_image_noise(module, grey, white)
     kept = F.avg_pool2d(field, COARSE).var(dim=(0, 2, 3)).double().numpy()
@@ -308,7 +308,7 @@ def estimate_coarse_noise(
     return estimate
 
 
-def coarse_white_shape(noise: ImageNoise, batch: int, height: int, width: int) -> tuple[int, int, int, int]:
+def coarse_white_shape(batch: int, height: int, width: int) -> tuple[int, int, int, int]:
     """The white field ``coarse_image_noise`` takes for ``height`` x ``width`` images: half size plus margins."""
     return (batch, 3, -(-height // COARSE) + 2 + PATCH - 1, -(-width // COARSE) + 2 + PATCH - 1)
 
@@ -361,7 +361,7 @@ def add_image_noise(
             clean = clean.to(noise.gains.device)  # where the module is (a training's flow may be on a GPU)
             added = noise(clean, white)
             if coarse is not None and coarse.is_estimated:
-                shape = coarse_white_shape(coarse, 1, *clean.shape[2:])
+                shape = coarse_white_shape(1, *clean.shape[2:])
                 coarse_white = torch.randn(shape, generator=coarse_generator)
                 added = added + coarse_image_noise(coarse, clean, coarse_white.to(clean.device))
             noisy.append((clean + added)[0].permute(1, 2, 0).cpu().numpy())

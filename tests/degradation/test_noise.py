@@ -210,7 +210,7 @@ def test_the_coarse_estimate_finds_the_blotches_the_fine_one_misses():
     grey = torch.full((1, 3, 128, 128), 0.5)
     generator = torch.Generator().manual_seed(0)
     white = torch.randn(1, 3, 128 + PATCH - 1, 128 + PATCH - 1, generator=generator)
-    coarse_white = torch.randn(coarse_white_shape(coarse, 1, 128, 128), generator=generator)
+    coarse_white = torch.randn(coarse_white_shape(1, 128, 128), generator=generator)
     with torch.no_grad():
         fine_only = fine(grey, white)[0].permute(1, 2, 0).numpy()
         both = fine_only + coarse_image_noise(coarse, grey, coarse_white)[0].permute(1, 2, 0).numpy()
