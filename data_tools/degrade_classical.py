@@ -55,6 +55,10 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   binning pixel pairs and then skipping every other one (half an anti-alias
   filter: detail still aliases), strong in-camera sharpening of the luma,
   signal-dependent noise, JPEG 55-80.
+* ``messenger``: held out for the shipped design of the twenty-second round
+  (fixed, 2026-12-05, before any flow saw it): a photo shared through a
+  messaging app, shrunk by pixel averaging and re-encoded as lossy WebP
+  25-55, the first source here compressed by another codec than JPEG.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -121,6 +125,14 @@ def jpeg(image: np.ndarray, quality: int, subsampling_420: bool = True) -> np.nd
         params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
     ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(bgr), params)
     assert ok, "OpenCV failed to encode a JPEG"
+    return cv2.imdecode(encoded, cv2.IMREAD_COLOR)[:, :, ::-1].astype(np.float32) / 255.0
+
+
+def webp(image: np.ndarray, quality: int) -> np.ndarray:
+    """Round-trip through lossy 8-bit WebP at ``quality`` (VP8: 4x4 transforms, 4:2:0 chroma, a loop filter)."""
+    bgr = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)[:, :, ::-1]
+    ok, encoded = cv2.imencode(".webp", np.ascontiguousarray(bgr), [cv2.IMWRITE_WEBP_QUALITY, int(quality)])
+    assert ok, "OpenCV failed to encode a WebP image"
     return cv2.imdecode(encoded, cv2.IMREAD_COLOR)[:, :, ::-1].astype(np.float32) / 255.0
 
 
@@ -511,6 +523,26 @@ def degrade_actioncam(hr: np.ndarray, scale: int, rng: np.random.Generator) -> n
     return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(55, 81)))
 
 
+def degrade_messenger(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A photo sent through a messaging app: the phone's photo, shrunk by pixel averaging, re-encoded as WebP.
+
+    The phone's full-size photo carries faint signal-dependent noise and its
+    own high-quality JPEG; the app shrinks it with an area filter (each LR
+    pixel the mean of its HR block: a box, not bicubic's kernel, and the
+    noise averaged down) and re-encodes it as lossy WebP at quality 25-55.
+    VP8's 4x4 transforms and loop filter smooth texture and ring at edges
+    without JPEG's 8x8 block grid, and its chroma is at half resolution.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    gain, read = rng.uniform(0.0002, 0.0008), rng.uniform(0.00001, 0.00003)
+    shared = rng.standard_normal(hr.shape[:2] + (1,)).astype(np.float32)
+    own = rng.standard_normal(hr.shape).astype(np.float32)
+    noisy = hr.astype(np.float32) + np.sqrt(gain * np.clip(hr, 0, 1) + read) * (0.5 * shared + 0.87 * own)
+    photo = jpeg(np.clip(noisy, 0, 1).astype(np.float32), int(rng.integers(90, 97)))
+    shrunk = cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA)
+    return webp(np.clip(shrunk, 0, 1).astype(np.float32), int(rng.integers(25, 56)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -529,6 +561,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "camcorder": degrade_camcorder,
     "thumbnail": degrade_thumbnail,
     "actioncam": degrade_actioncam,
+    "messenger": degrade_messenger,
 }
 
 
