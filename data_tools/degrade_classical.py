@@ -59,6 +59,9 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   (fixed, 2026-12-05, before any flow saw it): a photo shared through a
   messaging app, shrunk by pixel averaging and re-encoded as lossy WebP
   25-55, the first source here compressed by another codec than JPEG.
+* ``gallery``: held out for the design that the results on ``messenger``
+  call for (fixed, 2026-12-05, before it was written): a cloud gallery's
+  preview, shrunk with Lanczos and stored as AVIF 30-60 (AV1 intra).
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -134,6 +137,22 @@ def webp(image: np.ndarray, quality: int) -> np.ndarray:
     ok, encoded = cv2.imencode(".webp", np.ascontiguousarray(bgr), [cv2.IMWRITE_WEBP_QUALITY, int(quality)])
     assert ok, "OpenCV failed to encode a WebP image"
     return cv2.imdecode(encoded, cv2.IMREAD_COLOR)[:, :, ::-1].astype(np.float32) / 255.0
+
+
+def avif(image: np.ndarray, quality: int) -> np.ndarray:
+    """Round-trip through lossy 8-bit AVIF at ``quality`` with Pillow (AV1 intra: variable blocks, deblocking, CDEF)."""
+    import io
+
+    from PIL import Image, features
+
+    if not features.check("avif"):
+        raise UserError("this Pillow has no AVIF support; the gallery preset needs Pillow >= 11.3")
+    buffer = io.BytesIO()
+    Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8)).save(
+        buffer, format="AVIF", quality=int(quality)
+    )
+    buffer.seek(0)
+    return np.asarray(Image.open(buffer).convert("RGB"), dtype=np.float32) / 255.0
 
 
 def gaussian_noise(image: np.ndarray, rng: np.random.Generator, sigma: float, gray: bool) -> np.ndarray:
@@ -543,6 +562,29 @@ def degrade_messenger(hr: np.ndarray, scale: int, rng: np.random.Generator) -> n
     return webp(np.clip(shrunk, 0, 1).astype(np.float32), int(rng.integers(25, 56)))
 
 
+def degrade_gallery(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A cloud photo gallery's preview: the phone's photo, shrunk with Lanczos, stored as AVIF.
+
+    The phone's full-size photo carries faint signal-dependent noise and its
+    own high-quality JPEG; the gallery shrinks it with Pillow's Lanczos filter
+    (sharper than bicubic's, with ringing lobes) and stores the preview as
+    lossy AVIF at quality 30-60: AV1's intra coding, whose variable block
+    sizes, directional prediction and deblocking and CDEF filters leave
+    smooth, painterly texture rather than blocks.
+    """
+    from PIL import Image
+
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    gain, read = rng.uniform(0.0002, 0.0008), rng.uniform(0.00001, 0.00003)
+    shared = rng.standard_normal(hr.shape[:2] + (1,)).astype(np.float32)
+    own = rng.standard_normal(hr.shape).astype(np.float32)
+    noisy = hr.astype(np.float32) + np.sqrt(gain * np.clip(hr, 0, 1) + read) * (0.5 * shared + 0.87 * own)
+    photo = jpeg(np.clip(noisy, 0, 1).astype(np.float32), int(rng.integers(92, 98)))
+    pixels = Image.fromarray((photo * 255).round().astype(np.uint8))
+    preview = np.asarray(pixels.resize((width, height), Image.Resampling.LANCZOS), dtype=np.float32) / 255.0
+    return avif(preview, int(rng.integers(30, 61)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -562,6 +604,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "thumbnail": degrade_thumbnail,
     "actioncam": degrade_actioncam,
     "messenger": degrade_messenger,
+    "gallery": degrade_gallery,
 }
 
 
