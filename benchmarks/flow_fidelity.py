@@ -132,6 +132,12 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=2000)
     parser.add_argument("--temperatures", default=",".join(map(str, TEMPERATURES)))
     parser.add_argument("--classifier-steps", type=int, default=300)
+    parser.add_argument(
+        "--classifier-splits",
+        type=int,
+        default=1,
+        help="photo splits the classifier is averaged over (the README's tables: 1, seed 0; its split table: 5)",
+    )
     parser.add_argument("--keep-low-pass-sigma", type=float, help="override the flow's keep_low_pass_sigma")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--output", "--out", dest="out", default="runs/flow_fidelity")
@@ -159,7 +165,12 @@ def main() -> None:
             flow.keep_low_pass_sigma = args.keep_low_pass_sigma
         entry["keep_low_pass_sigma"] = flow.keep_low_pass_sigma
         rows, latents, figure, noise_level = evaluate(
-            flow, bench, temperatures, flow_config.model.dequant_bins, classifier_steps=args.classifier_steps
+            flow,
+            bench,
+            temperatures,
+            flow_config.model.dequant_bins,
+            classifier_steps=args.classifier_steps,
+            classifier_splits=args.classifier_splits,
         )
         entry.update(arms=rows, latents=latents)
         if noise_level is not None:

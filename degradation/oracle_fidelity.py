@@ -139,7 +139,13 @@ def noise_level_check(flow, clean_lr: list[np.ndarray], oracle_lr: list[np.ndarr
 
 
 def evaluate(
-    flow, bench: Path, temperatures: tuple[float, ...], num_bins: int, seed: int = 0, classifier_steps: int = 300
+    flow,
+    bench: Path,
+    temperatures: tuple[float, ...],
+    num_bins: int,
+    seed: int = 0,
+    classifier_steps: int = 300,
+    classifier_splits: int = 1,
 ):
     meta = json.loads((bench / "benchmark.json").read_text())
     scale, preset = meta["scale"], meta["degradation"]
@@ -186,10 +192,12 @@ def evaluate(
                 [images[n] for n in names],
                 steps=classifier_steps,
                 seed=seed,
+                splits=classifier_splits,
                 real_groups=real_groups,
                 synthesized_groups=[photo_group(n) for n in names],
             )
             row["two_sample_accuracy"] = test["accuracy"]
+            row["two_sample_split_accuracies"] = test["split_accuracies"]
         rows.append(row)
     latents = latent_check(
         flow, [clean_tensors[n] for n in names], [image_to_tensor(image) for image in real_lr[: len(names)]], num_bins

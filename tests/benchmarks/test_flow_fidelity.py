@@ -101,6 +101,28 @@ def test_two_sample_classifier_tells_noise_and_not_a_reseeded_truth():
     assert photo_group("rocket_t003") == "rocket" and photo_group("0001_s012") == "0001" and photo_group("a_t") == "a_t"
 
 
+def test_two_sample_accuracy_averages_over_photo_splits_and_the_verdict_needs_a_telling_reference():
+    from unpaired_sr.degradation.fidelity import verdict
+
+    rng = np.random.default_rng(0)
+    images = [rng.random((40, 40, 3)) for _ in range(8)]
+    groups = ["a", "a", "b", "b", "c", "c", "d", "d"]
+    kwargs = {"steps": 5, "test_crops": 16, "real_groups": groups, "synthesized_groups": groups}
+    noisy = [np.clip(image + rng.normal(0, 0.03, image.shape), 0, 1) for image in images]
+    three = two_sample_accuracy(noisy, images[::-1], seed=4, splits=3, **kwargs)
+    singles = [two_sample_accuracy(noisy, images[::-1], seed=4 + k, **kwargs)["accuracy"] for k in range(3)]
+    assert three["split_accuracies"] == singles  # split k is the one-split test at seed + k
+    assert three["accuracy"] == pytest.approx(np.mean(three["split_accuracies"]))
+    assert three["stderr"] == pytest.approx(np.std(three["split_accuracies"], ddof=1) / np.sqrt(3))
+    with pytest.raises(ValueError, match="splits must be at least 1"):
+        two_sample_accuracy(images, images, splits=0)
+    # No verdict on the flow where the classifier cannot tell the clean images from the real ones either.
+    assert verdict(0.52, 0.55).startswith("inconclusive")
+    assert verdict(0.60, 0.95) == "hard to tell apart"
+    assert verdict(0.80, 0.95).startswith("distinguishable, but closer")
+    assert verdict(0.93, 0.95).startswith("no closer")
+
+
 @pytest.mark.slow
 def test_fidelity_command_on_a_tiny_flow(tmp_path):
     from tests.conftest import tiny_flow_config
@@ -118,10 +140,11 @@ def test_fidelity_command_on_a_tiny_flow(tmp_path):
         write_image(real / f"{name}.png", np.clip(downscale(real_photo(name, 192), 4), 0, 1))
     command = [sys.executable, "-m", "degradation.fidelity", "--ckpt", str(tmp_path / "run/checkpoints/last.pt")]
     command += ["--clean-dir", str(clean), "--real-dir", str(real), "--output", str(tmp_path / "out")]
-    command += ["--steps", "5", "--device", "cpu"]
+    command += ["--steps", "5", "--splits", "2", "--device", "cpu"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "two-sample classifier accuracy" in result.stdout and "colour shift" in result.stdout
+    assert "(splits " in result.stdout
     assert (tmp_path / "out" / "fidelity.png").exists() and (tmp_path / "out" / "fidelity.json").exists()
     command[command.index(str(real))] = str(clean / "chelsea.png")
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
