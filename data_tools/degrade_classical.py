@@ -59,8 +59,9 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   (fixed, 2026-12-05, before any flow saw it): a photo shared through a
   messaging app, shrunk by pixel averaging and re-encoded as lossy WebP
   25-55, the first source here compressed by another codec than JPEG.
-* ``gallery``: held out for the design that the results on ``messenger``
-  call for (fixed, 2026-12-05, before it was written): a cloud gallery's
+* ``gallery``: held out (fixed, 2026-12-05, before any flow saw it) for a
+  compression design in case ``messenger``'s results called for one; they
+  did not, so it judged the shipped defaults too: a cloud gallery's
   preview, shrunk with Lanczos and stored as AVIF 30-60 (AV1 intra).
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
