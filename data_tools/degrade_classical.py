@@ -543,6 +543,16 @@ def degrade_actioncam(hr: np.ndarray, scale: int, rng: np.random.Generator) -> n
     return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(55, 81)))
 
 
+def phone_photo(hr: np.ndarray, rng: np.random.Generator, qualities: tuple[int, int]) -> np.ndarray:
+    """A phone's full-size photo of ``hr``: faint signal-dependent noise, partly shared by the channels, and the
+    phone's own JPEG at a quality in ``qualities`` (inclusive), before an app or a gallery shrinks it."""
+    gain, read = rng.uniform(0.0002, 0.0008), rng.uniform(0.00001, 0.00003)
+    shared = rng.standard_normal(hr.shape[:2] + (1,)).astype(np.float32)
+    own = rng.standard_normal(hr.shape).astype(np.float32)
+    noisy = hr.astype(np.float32) + np.sqrt(gain * np.clip(hr, 0, 1) + read) * (0.5 * shared + 0.87 * own)
+    return jpeg(np.clip(noisy, 0, 1).astype(np.float32), int(rng.integers(qualities[0], qualities[1] + 1)))
+
+
 def degrade_messenger(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
     """A photo sent through a messaging app: the phone's photo, shrunk by pixel averaging, re-encoded as WebP.
 
@@ -554,11 +564,7 @@ def degrade_messenger(hr: np.ndarray, scale: int, rng: np.random.Generator) -> n
     without JPEG's 8x8 block grid, and its chroma is at half resolution.
     """
     height, width = hr.shape[0] // scale, hr.shape[1] // scale
-    gain, read = rng.uniform(0.0002, 0.0008), rng.uniform(0.00001, 0.00003)
-    shared = rng.standard_normal(hr.shape[:2] + (1,)).astype(np.float32)
-    own = rng.standard_normal(hr.shape).astype(np.float32)
-    noisy = hr.astype(np.float32) + np.sqrt(gain * np.clip(hr, 0, 1) + read) * (0.5 * shared + 0.87 * own)
-    photo = jpeg(np.clip(noisy, 0, 1).astype(np.float32), int(rng.integers(90, 97)))
+    photo = phone_photo(hr, rng, qualities=(90, 96))
     shrunk = cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA)
     return webp(np.clip(shrunk, 0, 1).astype(np.float32), int(rng.integers(25, 56)))
 
@@ -576,11 +582,7 @@ def degrade_gallery(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.
     from PIL import Image
 
     height, width = hr.shape[0] // scale, hr.shape[1] // scale
-    gain, read = rng.uniform(0.0002, 0.0008), rng.uniform(0.00001, 0.00003)
-    shared = rng.standard_normal(hr.shape[:2] + (1,)).astype(np.float32)
-    own = rng.standard_normal(hr.shape).astype(np.float32)
-    noisy = hr.astype(np.float32) + np.sqrt(gain * np.clip(hr, 0, 1) + read) * (0.5 * shared + 0.87 * own)
-    photo = jpeg(np.clip(noisy, 0, 1).astype(np.float32), int(rng.integers(92, 98)))
+    photo = phone_photo(hr, rng, qualities=(92, 97))
     pixels = Image.fromarray((photo * 255).round().astype(np.uint8))
     preview = np.asarray(pixels.resize((width, height), Image.Resampling.LANCZOS), dtype=np.float32) / 255.0
     return avif(preview, int(rng.integers(30, 61)))
