@@ -63,6 +63,11 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   compression design in case ``messenger``'s results called for one; they
   did not, so it judged the shipped defaults too: a cloud gallery's
   preview, shrunk with Lanczos and stored as AVIF 30-60 (AV1 intra).
+* ``archive``: held out for the twenty-third round's compression design
+  (fixed, 2026-12-05, before that design was written): a digital library's
+  JPEG 2000 derivative of a scanned print (scanner blur and faint noise, a
+  bilinear shrink, then the wavelet codec at 28-34 dB), compressed without
+  blocks.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -138,6 +143,23 @@ def webp(image: np.ndarray, quality: int) -> np.ndarray:
     ok, encoded = cv2.imencode(".webp", np.ascontiguousarray(bgr), [cv2.IMWRITE_WEBP_QUALITY, int(quality)])
     assert ok, "OpenCV failed to encode a WebP image"
     return cv2.imdecode(encoded, cv2.IMREAD_COLOR)[:, :, ::-1].astype(np.float32) / 255.0
+
+
+def jpeg2000(image: np.ndarray, psnr: float) -> np.ndarray:
+    """Round-trip through lossy 8-bit JPEG 2000 with Pillow (OpenJPEG: the irreversible 9/7 wavelet over the whole
+    image, no block grid, colour at full resolution), at the rate that reaches ``psnr`` dB. A target fidelity
+    rather than a compression ratio, since on small tiles the codestream's headers would take a fixed ratio's
+    whole budget."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8)).save(
+        buffer, format="JPEG2000", quality_mode="dB", quality_layers=[float(psnr)], irreversible=True
+    )
+    buffer.seek(0)
+    return np.asarray(Image.open(buffer).convert("RGB"), dtype=np.float32) / 255.0
 
 
 def avif(image: np.ndarray, quality: int) -> np.ndarray:
@@ -588,6 +610,29 @@ def degrade_gallery(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.
     return avif(preview, int(rng.integers(30, 61)))
 
 
+def degrade_archive(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A digital library's derivative of a scanned print, served as JPEG 2000.
+
+    The flatbed scanner's optics soften the print (a Gaussian of 0.7-1.1 HR
+    px) and its sensor adds faint, mostly luminance noise; the library's
+    image server shrinks the master with Pillow's bilinear filter (a triangle
+    kernel, softer than bicubic's) and encodes the derivative with the 9/7
+    wavelet at a target of 28-34 dB PSNR. The wavelet codec has no
+    blocks: it blurs texture, rings around edges and leaves colour at full
+    resolution.
+    """
+    from PIL import Image
+
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    scan = cv2.GaussianBlur(hr.astype(np.float32), (0, 0), rng.uniform(0.7, 1.1), borderType=cv2.BORDER_REFLECT_101)
+    luma = rng.standard_normal(hr.shape[:2] + (1,)).astype(np.float32)
+    colour = rng.standard_normal(hr.shape).astype(np.float32)
+    scan += rng.uniform(0.5, 1.5) / 255.0 * (0.9 * luma + 0.45 * colour)
+    pixels = Image.fromarray((np.clip(scan, 0, 1) * 255).round().astype(np.uint8))
+    derivative = np.asarray(pixels.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
+    return jpeg2000(derivative, rng.uniform(28.0, 34.0))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -608,6 +653,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "actioncam": degrade_actioncam,
     "messenger": degrade_messenger,
     "gallery": degrade_gallery,
+    "archive": degrade_archive,
 }
 
 
