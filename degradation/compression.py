@@ -14,6 +14,24 @@ are not estimated. The real images' noise estimate (``degradation/noise.py``)
 is read from the compressed images, so compressing the samples compresses
 noise that compression has already thinned once: one reason, untested, why
 SR on compressed samples scored lower (README: fidelity).
+
+Other codecs (WebP, AVIF, JPEG 2000, video) and a JPEG resized after
+compression leave no lattice. What every lossy codec does leave is its loss
+of detail: transform coefficients below the quantization step vanish, so
+low-contrast texture flattens while strong edges keep their weight, and
+colour loses its fine detail first. ``estimate_equivalent_jpeg`` measures
+that without pairs, as a profile of the images' detail (``detail_profile``),
+and finds the JPEG quality whose loss of detail, applied to the clean images
+as the samples are before compression, matches the real images' profile.
+JPEG stands in for the unknown codec: samples are compressed at the
+qualities that match. Training runs it where the lattice shows in no real
+image. Where the lattice does show, on the thirteen JPEG benchmarks, the
+range it matches overlaps the qualities read off the lattice on eleven;
+``phone`` (noise reduction) and ``camcorder`` (colour at a quarter of the
+width) read as 30-55 and 35-50 against 84-88 and 73-92: the profile takes
+any loss of fine, low-contrast detail for compression. Noise, sharpening,
+and a blur the samples carry too (the blur estimate's) do not read as
+compression; a blur they lack does (the tests and README: fidelity).
 """
 
 from __future__ import annotations
@@ -219,3 +237,124 @@ class ImageCompression(nn.Module):
             compressed.append(jpeg_round_trip(image, quality) if quality > 0 else image)
         result = torch.from_numpy(np.stack(compressed)).permute(0, 3, 1, 2).to(images.device, images.dtype) / 255
         return images + (result - images).detach()
+
+
+# ----------------------------------------------------------------------------- any codec, matched as JPEG
+
+PROFILE_STRIDE = 3  # 8x8 windows every 3 px: each phase of an 8 (or 4) px block grid equally often
+# Windows are binned by the RMS of their lowest AC frequencies (u + v = 1, 2), in levels: a codec's
+# quantization step is absolute, so how much of a window's detail survives depends on its contrast.
+CONTRAST_EDGES = (0.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, np.inf)
+_FREQUENCY_SUM = np.add.outer(np.arange(8), np.arange(8))
+LOW_BAND = (_FREQUENCY_SUM >= 1) & (_FREQUENCY_SUM <= 2)
+DETAIL_BANDS = (
+    (_FREQUENCY_SUM >= 3) & (_FREQUENCY_SUM <= 4),
+    (_FREQUENCY_SUM >= 5) & (_FREQUENCY_SUM <= 7),
+    _FREQUENCY_SUM >= 8,
+)
+MIN_WINDOWS = 100  # windows a contrast bin needs in both sets before it counts
+ENERGY_FLOOR = 0.05  # levels^2: keeps the log finite where a codec empties a band
+EQUIVALENT_QUALITIES = tuple(range(10, 100, 5))
+# The best quality's distance at most this share of no compression's. On the sixteen benchmarks, every one
+# compressed, the best share was 0.03-0.13 (the thirteen whose JPEG lattice shows; light flows) and 0.05,
+# 0.07 and 0.23 (messenger, gallery and stream, which show none). On bicubic images of other photos, and
+# on those with noise, sharpening, or blur and noise added, no compression matched best; with a blur alone
+# (0.7 LR px, the samples blurred by the estimate, 0.6) the best JPEG's share was 0.33-0.82 over photo subsets.
+CLEAR_MATCH = 0.25
+NEAR_BEST = 1.1  # the qualities within 10% of the best distance form the range samples draw from
+
+
+@dataclass
+class DetailProfile:
+    """Per plane (Y, Cb, Cr) and contrast bin: the log mean energy of each detail band, and the window count."""
+
+    log_energy: np.ndarray  # (3, bins, bands)
+    windows: np.ndarray  # (3, bins)
+
+
+def detail_profile(images: list[np.ndarray]) -> DetailProfile:
+    """The detail profile of RGB images in [0, 1] (8-bit values): how much detail windows of each contrast keep."""
+    bins, bands = len(CONTRAST_EDGES) - 1, len(DETAIL_BANDS)
+    energy_sums, windows = np.zeros((3, bins, bands)), np.zeros((3, bins))
+    for image in images:
+        planes = np.round(np.clip(image[..., :3].astype(np.float64), 0, 1) * 255) @ RGB_TO_YCBCR.T
+        for channel in range(3):
+            plane = planes[..., channel]
+            if min(plane.shape) < 8:
+                continue
+            view = np.lib.stride_tricks.sliding_window_view(plane, (8, 8))[::PROFILE_STRIDE, ::PROFILE_STRIDE]
+            energy = (DCT @ view.reshape(-1, 8, 8) @ DCT.T) ** 2
+            contrast = np.sqrt(energy[:, LOW_BAND].mean(axis=1))
+            contrast_bin = np.digitize(contrast, CONTRAST_EDGES[1:-1])
+            band_energy = np.stack([energy[:, band].mean(axis=1) for band in DETAIL_BANDS], axis=1)
+            np.add.at(energy_sums[channel], contrast_bin, band_energy)
+            windows[channel] += np.bincount(contrast_bin, minlength=bins)
+    mean_energy = energy_sums / np.maximum(windows, 1)[..., None]
+    return DetailProfile(np.log(mean_energy + ENERGY_FLOOR), windows)
+
+
+def profile_distance(a: DetailProfile, b: DetailProfile) -> float:
+    """Mean squared difference of two profiles' log band energies over the bins both fill, each bin weighted
+    by the square root of its smaller window count. Infinite where no bin is shared."""
+    shared = np.minimum(a.windows, b.windows)
+    weights = np.where(shared >= MIN_WINDOWS, np.sqrt(shared), 0.0)[..., None]
+    if weights.sum() == 0:
+        return float("inf")
+    squared = (a.log_energy - b.log_energy) ** 2
+    return float((weights * squared).sum() / (weights.sum() * squared.shape[-1]))
+
+
+@dataclass
+class EquivalentJpeg:
+    """The JPEG qualities whose loss of detail matches the real images' (none: no compression matches better)."""
+
+    qualities: list[int]
+    distances: dict[int, float]  # per candidate quality; 0 stands for no compression
+
+    @property
+    def best(self) -> int:
+        return min(self.distances, key=self.distances.get)
+
+    def describe(self) -> str:
+        uncompressed = self.distances[0]
+        if not np.isfinite(uncompressed):
+            return "loss of detail not measured: too few 8x8 windows of like contrast in both sets"
+        if not self.qualities:
+            best = min((q for q in self.distances if q), key=self.distances.get)
+            return (
+                f"loss of detail: none clear (as JPEG, the best match, quality {best}, is "
+                f"{self.distances[best] / uncompressed:.2f} of no compression's distance; at most {CLEAR_MATCH} counts)"
+            )
+        low, high = min(self.qualities), max(self.qualities)
+        return (
+            f"loss of detail as JPEG at quality {low if low == high else f'{low}-{high}'} (profile distance "
+            f"{self.distances[self.best]:.3f}, uncompressed {uncompressed:.3f}; no lattice: another codec or a resize)"
+        )
+
+    def as_jpeg_estimate(self) -> JpegEstimate:
+        """The estimate samples draw from: every quality in the range equally often, none left uncompressed."""
+        return JpegEstimate(list(self.qualities), uncompressed=0, images=len(self.qualities))
+
+
+def estimate_equivalent_jpeg(samples: list[np.ndarray], real_lr: list[np.ndarray]) -> EquivalentJpeg:
+    """The JPEG qualities at which ``samples`` (the clean images as samples are before compression: blurred,
+    sharpened, with the image noise; RGB in [0, 1]) take on the real images' detail profile.
+
+    Every quality in ``EQUIVALENT_QUALITIES`` and no compression are tried;
+    a match counts where the best quality's profile distance is at most
+    ``CLEAR_MATCH`` of no compression's, and the qualities within 10% of the
+    best distance make the range (filled in steps of 5).
+    """
+    real = detail_profile(real_lr)
+    pixels = [np.round(np.clip(image, 0, 1) * 255).astype(np.uint8) for image in samples]
+    distances = {0: profile_distance(detail_profile(samples), real)}
+    for quality in EQUIVALENT_QUALITIES:
+        compressed = [
+            jpeg_round_trip(np.ascontiguousarray(image), quality).astype(np.float32) / 255 for image in pixels
+        ]
+        distances[quality] = profile_distance(detail_profile(compressed), real)
+    best = min(distances, key=distances.get)
+    if best == 0 or not distances[best] <= CLEAR_MATCH * distances[0]:
+        return EquivalentJpeg([], distances)
+    near = [quality for quality in EQUIVALENT_QUALITIES if distances[quality] <= NEAR_BEST * distances[best]]
+    return EquivalentJpeg(list(range(min(near), max(near) + 1, 5)), distances)

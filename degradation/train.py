@@ -52,7 +52,7 @@ from unpaired_sr.degradation.blur import (
     estimate_sharpening,
 )
 from unpaired_sr.degradation.checkpoint import build_flow
-from unpaired_sr.degradation.compression import estimate_jpeg
+from unpaired_sr.degradation.compression import estimate_equivalent_jpeg, estimate_jpeg
 from unpaired_sr.degradation.config import FlowConfig, FlowModelConfig, FlowTrainConfig
 from unpaired_sr.degradation.flow import (
     DegradationFlow,
@@ -116,14 +116,18 @@ def estimate_image_degradations(
         if apply_blur:
             flow.image_blur.load_estimate(sigma)
     jpeg = estimate_jpeg(real_lr)
-    apply_compression, why = _auto_option("image_compression", model.image_compression, blurred, blur_reason)
+    apply_compression, compression_why = _auto_option(
+        "image_compression", model.image_compression, blurred, blur_reason
+    )
     if not jpeg.qualities:
         lines.append(jpeg.describe())
     elif apply_compression:
         flow.image_compression.load_estimate(jpeg)
-        lines.append(f"{jpeg.describe()}: samples are compressed in that proportion, at those qualities {why}")
+        lines.append(
+            f"{jpeg.describe()}: samples are compressed in that proportion, at those qualities {compression_why}"
+        )
     else:
-        lines.append(f"{jpeg.describe()}: not applied {why}")
+        lines.append(f"{jpeg.describe()}: not applied {compression_why}")
     if model.image_noise:
         try:
             estimate = estimate_noise(clean_lr, real_lr)
@@ -172,7 +176,18 @@ def estimate_image_degradations(
         )
         for image in clean_lr
     ]
-    chroma_sigma = estimate_chroma_blur([image[0].permute(1, 2, 0).cpu().numpy() for image in prepared], real_lr)
+    prepared = [image[0].permute(1, 2, 0).cpu().numpy() for image in prepared]
+    if not jpeg.qualities:
+        # No JPEG lattice: another codec, or a JPEG resized since, may still have taken the detail away.
+        equivalent = estimate_equivalent_jpeg(add_noise(prepared), real_lr)
+        if not equivalent.qualities:
+            lines.append(equivalent.describe())
+        elif apply_compression:
+            flow.image_compression.load_estimate(equivalent.as_jpeg_estimate())
+            lines.append(f"{equivalent.describe()}: samples are compressed at those qualities {compression_why}")
+        else:
+            lines.append(f"{equivalent.describe()}: not applied {compression_why}")
+    chroma_sigma = estimate_chroma_blur(prepared, real_lr)
     if np.isnan(chroma_sigma):
         lines.append("image chroma blur not measured: too few colour edges in the images")
     else:

@@ -9,14 +9,19 @@ import torch
 
 from tests.conftest import real_photo
 from unpaired_sr.common.config import load_config
+from unpaired_sr.data_tools.degrade_classical import avif, webp
 from unpaired_sr.degradation.checkpoint import build_flow
 from unpaired_sr.degradation.compression import (
+    DetailProfile,
     ImageCompression,
     JpegEstimate,
+    detail_profile,
+    estimate_equivalent_jpeg,
     estimate_jpeg,
     estimate_quality,
     ijg_table,
     jpeg_round_trip,
+    profile_distance,
 )
 from unpaired_sr.degradation.config import FlowConfig
 
@@ -90,3 +95,80 @@ def test_flows_saved_before_compression_load_and_sample_as_before():
     flow.image_compression.quality_counts.fill_(1)
     flow.load_state_dict(state)
     assert not flow.image_compression.is_estimated
+
+
+# ----------------------------------------------------------------------------- any codec, matched as JPEG
+
+
+def small_photo(name: str, rng: np.random.Generator) -> np.ndarray:
+    """A bundled photo shrunk 4x by pixel averaging (LR-like detail), its top-left 128 px, with faint noise."""
+    photo = real_photo(name)
+    height, width = photo.shape[0] // 4, photo.shape[1] // 4
+    small = cv2.resize(photo[: height * 4, : width * 4], (width, height), interpolation=cv2.INTER_AREA)[:128, :128]
+    return np.clip(small + rng.normal(0, 1.5 / 255, small.shape), 0, 1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def unpaired_photos() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Clean images and other photos to make a "real" set of: the two sets share no scene."""
+    rng = np.random.default_rng(0)
+    clean = [small_photo(name, rng) for name in ("astronaut", "coffee", "chelsea")]
+    others = [small_photo(name, rng) for name in ("rocket", "camera", "brick", "gravel")]
+    return clean, others
+
+
+def test_the_detail_profile_distance_is_a_symmetric_distance_over_shared_bins(unpaired_photos):
+    clean, others = unpaired_photos
+    a, b = detail_profile(clean), detail_profile(others)
+    assert profile_distance(a, a) == 0 and profile_distance(a, b) == profile_distance(b, a) > 0
+    # Compression empties the finest band of the flattest windows (in busier ones its blocks add some back).
+    compressed_profile = detail_profile([compressed(image, 30) for image in clean])
+    assert (compressed_profile.log_energy[:, :2, -1] < a.log_energy[:, :2, -1] - 0.4).all()
+    empty = DetailProfile(a.log_energy, np.zeros_like(a.windows))
+    assert profile_distance(a, empty) == float("inf")
+
+
+@pytest.mark.parametrize("codec", ["webp", "jpeg", "avif"])
+def test_a_codec_without_a_lattice_is_matched_as_jpeg_by_its_loss_of_detail(unpaired_photos, codec):
+    from PIL import features
+
+    if codec == "avif" and not features.check("avif"):
+        pytest.skip("this Pillow has no AVIF support")
+    clean, others = unpaired_photos
+    encode = {"webp": lambda x: webp(x, 35), "jpeg": lambda x: compressed(x, 50), "avif": lambda x: avif(x, 45)}[codec]
+    estimate = estimate_equivalent_jpeg(clean, [encode(image) for image in others])
+    assert estimate.qualities, estimate.describe()
+    best = estimate.distances[estimate.best]
+    assert best <= 0.25 * estimate.distances[0]  # far closer than no compression, on other scenes
+    assert estimate.qualities == list(range(min(estimate.qualities), max(estimate.qualities) + 1, 5))
+    if codec == "jpeg":  # where the truth is a JPEG, its quality is in the range
+        assert min(estimate.qualities) <= 50 <= max(estimate.qualities), estimate.qualities
+    assert "loss of detail as JPEG at quality" in estimate.describe()
+    as_jpeg = estimate.as_jpeg_estimate()
+    assert as_jpeg.qualities == estimate.qualities and as_jpeg.uncompressed == 0
+
+
+def noisy_residuals(images: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    return [rng.normal(0, 2 / 255, image.shape).astype(np.float32) for image in images]
+
+
+def test_noise_blur_and_no_degradation_are_not_read_as_compression(unpaired_photos):
+    clean, others = unpaired_photos
+    rng = np.random.default_rng(1)
+    untouched = estimate_equivalent_jpeg(clean, others)
+    assert untouched.qualities == [] and "none clear" in untouched.describe()
+    noisy = [np.clip(image + rng.normal(0, 3 / 255, image.shape), 0, 1) for image in others]
+    assert estimate_equivalent_jpeg(clean, noisy).qualities == []
+    # Optics blur before the sensor's noise. (Blur alone empties the fine bands as a codec does: the samples
+    # the estimate is made on are blurred first where the real images are, as training does.)
+    blurred = [cv2.GaussianBlur(image, (0, 0), 0.7) for image in others]
+    assert (
+        estimate_equivalent_jpeg(
+            clean, [np.clip(image + noise, 0, 1) for image, noise in zip(blurred, noisy_residuals(others, rng))]
+        ).qualities
+        == []
+    )
+    clean_blurred = [cv2.GaussianBlur(image, (0, 0), 0.7) for image in clean]
+    assert estimate_equivalent_jpeg(clean_blurred, blurred).qualities == []
+    tiny = estimate_equivalent_jpeg([image[:8, :8] for image in clean], others)
+    assert tiny.qualities == [] and "not measured" in tiny.describe()

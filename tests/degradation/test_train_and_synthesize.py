@@ -81,6 +81,31 @@ def test_checkpoints_rotate_and_a_second_fresh_run_is_refused(tmp_path):
         train(config, tmp_path / "run")
 
 
+def test_training_matches_a_codec_without_a_lattice_as_jpeg_and_compresses_samples_so(tmp_path):
+    import cv2
+
+    from unpaired_sr.data_tools.degrade_classical import webp
+
+    config = tiny_flow_config(tmp_path, n_iter=1, save_every=1)
+    clean, real = tmp_path / "clean_hr", tmp_path / "webp_lr"
+    for folder, names in ((clean, ("astronaut", "coffee", "chelsea")), (real, ("rocket", "camera", "brick"))):
+        folder.mkdir()
+        for name in names:
+            photo = real_photo(name, 384)
+            if folder == real:  # shrunk by pixel averaging, then lossy WebP: no JPEG lattice anywhere
+                photo = webp(cv2.resize(photo, (96, 96), interpolation=cv2.INTER_AREA), 35)
+            write_image(folder / f"{name}.png", photo)
+    config.data.clean_dir, config.data.real_dir = str(clean), str(real)
+    config.model.image_compression = True
+    train(config, tmp_path / "run")
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "JPEG: none found in 3 real images" in log
+    assert "loss of detail as JPEG at quality" in log
+    assert "samples are compressed at those qualities (model.image_compression true)" in log
+    flow, _ = load_flow(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert flow.image_compression.is_estimated and flow.image_compression.probabilities[0] == 0
+
+
 @pytest.fixture(scope="module")
 def trained_flow(tmp_path_factory) -> Path:
     tmp_path = tmp_path_factory.mktemp("flow")
@@ -96,6 +121,7 @@ def test_training_estimates_the_image_noise_and_logs_it(trained_flow):
     log = (trained_flow.parents[1] / "train.log").read_text()
     assert "image noise std R/G/B x255 by brightness (0.0-0.2: " in log
     assert "JPEG: none found in" in log and not flow.image_compression.is_estimated  # PNGs, never compressed
+    assert "loss of detail: none clear" in log or "loss of detail not measured" in log
     assert "image blur not measured: too few strong edges" in log and flow.image_blur.sigma == 0.0  # 32 px tiles
 
 
