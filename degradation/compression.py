@@ -262,6 +262,11 @@ EQUIVALENT_QUALITIES = tuple(range(10, 100, 5))
 # (0.7 LR px, the samples blurred by the estimate, 0.6) the best JPEG's share was 0.33-0.82 over photo subsets.
 CLEAR_MATCH = 0.25
 NEAR_BEST = 1.1  # the qualities within 10% of the best distance form the range samples draw from
+# The estimate reads at most this many tiles of each set, spread evenly over the images: a profile of a
+# few hundred thousand pixels is steady, and twenty of them (one per quality) over a user's full-size
+# images would hold a training start up for minutes (12 images of 512x384 in four noise draws: 90 s).
+PROFILE_TILE = 48
+PROFILE_TILES = 192
 
 
 @dataclass
@@ -287,7 +292,8 @@ def detail_profile(images: list[np.ndarray]) -> DetailProfile:
             contrast = np.sqrt(energy[:, LOW_BAND].mean(axis=1))
             contrast_bin = np.digitize(contrast, CONTRAST_EDGES[1:-1])
             band_energy = np.stack([energy[:, band].mean(axis=1) for band in DETAIL_BANDS], axis=1)
-            np.add.at(energy_sums[channel], contrast_bin, band_energy)
+            for band in range(bands):
+                energy_sums[channel, :, band] += np.bincount(contrast_bin, band_energy[:, band], minlength=bins)
             windows[channel] += np.bincount(contrast_bin, minlength=bins)
     mean_energy = energy_sums / np.maximum(windows, 1)[..., None]
     return DetailProfile(np.log(mean_energy + ENERGY_FLOOR), windows)
@@ -336,6 +342,20 @@ class EquivalentJpeg:
         return JpegEstimate(list(self.qualities), uncompressed=0, images=len(self.qualities))
 
 
+def profile_tiles(images: list[np.ndarray]) -> list[np.ndarray]:
+    """At most ``PROFILE_TILES`` tiles of ``PROFILE_TILE`` px from ``images``, spread evenly over all of their
+    tiles (an image smaller than a tile is one tile)."""
+    tiles = []
+    for image in images:
+        height, width = image.shape[:2]
+        tile_h, tile_w = min(PROFILE_TILE, height), min(PROFILE_TILE, width)
+        for top in range(0, height - tile_h + 1, tile_h):
+            for left in range(0, width - tile_w + 1, tile_w):
+                tiles.append(image[top : top + tile_h, left : left + tile_w])
+    step = max(1.0, len(tiles) / PROFILE_TILES)
+    return [tiles[int(i * step)] for i in range(min(len(tiles), PROFILE_TILES))]
+
+
 def estimate_equivalent_jpeg(samples: list[np.ndarray], real_lr: list[np.ndarray]) -> EquivalentJpeg:
     """The JPEG qualities at which ``samples`` (the clean images as samples are before compression: blurred,
     sharpened, with the image noise; RGB in [0, 1]) take on the real images' detail profile.
@@ -345,6 +365,7 @@ def estimate_equivalent_jpeg(samples: list[np.ndarray], real_lr: list[np.ndarray
     ``CLEAR_MATCH`` of no compression's, and the qualities within 10% of the
     best distance make the range (filled in steps of 5).
     """
+    samples, real_lr = profile_tiles(samples), profile_tiles(real_lr)
     real = detail_profile(real_lr)
     pixels = [np.round(np.clip(image, 0, 1) * 255).astype(np.uint8) for image in samples]
     distances = {0: profile_distance(detail_profile(samples), real)}
