@@ -152,8 +152,10 @@ def jpeg2000(image: np.ndarray, psnr: float) -> np.ndarray:
     whole budget."""
     import io
 
-    from PIL import Image
+    from PIL import Image, features
 
+    if not features.check("jpg_2000"):
+        raise UserError("this Pillow has no JPEG 2000 support (OpenJPEG); the archive preset needs it")
     buffer = io.BytesIO()
     Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8)).save(
         buffer, format="JPEG2000", quality_mode="dB", quality_layers=[float(psnr)], irreversible=True

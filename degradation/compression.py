@@ -36,6 +36,7 @@ compression; a blur they lack does (the tests and README: fidelity).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -44,6 +45,7 @@ import torch
 from torch import nn
 
 from unpaired_sr.common.image_io import RGB_TO_YCBCR
+from unpaired_sr.degradation.noise import spread_evenly
 
 # The IJG (libjpeg) base luminance table, row-major: what "quality" scales.
 IJG_LUMA = np.array(
@@ -267,6 +269,7 @@ NEAR_BEST = 1.1  # the qualities within 10% of the best distance form the range 
 # images would hold a training start up for minutes (12 images of 512x384 in four noise draws: 90 s).
 PROFILE_TILE = 48
 PROFILE_TILES = 192
+CLEAN_TILES = 48  # of the clean set, before the noise's four draws (noisy_copies) make them 192
 
 
 @dataclass
@@ -342,9 +345,9 @@ class EquivalentJpeg:
         return JpegEstimate(list(self.qualities), uncompressed=0, images=len(self.qualities))
 
 
-def profile_tiles(images: list[np.ndarray]) -> list[np.ndarray]:
-    """At most ``PROFILE_TILES`` tiles of ``PROFILE_TILE`` px from ``images``, spread evenly over all of their
-    tiles (an image smaller than a tile is one tile)."""
+def profile_tiles(images: list[np.ndarray], count: int = PROFILE_TILES) -> list[np.ndarray]:
+    """At most ``count`` tiles of ``PROFILE_TILE`` px from ``images``, spread evenly over all of their tiles
+    (an image smaller than a tile is one tile)."""
     tiles = []
     for image in images:
         height, width = image.shape[:2]
@@ -352,21 +355,25 @@ def profile_tiles(images: list[np.ndarray]) -> list[np.ndarray]:
         for top in range(0, height - tile_h + 1, tile_h):
             for left in range(0, width - tile_w + 1, tile_w):
                 tiles.append(image[top : top + tile_h, left : left + tile_w])
-    step = max(1.0, len(tiles) / PROFILE_TILES)
-    return [tiles[int(i * step)] for i in range(min(len(tiles), PROFILE_TILES))]
+    return spread_evenly(tiles, count)
 
 
-def estimate_equivalent_jpeg(samples: list[np.ndarray], real_lr: list[np.ndarray]) -> EquivalentJpeg:
-    """The JPEG qualities at which ``samples`` (the clean images as samples are before compression: blurred,
-    sharpened, with the image noise; RGB in [0, 1]) take on the real images' detail profile.
+def estimate_equivalent_jpeg(
+    clean_lr: list[np.ndarray],
+    real_lr: list[np.ndarray],
+    add_noise: Callable[[list[np.ndarray]], list[np.ndarray]] = list,
+) -> EquivalentJpeg:
+    """The JPEG qualities at which the clean images, as samples are before compression (aliased, blurred and
+    sharpened as estimated; RGB in [0, 1]) and with the image noise (``add_noise``: a list of images in, the
+    same with noise out; ``list``: none known), take on the real images' detail profile.
 
     Every quality in ``EQUIVALENT_QUALITIES`` and no compression are tried;
     a match counts where the best quality's profile distance is at most
     ``CLEAR_MATCH`` of no compression's, and the qualities within 10% of the
     best distance make the range (filled in steps of 5).
     """
-    samples, real_lr = profile_tiles(samples), profile_tiles(real_lr)
-    real = detail_profile(real_lr)
+    samples = add_noise(profile_tiles(clean_lr, CLEAN_TILES))
+    real = detail_profile(profile_tiles(real_lr))
     pixels = [np.round(np.clip(image, 0, 1) * 255).astype(np.uint8) for image in samples]
     distances = {0: profile_distance(detail_profile(samples), real)}
     for quality in EQUIVALENT_QUALITIES:

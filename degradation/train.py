@@ -179,7 +179,7 @@ def estimate_image_degradations(
     prepared = [image[0].permute(1, 2, 0).cpu().numpy() for image in prepared]
     if not jpeg.qualities:
         # No JPEG lattice: another codec, or a JPEG resized since, may still have taken the detail away.
-        equivalent = estimate_equivalent_jpeg(add_noise(prepared), real_lr)
+        equivalent = estimate_equivalent_jpeg(prepared, real_lr, add_noise)
         if not equivalent.qualities:
             lines.append(equivalent.describe())
         elif apply_compression:
