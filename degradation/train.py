@@ -12,6 +12,7 @@ The loss is the sum of both domains' bits/dim. ``--resume CKPT`` continues to
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -65,6 +66,8 @@ from unpaired_sr.degradation.moments import DetailMoments
 from unpaired_sr.degradation.noise import (
     estimate_coarse_noise,
     estimate_noise,
+    estimation_crops,
+    estimation_side,
     noisy_copies,
     spread_evenly,
     training_lr_sets,
@@ -94,10 +97,18 @@ def initialize_actnorm(
 
 def estimate_image_degradations(
     flow: DegradationFlow, model: FlowModelConfig, dataset: UnpairedCrops, scale: int
-) -> list[str]:
-    """Load the blur, the compression and the noise estimated from the training sets into ``flow``; log lines."""
-    lines = []
-    clean_lr, real_lr = training_lr_sets(dataset.clean_hr.images, dataset.real_lr.images, scale)
+) -> Iterator[str]:
+    """Load the blur, the compression and the noise estimated from the training sets into ``flow``; yields the
+    log lines as each estimate is made (a large set takes a while)."""
+    # A square of each image at most: the estimates need statistics, not whole photos.
+    clean_side, real_side = (estimation_side(len(folder.images)) for folder in (dataset.clean_hr, dataset.real_lr))
+    clean_images = estimation_crops(dataset.clean_hr.images, clean_side * scale, multiple=8 * scale)
+    real_images = estimation_crops(dataset.real_lr.images, real_side, multiple=8)
+    clean_lr, real_lr = training_lr_sets(clean_images, real_images, scale)
+    yield (
+        f"estimating the real images' degradations from {len(clean_lr)} clean and {len(real_lr)} real images "
+        f"(at most {clean_side}x{clean_side} and {real_side}x{real_side} LR px of each)"
+    )
     # The blur is measured (and logged) either way: a cheap look at how blurred the real images are.
     sigma, per_orientation = estimate_blur(clean_lr, real_lr)
     blurred = clearly_blurred(per_orientation)
@@ -106,13 +117,11 @@ def estimate_image_degradations(
     )
     orientations = "/".join(f"{value:.2f}" for value in per_orientation)
     if np.isnan(per_orientation).all():
-        lines.append("image blur not measured: too few strong edges in the images")
+        yield "image blur not measured: too few strong edges in the images"
     else:
         apply_blur, why = _auto_option("image_blur", model.image_blur, blurred, blur_reason)
         applied = "applied to samples" if apply_blur else "not applied"
-        lines.append(
-            f"image blur {sigma:.2f} LR px (Gaussian sigma; per edge orientation {orientations}), {applied} {why}"
-        )
+        yield f"image blur {sigma:.2f} LR px (Gaussian sigma; per edge orientation {orientations}), {applied} {why}"
         if apply_blur:
             flow.image_blur.load_estimate(sigma)
     jpeg = estimate_jpeg(real_lr)
@@ -120,52 +129,50 @@ def estimate_image_degradations(
         "image_compression", model.image_compression, blurred, blur_reason
     )
     if not jpeg.qualities:
-        lines.append(jpeg.describe())
+        yield jpeg.describe()
     elif apply_compression:
         flow.image_compression.load_estimate(jpeg)
-        lines.append(
-            f"{jpeg.describe()}: samples are compressed in that proportion, at those qualities {compression_why}"
-        )
+        yield f"{jpeg.describe()}: samples are compressed in that proportion, at those qualities {compression_why}"
     else:
-        lines.append(f"{jpeg.describe()}: not applied {compression_why}")
+        yield f"{jpeg.describe()}: not applied {compression_why}"
     if model.image_noise:
         try:
             estimate = estimate_noise(clean_lr, real_lr)
         except ValueError as error:
             raise UserError(f"{error}; or train without it: --model.image_noise false") from error
         flow.image_noise.load_estimate(estimate)
-        lines.append(f"image noise {estimate.describe()}")
+        yield f"image noise {estimate.describe()}"
         if model.image_coarse_noise and flow.image_noise.is_estimated:
             coarse = estimate_coarse_noise(clean_lr, real_lr, flow.image_noise)
             flow.image_coarse_noise.load_estimate(coarse)
-            lines.append(f"image coarse noise (2x2 px averaged) {coarse.describe()}")
+            yield f"image coarse noise (2x2 px averaged) {coarse.describe()}"
     # Measured (and logged) either way, against the clean images with the image noise where there is one.
     add_noise = (
         partial(noisy_copies, flow.image_noise, coarse=flow.image_coarse_noise)
         if flow.image_noise.is_estimated
         else list
     )
-    clean_hr = hr_batches(spread_evenly(dataset.clean_hr.images, MAX_IMAGES), scale)
+    clean_hr = hr_batches(spread_evenly(clean_images, MAX_IMAGES), scale)
     aliasing = estimate_aliasing(clean_hr, real_lr, scale, add_noise)
     if np.isfinite(aliasing.excess).all():
         reason = f"the real images {'alias' if aliasing.clear else 'do not alias'} clearly along either axis"
         apply_aliasing, why = _auto_option("image_aliasing", model.image_aliasing, aliasing.clear, reason)
         apply_aliasing = apply_aliasing and aliasing.sigmas != (None, None)
-        lines.append(f"{aliasing.describe()}; {'applied to samples' if apply_aliasing else 'not applied'} {why}")
+        yield f"{aliasing.describe()}; {'applied to samples' if apply_aliasing else 'not applied'} {why}"
         if apply_aliasing:
             flow.image_downscale.load_estimate(aliasing.sigmas)
             clean_lr = [
                 flow.downscale(hr, scale)[0].permute(1, 2, 0).cpu().numpy() for hr in clean_hr
             ]  # the sharpening and the chroma blur are read against the images as samples start from
     else:
-        lines.append(aliasing.describe())
+        yield aliasing.describe()
     amount, per_orientation = estimate_sharpening(clean_lr, real_lr, add_noise)
     if np.isnan(per_orientation).all():
-        lines.append("image sharpening not measured: too few strong edges in the images")
+        yield "image sharpening not measured: too few strong edges in the images"
     else:
         orientations = "/".join(f"{value:.2f}" for value in per_orientation)
         applied = "applied to samples" if model.image_sharpening else "not applied (model.image_sharpening false)"
-        lines.append(f"image sharpening {amount:.2f} (unsharp amount, the least of {orientations}), {applied}")
+        yield f"image sharpening {amount:.2f} (unsharp amount, the least of {orientations}), {applied}"
         if model.image_sharpening:
             flow.image_blur.load_sharpening(amount)
     # Against the clean images as samples start from: blurred and sharpened as estimated above.
@@ -181,15 +188,15 @@ def estimate_image_degradations(
         # No JPEG lattice: another codec, or a JPEG resized since, may still have taken the detail away.
         equivalent = estimate_equivalent_jpeg(prepared, real_lr, add_noise)
         if not equivalent.qualities:
-            lines.append(equivalent.describe())
+            yield equivalent.describe()
         elif apply_compression:
             flow.image_compression.load_estimate(equivalent.as_jpeg_estimate())
-            lines.append(f"{equivalent.describe()}: samples are compressed at those qualities {compression_why}")
+            yield f"{equivalent.describe()}: samples are compressed at those qualities {compression_why}"
         else:
-            lines.append(f"{equivalent.describe()}: not applied {compression_why}")
+            yield f"{equivalent.describe()}: not applied {compression_why}"
     chroma_sigma = estimate_chroma_blur(prepared, real_lr)
     if np.isnan(chroma_sigma):
-        lines.append("image chroma blur not measured: too few colour edges in the images")
+        yield "image chroma blur not measured: too few colour edges in the images"
     else:
         # Off by default (it cost SR PSNR: README, fidelity), measured and logged either way. auto: on the
         # samples their JPEG leaves uncompressed, since a JPEG round trip subsamples the colour itself.
@@ -203,10 +210,9 @@ def estimate_image_degradations(
             reason = "the samples are not JPEG-compressed"
             apply, why = _auto_option("image_chroma_blur", model.image_chroma_blur, True, reason)
             applied = "applied to samples" if apply else "not applied"
-        lines.append(f"image chroma blur {chroma_sigma:.2f} LR px (Gaussian sigma on Cb and Cr), {applied} {why}")
+        yield f"image chroma blur {chroma_sigma:.2f} LR px (Gaussian sigma on Cb and Cr), {applied} {why}"
         if apply:
             flow.image_blur.load_chroma_blur(chroma_sigma, uncompressed_only)
-    return lines
 
 
 def _auto_option(name: str, setting: bool | str, auto: bool, reason: str) -> tuple[bool, str]:

@@ -10,8 +10,10 @@ import torch
 from tests.conftest import real_photo
 from unpaired_sr.common.config import load_config
 from unpaired_sr.data_tools.degrade_classical import avif, webp
+from unpaired_sr.degradation import compression
 from unpaired_sr.degradation.checkpoint import build_flow
 from unpaired_sr.degradation.compression import (
+    FREQUENCIES,
     PROFILE_TILE,
     PROFILE_TILES,
     DetailProfile,
@@ -23,6 +25,7 @@ from unpaired_sr.degradation.compression import (
     estimate_quality,
     ijg_table,
     jpeg_round_trip,
+    lattice_scores,
     profile_distance,
     profile_tiles,
 )
@@ -186,3 +189,22 @@ def test_noise_blur_and_no_degradation_are_not_read_as_compression(unpaired_phot
     assert estimate_equivalent_jpeg(clean_blurred, blurred).qualities == []
     tiny = estimate_equivalent_jpeg([image[:8, :8] for image in clean], others)
     assert tiny.qualities == [] and "not measured" in tiny.describe()
+
+
+def test_lattice_scores_match_a_double_precision_reading():
+    coefficients = np.random.default_rng(0).laplace(0, 20, (300, 8, 8))
+    scores, counts = lattice_scores(coefficients)
+    rows, cols = zip(*FREQUENCIES)
+    values = coefficients[:, rows, cols][None]  # (1, N, 9) against steps (99, 1, 9)
+    steps = np.stack([ijg_table(quality)[rows, cols] for quality in range(1, 100)])[:, None, :]
+    counted = np.abs(values) > steps / 2
+    expected = np.where(counted, np.cos(2 * np.pi * values / steps), 0.0).sum(axis=(1, 2))
+    np.testing.assert_array_equal(counts, counted.sum(axis=(1, 2)))
+    np.testing.assert_allclose(scores, expected / np.maximum(counts, 1), atol=1e-5)
+
+
+def test_a_large_set_is_read_on_an_even_spread_of_its_images(monkeypatch):
+    monkeypatch.setattr(compression, "MAX_JPEG_IMAGES", 4)
+    photo = real_photo("astronaut")[:96, :96]
+    estimate = estimate_jpeg([compressed(photo, 40)] * 6 + [photo] * 6)  # the first half compressed
+    assert estimate.images == 4 and len(estimate.qualities) == 2 and estimate.uncompressed == 2

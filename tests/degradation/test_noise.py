@@ -12,6 +12,7 @@ from unpaired_sr.common.checkpoint import load_checkpoint, save_checkpoint
 from unpaired_sr.degradation.checkpoint import build_flow, load_flow
 from unpaired_sr.degradation.config import FlowModelConfig
 from unpaired_sr.degradation.noise import (
+    MIN_ESTIMATE_SIDE,
     NUM_BINS,
     PATCH,
     ImageNoise,
@@ -21,6 +22,8 @@ from unpaired_sr.degradation.noise import (
     coarse_white_shape,
     estimate_coarse_noise,
     estimate_noise,
+    estimation_crops,
+    estimation_side,
     noisy_copies,
 )
 
@@ -264,3 +267,20 @@ def test_calibrations_get_several_draws_of_the_noise():
     for first, again in zip(copies[:2], add_image_noise(noise, images, seed=0)):
         np.testing.assert_array_equal(first, again)  # the first draw is the single draw of before
     assert np.abs(copies[0] - copies[2]).mean() > 0.005  # the next draw is another one
+
+
+def test_estimates_read_a_bounded_square_of_each_image_spread_over_the_frame():
+    # A million pixels a set: few images keep large squares, many keep 128 px, a benchmark's tiles stay whole.
+    assert estimation_side(5) == 457 and estimation_side(39) == 163 and estimation_side(1000) == MIN_ESTIMATE_SIDE
+    rows, cols = np.mgrid[:480, :640]
+    image = np.stack([rows, cols, rows], axis=2)  # each pixel holds its own position
+    images = [image] * 40
+    crops = estimation_crops(images, 128, multiple=8)
+    assert all(crop.shape == (128, 128, 3) and np.shares_memory(crop, image) for crop in crops)
+    tops, lefts = np.array([crop[0, 0, 0] for crop in crops]), np.array([crop[0, 0, 1] for crop in crops])
+    assert (tops % 8 == 0).all() and (lefts % 8 == 0).all()  # a JPEG's block grid stays where it was
+    # The squares cover the frame: every quarter of the room holds some of their corners, on both axes.
+    for positions, room in ((tops, 480 - 128), (lefts, 640 - 128)):
+        assert set(np.minimum(positions * 4 // room, 3)) == {0, 1, 2, 3}
+    small_image = np.zeros((48, 60, 3))
+    assert estimation_crops([small_image], 128)[0].shape == small_image.shape  # smaller than the square: whole
