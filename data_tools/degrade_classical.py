@@ -68,6 +68,11 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   JPEG 2000 derivative of a scanned print (scanner blur and faint noise, a
   bilinear shrink, then the wavelet codec at 28-34 dB), compressed without
   blocks.
+* ``ultrawide``: held out (fixed, 2026-12-05, before any flow saw it) to
+  judge the shipped defaults on a lens fault no estimate models: a budget
+  phone's ultra-wide camera, whose lateral chromatic aberration sets red,
+  green and blue apart toward the corners (colour fringes that in-camera
+  sharpening turns into halos), with mild blur, noise and JPEG 80-92.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -637,6 +642,48 @@ def degrade_archive(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.
     return jpeg2000(derivative, rng.uniform(28.0, 34.0))
 
 
+def lateral_chromatic_aberration(image: np.ndarray, red: float, blue: float) -> np.ndarray:
+    """Red and blue magnified about the frame's centre by ``1 + red`` and ``1 + blue`` against green (bilinear)."""
+    height, width = image.shape[:2]
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    centre_row, centre_col = (height - 1) / 2, (width - 1) / 2
+    channels = []
+    for channel, magnification in zip(range(3), (red, 0.0, blue)):
+        # A magnified channel shows at each pixel what lies nearer the centre.
+        map_rows = centre_row + (rows - centre_row) / (1 + magnification)
+        map_cols = centre_col + (cols - centre_col) / (1 + magnification)
+        plane = np.ascontiguousarray(image[..., channel], dtype=np.float32)
+        channels.append(cv2.remap(plane, map_cols, map_rows, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101))
+    return np.stack(channels, axis=2)
+
+
+def degrade_ultrawide(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A budget phone's ultra-wide camera: lateral chromatic aberration, mild blur, noise, sharpening, JPEG.
+
+    The wide lens focuses red and blue at slightly different magnifications
+    than green (0.4-0.8% and about as much the other way: up to 2-3 HR px
+    apart in the corners of a 512 px photo, none at the centre), so edges
+    grow red and blue fringes toward the corners; its optics blur 0.6-0.9 HR
+    px. The ISP shrinks by pixel averaging, adds the small sensor's
+    signal-dependent noise, sharpens the luma (which turns the fringes into
+    coloured halos) and saves JPEG 80-92.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    spread = rng.uniform(0.004, 0.008)
+    image = lateral_chromatic_aberration(hr.astype(np.float32), spread, -spread * rng.uniform(0.6, 1.0))
+    image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.6, 0.9), borderType=cv2.BORDER_REFLECT_101)
+    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    gain, read = rng.uniform(0.0005, 0.0015), rng.uniform(0.00002, 0.00006)
+    shared = rng.standard_normal((height, width, 1)).astype(np.float32)
+    own = rng.standard_normal(image.shape).astype(np.float32)
+    image = image + np.sqrt(gain * np.clip(image, 0, 1) + read) * (0.6 * shared + 0.8 * own)
+    ycc = cv2.cvtColor(np.clip(image, 0, 1).astype(np.float32), cv2.COLOR_RGB2YCrCb)
+    smooth = cv2.GaussianBlur(ycc[:, :, 0], (0, 0), 1.0, borderType=cv2.BORDER_REFLECT_101)
+    ycc[:, :, 0] += rng.uniform(0.4, 0.8) * (ycc[:, :, 0] - smooth)
+    image = cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
+    return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(80, 93)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -658,6 +705,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "messenger": degrade_messenger,
     "gallery": degrade_gallery,
     "archive": degrade_archive,
+    "ultrawide": degrade_ultrawide,
 }
 
 
