@@ -27,11 +27,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from unpaired_sr.common.cli import command  # noqa: E402
 from unpaired_sr.common.config import load_config  # noqa: E402
 from unpaired_sr.common.image_io import write_image  # noqa: E402
 from unpaired_sr.data_tools.datasets import ImageFolderCache, UnpairedCrops  # noqa: E402
 from unpaired_sr.data_tools.degrade_classical import degrade  # noqa: E402
-from unpaired_sr.data_tools.prepare_demo import BUNDLED_PHOTOS  # noqa: E402
+from unpaired_sr.data_tools.prepare_demo import BUNDLED_PHOTOS, bundled_photo_rgb  # noqa: E402
 from unpaired_sr.degradation.checkpoint import build_flow  # noqa: E402
 from unpaired_sr.degradation.config import FlowConfig  # noqa: E402
 from unpaired_sr.degradation.train import estimate_image_degradations  # noqa: E402
@@ -40,8 +41,7 @@ from unpaired_sr.degradation.train import estimate_image_degradations  # noqa: E
 def build_sets(out_dir: Path, num_clean: int, num_real: int, seed: int = 0) -> tuple[Path, Path]:
     """Clean HR photos of 1536x1024 and real LR images of 480x352 (``camera`` at x2) from the bundled photos."""
     rng = np.random.default_rng(seed)
-    photos = [load() for load in BUNDLED_PHOTOS.values()]
-    photos = [np.repeat(photo[..., None], 3, axis=2) if photo.ndim == 2 else photo[..., :3] for photo in photos]
+    photos = [bundled_photo_rgb(name) for name in BUNDLED_PHOTOS]
     clean_dir, real_dir = out_dir / "clean_hr", out_dir / "real_lr"
     clean_dir.mkdir(parents=True), real_dir.mkdir(parents=True)
     for index in range(num_clean):
@@ -55,7 +55,8 @@ def build_sets(out_dir: Path, num_clean: int, num_real: int, seed: int = 0) -> t
     return clean_dir, real_dir
 
 
-def main() -> None:
+@command
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clean", help="clean HR folder (default: build one)")
     parser.add_argument("--real", help="real LR folder (default: build one)")
@@ -63,7 +64,7 @@ def main() -> None:
     parser.add_argument("--num-real", type=int, default=150, help="real images to build")
     parser.add_argument("--config", default=str(ROOT / "configs" / "deflow_light.yaml"))
     parser.add_argument("--scale", type=int, default=4)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     config = load_config(FlowConfig, args.config)
     with tempfile.TemporaryDirectory(prefix="estimate-time-") as scratch:
         if args.clean and args.real:

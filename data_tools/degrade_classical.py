@@ -543,6 +543,22 @@ def degrade_thumbnail(hr: np.ndarray, scale: int, rng: np.random.Generator) -> n
     return jpeg(np.clip(thumbnail, 0, 1).astype(np.float32), int(rng.integers(70, 91)))
 
 
+def partly_shared_noise(image: np.ndarray, rng: np.random.Generator, gain: float, read: float) -> np.ndarray:
+    """``image`` (H, W, 3 float32) plus shot and read noise of variance ``gain * image + read``, 36% of it
+    common to the three channels (a sensor's noise after demosaicing and the colour matrix)."""
+    shared = rng.standard_normal((*image.shape[:2], 1)).astype(np.float32)
+    own = rng.standard_normal(image.shape).astype(np.float32)
+    return image + np.sqrt(gain * np.clip(image, 0, 1) + read) * (0.6 * shared + 0.8 * own)
+
+
+def sharpen_luma(image: np.ndarray, sigma: float, amount: float) -> np.ndarray:
+    """An in-camera unsharp mask of the luma (Gaussian ``sigma`` px, ``amount``), on ``image`` clipped to [0, 1]."""
+    ycc = cv2.cvtColor(np.clip(image, 0, 1).astype(np.float32), cv2.COLOR_RGB2YCrCb)
+    smooth = cv2.GaussianBlur(ycc[:, :, 0], (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+    ycc[:, :, 0] += amount * (ycc[:, :, 0] - smooth)
+    return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
+
+
 def degrade_actioncam(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
     """An action camera's video frame: pixels binned in pairs then skipped, hard sharpening, noise, JPEG.
 
@@ -562,13 +578,8 @@ def degrade_actioncam(hr: np.ndarray, scale: int, rng: np.random.Generator) -> n
     step = scale // binning
     image = np.ascontiguousarray(image[step // 2 :: step, step // 2 :: step])[:height, :width]
     gain, read = rng.uniform(0.0003, 0.001), rng.uniform(0.00001, 0.00004)
-    shared = rng.standard_normal((height, width, 1)).astype(np.float32)
-    own = rng.standard_normal(image.shape).astype(np.float32)
-    image = image + np.sqrt(gain * np.clip(image, 0, 1) + read) * (0.6 * shared + 0.8 * own)
-    ycc = cv2.cvtColor(np.clip(image, 0, 1).astype(np.float32), cv2.COLOR_RGB2YCrCb)
-    smooth = cv2.GaussianBlur(ycc[:, :, 0], (0, 0), rng.uniform(0.8, 1.2), borderType=cv2.BORDER_REFLECT_101)
-    ycc[:, :, 0] += rng.uniform(0.8, 1.4) * (ycc[:, :, 0] - smooth)
-    image = cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
+    image = partly_shared_noise(image, rng, gain, read)
+    image = sharpen_luma(image, rng.uniform(0.8, 1.2), rng.uniform(0.8, 1.4))
     return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(55, 81)))
 
 
@@ -674,13 +685,8 @@ def degrade_ultrawide(hr: np.ndarray, scale: int, rng: np.random.Generator) -> n
     image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.6, 0.9), borderType=cv2.BORDER_REFLECT_101)
     image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
     gain, read = rng.uniform(0.0005, 0.0015), rng.uniform(0.00002, 0.00006)
-    shared = rng.standard_normal((height, width, 1)).astype(np.float32)
-    own = rng.standard_normal(image.shape).astype(np.float32)
-    image = image + np.sqrt(gain * np.clip(image, 0, 1) + read) * (0.6 * shared + 0.8 * own)
-    ycc = cv2.cvtColor(np.clip(image, 0, 1).astype(np.float32), cv2.COLOR_RGB2YCrCb)
-    smooth = cv2.GaussianBlur(ycc[:, :, 0], (0, 0), 1.0, borderType=cv2.BORDER_REFLECT_101)
-    ycc[:, :, 0] += rng.uniform(0.4, 0.8) * (ycc[:, :, 0] - smooth)
-    image = cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
+    image = partly_shared_noise(image, rng, gain, read)
+    image = sharpen_luma(image, 1.0, rng.uniform(0.4, 0.8))
     return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(80, 93)))
 
 

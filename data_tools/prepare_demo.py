@@ -68,17 +68,22 @@ BUNDLED_PHOTOS: dict[str, Callable[[], np.ndarray]] = {
 }
 
 
+def bundled_photo_rgb(name: str) -> np.ndarray:
+    """One bundled photo as (H, W, 3) uint8 RGB (a grayscale one as gray RGB)."""
+    photo = BUNDLED_PHOTOS[name]()
+    if photo.ndim == 2:
+        photo = np.repeat(photo[:, :, None], 3, axis=2)
+    return photo[:, :, :3]
+
+
 def export_bundled_photos(out_dir: str | Path, names: list[str] | None = None) -> list[Path]:
     """Write the bundled photos as PNGs (grayscale ones as gray RGB) into ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in names or list(BUNDLED_PHOTOS):
-        photo = BUNDLED_PHOTOS[name]()
-        if photo.ndim == 2:
-            photo = np.repeat(photo[:, :, None], 3, axis=2)
         path = out_dir / f"{name}.png"
-        write_image(path, photo[:, :, :3])
+        write_image(path, bundled_photo_rgb(name))
         paths.append(path)
     return paths
 
