@@ -73,6 +73,11 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   phone's ultra-wide camera, whose lateral chromatic aberration sets red,
   green and blue apart toward the corners (colour fringes that in-camera
   sharpening turns into halos), with mild blur, noise and JPEG 80-92.
+* ``compact``: held out (fixed, 2026-12-05, before the twenty-fifth round's
+  design was written): a compact camera at high ISO, its noise made in raw
+  linear light (so it is strongest in the shadows, where the black level
+  clips it) and set against itself across the channels by the camera's
+  colour matrix, then the sRGB curve and JPEG 80-92.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -690,6 +695,43 @@ def degrade_ultrawide(hr: np.ndarray, scale: int, rng: np.random.Generator) -> n
     return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(80, 93)))
 
 
+# A camera's colour correction matrix (raw -> linear sRGB). Its rows sum to 1, so grey stays grey; its negative
+# terms undo the overlap of the colour filters, and in doing so amplify the noise and set the channels'
+# noise against each other. Its inverse has no negative entry, so no colour of the HR photo leaves the raw range.
+_COMPACT_COLOUR_MATRIX = np.array([[1.70, -0.50, -0.20], [-0.25, 1.55, -0.30], [-0.05, -0.55, 1.60]], dtype=np.float32)
+
+
+def srgb_to_linear(image: np.ndarray) -> np.ndarray:
+    """The sRGB transfer curve undone (IEC 61966-2-1), for values in [0, 1]."""
+    return np.where(image <= 0.04045, image / 12.92, ((image + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def linear_to_srgb(image: np.ndarray) -> np.ndarray:
+    """The sRGB transfer curve (IEC 61966-2-1), for values in [0, 1]: a slope of 12.92 at black."""
+    return np.where(image <= 0.0031308, image * 12.92, 1.055 * image ** (1 / 2.4) - 0.055).astype(np.float32)
+
+
+def degrade_compact(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A compact camera at high ISO: raw noise in linear light, clipped at black, through the colour matrix, JPEG.
+
+    The lens blurs 0.5-0.8 HR px and the sensor averages pixels. Shot and read
+    noise are made in the raw linear signal, each channel its own; what falls
+    below the black level is lost (clipped). The colour matrix then mixes the
+    channels with negative weights, so the noise grows and its colour turns
+    against the signal's (red noise comes with cyan), and the sRGB curve,
+    steep near black, makes it strongest in the shadows and weakest in the
+    highlights: the opposite of noise added after the curve. JPEG 80-92.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    image = cv2.GaussianBlur(hr.astype(np.float32), (0, 0), rng.uniform(0.5, 0.8), borderType=cv2.BORDER_REFLECT_101)
+    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    raw = srgb_to_linear(np.clip(image, 0, 1)) @ np.linalg.inv(_COMPACT_COLOUR_MATRIX).T
+    gain, read = rng.uniform(0.0004, 0.001), rng.uniform(0.0015, 0.003)
+    raw = raw + np.sqrt(gain * raw + read**2) * rng.standard_normal(raw.shape).astype(np.float32)
+    linear = np.clip(raw, 0, 1) @ _COMPACT_COLOUR_MATRIX.T  # the black level: what fell below it is lost
+    return jpeg(linear_to_srgb(np.clip(linear, 0, 1)), int(rng.integers(80, 93)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -712,6 +754,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "gallery": degrade_gallery,
     "archive": degrade_archive,
     "ultrawide": degrade_ultrawide,
+    "compact": degrade_compact,
 }
 
 
