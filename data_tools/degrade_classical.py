@@ -78,6 +78,11 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   linear light (so it is strongest in the shadows, where the black level
   clips it) and set against itself across the channels by the camera's
   colour matrix, then the sRGB curve and JPEG 80-92.
+* ``nightcam``: held out (fixed, 2026-12-05, before the twenty-sixth round's
+  design was written): a security camera's colour night mode at high gain,
+  whose sensor reads its rows out with offsets of their own (horizontal
+  banding: noise correlated along a whole row and not at all across rows),
+  under a soft lens, with strong signal-dependent noise and JPEG 65-85.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -732,6 +737,27 @@ def degrade_compact(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.
     return jpeg(linear_to_srgb(np.clip(linear, 0, 1)), int(rng.integers(80, 93)))
 
 
+def degrade_nightcam(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A security camera's colour night mode at high gain: a soft lens, row banding, strong noise, JPEG 65-85.
+
+    The lens blurs 0.6-1.0 HR px and the sensor averages pixels. At high gain
+    a CMOS sensor's row readout adds an offset of its own to every pixel of a
+    row (1.5-3 levels, mostly shared by the channels): noise that is perfectly
+    correlated along a row and not at all from one row to the next, unlike
+    any grain. Shot and read noise, partly shared by the channels, come on
+    top, and the stream's frame is saved at JPEG 65-85.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    image = cv2.GaussianBlur(hr.astype(np.float32), (0, 0), rng.uniform(0.6, 1.0), borderType=cv2.BORDER_REFLECT_101)
+    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    row_std = rng.uniform(1.5, 3.0) / 255
+    shared_rows = rng.standard_normal((height, 1, 1)).astype(np.float32)
+    own_rows = rng.standard_normal((height, 1, 3)).astype(np.float32)
+    image = image + row_std * (0.9 * shared_rows + 0.44 * own_rows)
+    image = partly_shared_noise(image, rng, rng.uniform(0.0006, 0.0015), rng.uniform(0.00004, 0.0001))
+    return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(65, 86)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -755,6 +781,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "archive": degrade_archive,
     "ultrawide": degrade_ultrawide,
     "compact": degrade_compact,
+    "nightcam": degrade_nightcam,
 }
 
 
