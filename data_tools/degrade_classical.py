@@ -663,6 +663,13 @@ def degrade_archive(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.
     return jpeg2000(derivative, rng.uniform(28.0, 34.0))
 
 
+def lens_and_shrink(image: np.ndarray, sigma: float, width: int, height: int) -> np.ndarray:
+    """A camera's optics and sensor: a Gaussian lens blur of ``sigma`` HR px, then pixels averaged down to
+    ``width`` x ``height`` (an area shrink)."""
+    image = cv2.GaussianBlur(image.astype(np.float32), (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
 def lateral_chromatic_aberration(image: np.ndarray, red: float, blue: float) -> np.ndarray:
     """Red and blue magnified about the frame's centre by ``1 + red`` and ``1 + blue`` against green (bilinear)."""
     height, width = image.shape[:2]
@@ -692,8 +699,7 @@ def degrade_ultrawide(hr: np.ndarray, scale: int, rng: np.random.Generator) -> n
     height, width = hr.shape[0] // scale, hr.shape[1] // scale
     spread = rng.uniform(0.004, 0.008)
     image = lateral_chromatic_aberration(hr.astype(np.float32), spread, -spread * rng.uniform(0.6, 1.0))
-    image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.6, 0.9), borderType=cv2.BORDER_REFLECT_101)
-    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    image = lens_and_shrink(image, rng.uniform(0.6, 0.9), width, height)
     gain, read = rng.uniform(0.0005, 0.0015), rng.uniform(0.00002, 0.00006)
     image = partly_shared_noise(image, rng, gain, read)
     image = sharpen_luma(image, 1.0, rng.uniform(0.4, 0.8))
@@ -728,8 +734,7 @@ def degrade_compact(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.
     highlights: the opposite of noise added after the curve. JPEG 80-92.
     """
     height, width = hr.shape[0] // scale, hr.shape[1] // scale
-    image = cv2.GaussianBlur(hr.astype(np.float32), (0, 0), rng.uniform(0.5, 0.8), borderType=cv2.BORDER_REFLECT_101)
-    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    image = lens_and_shrink(hr, rng.uniform(0.5, 0.8), width, height)
     raw = srgb_to_linear(np.clip(image, 0, 1)) @ np.linalg.inv(_COMPACT_COLOUR_MATRIX).T
     gain, read = rng.uniform(0.0004, 0.001), rng.uniform(0.0015, 0.003)
     raw = raw + np.sqrt(gain * raw + read**2) * rng.standard_normal(raw.shape).astype(np.float32)
@@ -748,8 +753,7 @@ def degrade_nightcam(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np
     top, and the stream's frame is saved at JPEG 65-85.
     """
     height, width = hr.shape[0] // scale, hr.shape[1] // scale
-    image = cv2.GaussianBlur(hr.astype(np.float32), (0, 0), rng.uniform(0.6, 1.0), borderType=cv2.BORDER_REFLECT_101)
-    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    image = lens_and_shrink(hr, rng.uniform(0.6, 1.0), width, height)
     row_std = rng.uniform(1.5, 3.0) / 255
     shared_rows = rng.standard_normal((height, 1, 1)).astype(np.float32)
     own_rows = rng.standard_normal((height, 1, 3)).astype(np.float32)
