@@ -83,6 +83,11 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   whose sensor reads its rows out with offsets of their own (horizontal
   banding: noise correlated along a whole row and not at all across rows),
   under a soft lens, with strong signal-dependent noise and JPEG 65-85.
+* ``digizoom``: held out (fixed, 2026-12-06, before the twenty-seventh round's
+  design was written): a phone's digital zoom, whose sensor sees the scene at
+  1.3-1.8x less than the output's resolution; its noise is made there and
+  then enlarged with the picture (bilinear), so the grain is soft and
+  correlated over 1-2 output pixels, before sharpening and JPEG 75-90.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -762,6 +767,28 @@ def degrade_nightcam(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np
     return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(65, 86)))
 
 
+def degrade_digizoom(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A phone's digital zoom: the sensor's smaller picture and its noise enlarged together, sharpened, JPEG.
+
+    Zoomed past its lens, the camera crops the sensor and enlarges the crop
+    to the output size: the sensor sees the scene at 1.3-1.8x less than the
+    output's resolution (a lens of 0.5-0.8 HR px, pixels averaged down to
+    that size), its shot and read noise (partly shared by the channels) is
+    made at that size, and the ISP enlarges both by bilinear interpolation.
+    The grain is then soft, correlated over 1-2 output pixels, and no finer
+    than the picture, unlike grain made at the output size. The ISP sharpens
+    the luma to hide the softness and saves JPEG 75-90.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    zoom = rng.uniform(1.3, 1.8)
+    sensor_height, sensor_width = max(1, round(height / zoom)), max(1, round(width / zoom))
+    image = lens_and_shrink(hr, rng.uniform(0.5, 0.8), sensor_width, sensor_height)
+    image = partly_shared_noise(image, rng, rng.uniform(0.0004, 0.0012), rng.uniform(0.00002, 0.00006))
+    image = cv2.resize(image.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    image = sharpen_luma(image, 1.0, rng.uniform(0.5, 1.0))
+    return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(75, 91)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -786,6 +813,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "ultrawide": degrade_ultrawide,
     "compact": degrade_compact,
     "nightcam": degrade_nightcam,
+    "digizoom": degrade_digizoom,
 }
 
 
