@@ -77,11 +77,18 @@ class FlowModelConfig:
     # statistic, but SR trained on them lost 0.03-0.14 dB PSNR-Y on the four benchmarks measured (README: fidelity).
     # For synthesis (configs/deflow_faithful.yaml).
     image_chroma_blur: bool | Literal["auto"] = False
-    # JPEG read off the real images' 8x8 quantization lattice (degradation/compression.py; always logged):
-    # true: samples are compressed at the qualities found, in the proportion found. auto: together with the image
-    # blur's auto, where the real images are clearly blurred; alone it lowered SR PSNR on both benchmarks it was
-    # measured on, and the blur alone did on one of them (README: fidelity, the SR section)
-    image_compression: bool | Literal["auto"] = "auto"
+    # JPEG read off the real images' 8x8 quantization lattice (degradation/compression.py; always logged): true:
+    # samples' content is compressed at the qualities found, in the proportion found, and the image noise goes on
+    # after it (the noise was measured on the compressed real images). auto: only together with the image blur's
+    # auto, where the real images are clearly blurred (the rule until the twenty-seventh round, when the noise went
+    # on before the compression and a second JPEG thinned it). false: no compression, the matched one included
+    image_compression: bool | Literal["auto"] = True
+    # Where no real image shows a JPEG lattice (WebP, AVIF, JPEG 2000, a JPEG resized since), the loss of detail
+    # matched as JPEG (degradation/compression.py; always logged): true: samples' content is compressed at the
+    # qualities matched, the noise after it. auto: only where the real images are clearly blurred (as the image
+    # blur's auto): on the three sources measured, SR on such samples lost 0.03-0.27 dB PSNR-Y, on `gallery`
+    # falling below plain bicubic upsampling, in either order of noise and compression (README: fidelity)
+    image_matched_compression: bool | Literal["auto"] = "auto"
     # Samples move the clean image's latents by the learned domain shift (what the flow does to content: blur,
     # compression) before the image noise is added; false: the clean image plus the image noise (README: fidelity)
     sample_latent_shift: bool = True

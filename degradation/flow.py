@@ -136,8 +136,8 @@ class DegradationFlow(nn.Module):
         self.image_noise = ImageNoise()
         self.image_coarse_noise = ImageNoise()  # the same at half resolution, upsampled: larger blotches
         self.image_blur = ImageBlur()
-        # JPEG read off the real images (degradation/compression.py): applied to whole samples, after
-        # degrade() (tiles would each get their own block grid), by flow_degrade and degrade_image.
+        # JPEG read off the real images (degradation/compression.py): applied to whole samples, between
+        # degrade_parts()' content and its noise (tiles would each get their own block grid), by synthesize().
         self.image_compression = ImageCompression()
 
     def downscale(self, hr: torch.Tensor, scale: int) -> torch.Tensor:
@@ -265,7 +265,25 @@ class DegradationFlow(nn.Module):
         generator: torch.Generator | None = None,
         seeds: list[int] | None = None,
     ) -> torch.Tensor:
-        """Clean LR (B, 3, H, W) in [0, 1] -> a synthesized real-looking LR (not clamped).
+        """Clean LR (B, 3, H, W) in [0, 1] -> a synthesized real-looking LR (not clamped), uncompressed: the sum of
+        ``degrade_parts`` (``noise``: ``sample_noise``'s, drawn on ``generator`` when None). ``synthesize``
+        compresses it as the real images are, before the noise."""
+        if noise is None:
+            noise = self.sample_noise(
+                clean_lr.shape[0], *clean_lr.shape[2:], generator=generator, device=clean_lr.device
+            )
+        content, image_noise = self.degrade_parts(clean_lr, noise, temperature, seeds)
+        return content + image_noise
+
+    def degrade_parts(
+        self,
+        clean_lr: torch.Tensor,
+        noise: list[torch.Tensor],
+        temperature: float = 1.0,
+        seeds: list[int] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clean LR (B, 3, H, W) in [0, 1] -> a synthesized real-looking LR in two parts (neither clamped): what
+        the degradation does to the content, and the image noise that goes on top.
 
         Encode the clean image, move its latents to the real domain
         (``mu + a * eps + temperature * M noise``), decode with the clean
@@ -274,17 +292,15 @@ class DegradationFlow(nn.Module):
         a flow trained by this version), the latents move without fresh noise
         (the flow keeps what it does to the content: blur, compression, casts)
         and the noise is the estimated image noise at ``temperature``; without
-        ``sample_latent_shift`` the latents are left alone and the sample is the
-        clean image plus that noise (and the coarse colour noise, where one is
-        estimated). Differentiable with respect to the flow's parameters. The
-        clean image is first blurred by the estimated blur (``prepare_clean``;
-        ``seeds``: those the caller compresses the samples with, if it does).
+        ``sample_latent_shift`` the latents are left alone and the content is
+        the clean image. The second part is that noise (and the coarse colour
+        noise, where one is estimated); zero for a flow without an image-noise
+        estimate, whose latent noise is in the first. Differentiable with
+        respect to the flow's parameters. The clean image is first blurred by
+        the estimated blur (``prepare_clean``; ``seeds``: those the caller
+        compresses the samples with, if it does).
         """
         clean_lr = self.prepare_clean(clean_lr, seeds)
-        if noise is None:
-            noise = self.sample_noise(
-                clean_lr.shape[0], *clean_lr.shape[2:], generator=generator, device=clean_lr.device
-            )
         image_noise = self.image_noise.is_estimated
         if not self.sample_latent_shift and not image_noise:
             raise RuntimeError("this flow samples without its latent shift but has no image-noise estimate")
@@ -293,17 +309,34 @@ class DegradationFlow(nn.Module):
             latents, _ = self.encode(clean_lr, cond)
             latent_temperature = 0.0 if image_noise else temperature
             moved = self.shift.transfer(latents, noise[: self.num_levels], latent_temperature, cond)
-            synthesized = self.decode(moved, cond)
+            content = self.decode(moved, cond)
             if self.keep_low_pass_sigma > 0:
-                synthesized = synthesized - gaussian_blur(synthesized - clean_lr, self.keep_low_pass_sigma)
+                content = content - gaussian_blur(content - clean_lr, self.keep_low_pass_sigma)
         else:
-            synthesized = clean_lr
+            content = clean_lr
+        added = torch.zeros_like(content)
         if image_noise:
-            synthesized = synthesized + temperature * self.image_noise(clean_lr, noise[self.num_levels])
+            added = added + temperature * self.image_noise(clean_lr, noise[self.num_levels])
         if self.image_coarse_noise.is_estimated:
             coarse = coarse_image_noise(self.image_coarse_noise, clean_lr, noise[self.num_levels + 1])
-            synthesized = synthesized + temperature * coarse
-        return synthesized
+            added = added + temperature * coarse
+        return content, added
+
+    def synthesize(self, content: torch.Tensor, image_noise: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+        """``degrade_parts``' two parts -> the sample in [0, 1], 8-bit: the content compressed as the real images
+        are (``image_compression``, a quality drawn per seed), then the noise.
+
+        The noise goes on after the compression because it was measured after
+        it: the estimate is read off the real images as saved, so it is the
+        noise their codec left, and a second round trip would thin it again
+        (on ``camera`` JPEG took 45-67% off the chroma noise's std). The
+        content still loses its detail and takes on the codec's blocks.
+        Rounding passes gradients straight through.
+        """
+        if self.image_compression.is_estimated:
+            content = self.image_compression(content.clamp(0, 1), seeds)
+        sample = (content + image_noise).clamp(0, 1)
+        return sample + (torch.round(sample * 255) / 255 - sample).detach()
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -21,10 +21,7 @@ def sample_figure(flow: DegradationFlow, clean_lr: torch.Tensor, real_lr: torch.
     generator = torch.Generator().manual_seed(seed)
     noise = flow.sample_noise(count, *clean.shape[2:], generator=generator, device=clean.device)
     seeds = [seed + index for index in range(count)]  # the compression's qualities, as SR training draws them
-    synthesized = [
-        flow.image_compression(flow.degrade(clean, t, noise=noise, seeds=seeds).clamp(0, 1), seeds)
-        for t in SAMPLE_TEMPERATURES
-    ]
+    synthesized = [flow.synthesize(*flow.degrade_parts(clean, noise, t, seeds), seeds) for t in SAMPLE_TEMPERATURES]
     flow.train(was_training)
     to_image = lambda t: upscale_nearest(t.permute(1, 2, 0).float().cpu().numpy(), 4)
     rows = [[to_image(clean[i]), *(to_image(s[i]) for s in synthesized), to_image(real[i])] for i in range(count)]

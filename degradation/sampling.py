@@ -68,21 +68,25 @@ def degrade_image(
         for left in tile_starts(padded_w, tile_w, tile_step(tile_w, overlap, multiple))
     ]
     weight = (ramp(tile_h, overlap)[:, None] * ramp(tile_w, overlap)[None, :]).to(device)
-    total = torch.zeros(3, padded_h, padded_w, device=device)
+    # The content and the noise are blended apart, as the compression goes between them (flow.synthesize).
+    content_total = torch.zeros(3, padded_h, padded_w, device=device)
+    noise_total = torch.zeros(3, padded_h, padded_w, device=device)
     weight_sum = torch.zeros(1, padded_h, padded_w, device=device)
     for first in range(0, len(boxes), batch_size):
         chunk = boxes[first : first + batch_size]
         tiles = torch.cat([image[:, :, top : top + tile_h, left : left + tile_w] for top, left in chunk])
         crops = [flow.crop_noise(noise, top, left, tile_h, tile_w) for top, left in chunk]
         tile_noise = [torch.cat(parts) for parts in zip(*crops)]
-        degraded = flow.degrade(tiles, temperature, noise=tile_noise, seeds=[seed] * len(chunk))
-        for (top, left), tile in zip(chunk, degraded):
-            total[:, top : top + tile_h, left : left + tile_w] += tile * weight
+        contents, noises = flow.degrade_parts(tiles, tile_noise, temperature, [seed] * len(chunk))
+        for (top, left), content, tile_noise_part in zip(chunk, contents, noises):
+            content_total[:, top : top + tile_h, left : left + tile_w] += content * weight
+            noise_total[:, top : top + tile_h, left : left + tile_w] += tile_noise_part * weight
             weight_sum[:, top : top + tile_h, left : left + tile_w] += weight
-    result = (total / weight_sum)[:, :height, :width]
-    if not torch.isfinite(result).all():
+    content = (content_total / weight_sum)[:, :height, :width]
+    image_noise = (noise_total / weight_sum)[:, :height, :width]
+    if not (torch.isfinite(content).all() and torch.isfinite(image_noise).all()):
         raise UserError(
             f"the flow produced non-finite values at temperature {temperature}; "
             "try a lower --temperature or an earlier checkpoint"
         )
-    return flow.image_compression(result.clamp(0, 1)[None], [seed])[0]
+    return flow.synthesize(content[None], image_noise[None], [seed])[0]

@@ -187,13 +187,18 @@ def estimate_image_degradations(
     if not jpeg.qualities:
         # No JPEG lattice: another codec, or a JPEG resized since, may still have taken the detail away.
         equivalent = estimate_equivalent_jpeg(prepared, real_lr, add_noise)
+        apply_matched, matched_why = _auto_option(
+            "image_matched_compression", model.image_matched_compression, blurred, blur_reason
+        )
+        if model.image_compression is False:  # no compression at all
+            apply_matched, matched_why = False, "(model.image_compression false)"
         if not equivalent.qualities:
             yield equivalent.describe()
-        elif apply_compression:
+        elif apply_matched:
             flow.image_compression.load_estimate(equivalent.as_jpeg_estimate())
-            yield f"{equivalent.describe()}: samples are compressed at those qualities {compression_why}"
+            yield f"{equivalent.describe()}: samples are compressed at those qualities {matched_why}"
         else:
-            yield f"{equivalent.describe()}: not applied {compression_why}"
+            yield f"{equivalent.describe()}: not applied {matched_why}"
     chroma_sigma = estimate_chroma_blur(prepared, real_lr)
     if np.isnan(chroma_sigma):
         yield "image chroma blur not measured: too few colour edges in the images"

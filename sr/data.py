@@ -60,6 +60,4 @@ def flow_degrade(
     height, width = clean_lr.shape[2:]
     per_sample = [flow.sample_noise(1, height, width, torch.Generator().manual_seed(s)) for s in seeds]
     noise = [torch.cat(level).to(hr.device, non_blocking=True) for level in zip(*per_sample)]
-    lq = flow.degrade(clean_lr, temperature, noise=noise, seeds=seeds).clamp(0, 1)
-    lq = lq + (torch.round(lq * 255) / 255 - lq).detach()
-    return flow.image_compression(lq, seeds)
+    return flow.synthesize(*flow.degrade_parts(clean_lr, noise, temperature, seeds), seeds)

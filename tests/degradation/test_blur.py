@@ -152,7 +152,7 @@ def test_image_sharpening_applies_the_unsharp_mask_and_old_flows_load():
 
 
 @pytest.mark.parametrize("real_blur", [0.0, 0.9])
-def test_auto_applies_blur_and_compression_where_the_real_images_are_clearly_blurred(real_blur):
+def test_the_blur_applies_where_clearly_blurred_and_the_compression_wherever_found(real_blur):
     clean_hr = [real_photo(name) for name in CLEAN]  # x2 below: clean LR at half the photos' size
     real_lr = [jpeg(blurred(half(name), real_blur), 50) for name in ("camera", "coins", "brick", "gravel")]
     dataset = SimpleNamespace(clean_hr=SimpleNamespace(images=clean_hr), real_lr=SimpleNamespace(images=real_lr))
@@ -161,7 +161,7 @@ def test_auto_applies_blur_and_compression_where_the_real_images_are_clearly_blu
         flow = build_flow(FlowModelConfig(num_levels=1, num_steps=1, hidden_channels=8, cond_channels=4, cond_blocks=0))
         return flow, "\n".join(estimate_image_degradations(flow, model, dataset, scale=2))
 
-    flow, lines = estimated(FlowModelConfig())  # the defaults: auto
+    flow, lines = estimated(FlowModelConfig(image_compression="auto"))
     assert "image chroma blur not measured: too few colour edges" in lines  # grey photos
     if real_blur:
         assert 0.5 < flow.image_blur.sigma < 1.0 and flow.image_compression.is_estimated, lines
@@ -171,8 +171,9 @@ def test_auto_applies_blur_and_compression_where_the_real_images_are_clearly_blu
     else:  # as sharp as the clean set: the JPEG is found, and left out with the blur
         assert flow.image_blur.sigma == 0.0 and not flow.image_compression.is_estimated, lines
         assert "not applied (model.image_compression auto: the real images are not blurred" in lines
-        flow, lines = estimated(FlowModelConfig(image_compression=True))  # an explicit setting wins
-        assert flow.image_blur.sigma == 0.0 and flow.image_compression.is_estimated, lines
+    flow, lines = estimated(FlowModelConfig())  # the defaults: the blur where clear, the JPEG wherever found
+    assert (flow.image_blur.sigma > 0.5) == bool(real_blur) and flow.image_compression.is_estimated, lines
+    assert "samples are compressed in that proportion, at those qualities (model.image_compression true)" in lines
 
 
 @pytest.mark.parametrize("sigma", [0.8, 1.6])
@@ -248,7 +249,9 @@ def test_the_chroma_blur_is_estimated_logged_and_applied_where_asked_and_samples
     real_lr = [jpeg(blurred(other_half(name), real_blur), 50) for name in COLOUR_OTHER]  # 4:2:0 chroma
     dataset = SimpleNamespace(clean_hr=SimpleNamespace(images=clean_hr), real_lr=SimpleNamespace(images=real_lr))
     flow = build_flow(FlowModelConfig(num_levels=1, num_steps=1, hidden_channels=8, cond_channels=4, cond_blocks=0))
-    model = FlowModelConfig() if setting is None else FlowModelConfig(image_chroma_blur=setting)
+    # The compression's old rule (auto: only with the blur), so that the sharp real images leave samples uncompressed.
+    chroma = {} if setting is None else {"image_chroma_blur": setting}
+    model = FlowModelConfig(image_compression="auto", **chroma)
     lines = "\n".join(estimate_image_degradations(flow, model, dataset, scale=2))
     if real_blur:  # clearly blurred: the samples are blurred and JPEG-compressed, which subsamples their chroma
         assert flow.image_compression.is_estimated and flow.image_blur.chroma_where_uncompressed, lines

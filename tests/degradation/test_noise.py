@@ -10,6 +10,7 @@ import torch
 from tests.conftest import real_photo
 from unpaired_sr.common.checkpoint import load_checkpoint, save_checkpoint
 from unpaired_sr.degradation.checkpoint import build_flow, load_flow
+from unpaired_sr.degradation.compression import JpegEstimate
 from unpaired_sr.degradation.config import FlowModelConfig
 from unpaired_sr.degradation.noise import (
     MIN_ESTIMATE_SIDE,
@@ -166,6 +167,29 @@ def test_without_the_latent_shift_a_sample_is_the_clean_image_plus_the_image_noi
     flow.image_noise = ImageNoise()  # no estimate: nothing would be sampled
     with pytest.raises(RuntimeError, match="no image-noise estimate"):
         flow.degrade(clean_lr, 1.0, noise=noise)
+
+
+def test_the_image_noise_goes_on_after_the_compression_and_is_not_thinned_by_it():
+    config = FlowModelConfig(num_steps=2, hidden_channels=16, cond_channels=8, cond_blocks=1, sample_latent_shift=False)
+    flow = build_flow(config).eval()
+    clean_lr = torch.from_numpy(small("astronaut")[:64, :64]).permute(2, 0, 1)[None].float()
+    noise = flow.sample_noise(1, 64, 64, generator=torch.Generator().manual_seed(0))
+    flow.image_noise.load_estimate(hand_made([0.03] * NUM_BINS))
+    with torch.no_grad():
+        content, image_noise = flow.degrade_parts(clean_lr, noise, 1.0, [7])
+        uncompressed = flow.synthesize(content, image_noise, [7])
+        flow.image_compression.load_estimate(JpegEstimate(qualities=[30], uncompressed=0, images=1))
+        sample = flow.synthesize(content, image_noise, [7])
+        compressed_content = flow.image_compression(content, [7])
+    # Without an estimate: the old order's sample, the sum clamped and rounded to 8 bits.
+    torch.testing.assert_close(uncompressed, torch.round((content + image_noise).clamp(0, 1) * 255) / 255)
+    # The content takes the JPEG (quality 30 takes detail away) and the noise goes on top, whole: only the
+    # clamp at black and white and the 8-bit rounding part the sample from the compressed content plus the noise.
+    assert (compressed_content - content).abs().mean() > 2e-3
+    inside = ((compressed_content + image_noise) > 0) & ((compressed_content + image_noise) < 1)
+    residual = (sample - compressed_content - image_noise)[inside]
+    assert residual.abs().max() <= 0.5 / 255 + 1e-6
+    assert float((sample - compressed_content).std()) == pytest.approx(float(image_noise.std()), rel=0.05)
 
 
 def test_checkpoints_from_before_the_image_noise_load_and_sample_as_they_did(tmp_path):

@@ -96,14 +96,20 @@ def test_training_matches_a_codec_without_a_lattice_as_jpeg_and_compresses_sampl
                 photo = webp(cv2.resize(photo, (96, 96), interpolation=cv2.INTER_AREA), 35)
             write_image(folder / f"{name}.png", photo)
     config.data.clean_dir, config.data.real_dir = str(clean), str(real)
-    config.model.image_compression = True
+    train(config, tmp_path / "default")  # the light config's rule: a matched codec only where clearly blurred
+    log = (tmp_path / "default" / "train.log").read_text()
+    assert "JPEG: none found in 3 real images" in log and "loss of detail as JPEG at quality" in log
+    assert "not applied (model.image_matched_compression auto: the real images are not blurred" in log
+    assert not load_flow(tmp_path / "default" / "checkpoints" / "last.pt")[0].image_compression.is_estimated
+    config.model.image_matched_compression = True
     train(config, tmp_path / "run")
     log = (tmp_path / "run" / "train.log").read_text()
-    assert "JPEG: none found in 3 real images" in log
-    assert "loss of detail as JPEG at quality" in log
-    assert "samples are compressed at those qualities (model.image_compression true)" in log
+    assert "samples are compressed at those qualities (model.image_matched_compression true)" in log
     flow, _ = load_flow(tmp_path / "run" / "checkpoints" / "last.pt")
     assert flow.image_compression.is_estimated and flow.image_compression.probabilities[0] == 0
+    config.model.image_compression = False  # no compression at all, the matched one included
+    train(config, tmp_path / "none")
+    assert "not applied (model.image_compression false)" in (tmp_path / "none" / "train.log").read_text()
 
 
 @pytest.fixture(scope="module")
