@@ -88,6 +88,11 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   1.3-1.8x less than the output's resolution; its noise is made there and
   then enlarged with the picture (bilinear), so the grain is soft and
   correlated over 1-2 output pixels, before sharpening and JPEG 75-90.
+* ``gif``: held out (fixed, 2026-12-06, before the twenty-eighth round's
+  design was written): a frame of an animated GIF made from a phone's video,
+  its colours reduced to an adaptive palette of 48-128 with Floyd-Steinberg
+  error diffusion: an error in every pixel that follows the palette, not
+  the brightness, dithered into a fine pattern over smooth gradients.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -789,6 +794,31 @@ def degrade_digizoom(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np
     return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(75, 91)))
 
 
+def degrade_gif(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A frame of an animated GIF made from a phone's video: the frame, reduced to a palette with dithering.
+
+    The video frame has a lens of 0.4-0.7 HR px, pixels averaged down, faint
+    signal-dependent noise partly shared by the channels, and its own JPEG
+    85-95 (the video's compression, before the GIF maker decodes it). The
+    GIF keeps at most 256 colours; the maker picks 48-128 for the frame
+    (Pillow's median cut) and spreads each pixel's error onto its neighbours
+    (Floyd-Steinberg). The error then depends on where the pixel's colour
+    falls between the palette's entries, not on its brightness; smooth
+    gradients get a fine dither pattern (errors anti-correlated between
+    neighbours), and where the palette is sparse, contours.
+    """
+    from PIL import Image
+
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    frame = lens_and_shrink(hr, rng.uniform(0.4, 0.7), width, height)
+    frame = partly_shared_noise(frame, rng, rng.uniform(0.0001, 0.0004), rng.uniform(0.00001, 0.00003))
+    frame = jpeg(np.clip(frame, 0, 1).astype(np.float32), int(rng.integers(85, 96)))
+    pixels = Image.fromarray((np.clip(frame, 0, 1) * 255).round().astype(np.uint8))
+    colours = int(rng.integers(48, 129))
+    indexed = pixels.quantize(colors=colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG)
+    return np.asarray(indexed.convert("RGB"), dtype=np.float32) / 255.0
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -814,6 +844,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "compact": degrade_compact,
     "nightcam": degrade_nightcam,
     "digizoom": degrade_digizoom,
+    "gif": degrade_gif,
 }
 
 
