@@ -33,8 +33,9 @@ as the samples are before compression, matches the real images' profile.
 JPEG stands in for the unknown codec: samples are compressed at the
 qualities that match (``model.image_matched_compression``: in the light
 config only where the real images are clearly blurred, since SR lost
-0.12-0.27 dB on two such sources in either order of noise and JPEG). Training runs it where the lattice shows in no real
-image. Where the lattice does show, on the thirteen JPEG benchmarks, the
+0.12-0.27 dB on two such sources in either order of noise and JPEG).
+Training runs it where the lattice shows in no real image. Where the
+lattice does show, on the thirteen JPEG benchmarks, the
 range it matches overlaps the qualities read off the lattice on eleven;
 ``phone`` (noise reduction) and ``camcorder`` (colour at a quarter of the
 width) read as 30-55 and 35-50 against 84-88 and 73-92: the profile takes

@@ -266,8 +266,9 @@ class DegradationFlow(nn.Module):
         seeds: list[int] | None = None,
     ) -> torch.Tensor:
         """Clean LR (B, 3, H, W) in [0, 1] -> a synthesized real-looking LR (not clamped), uncompressed: the sum of
-        ``degrade_parts`` (``noise``: ``sample_noise``'s, drawn on ``generator`` when None). ``synthesize``
-        compresses it as the real images are, before the noise."""
+        ``degrade_parts`` (``noise``: ``sample_noise``'s, drawn on ``generator`` when None). A sample compressed
+        as the real images are takes the two parts apart instead: ``synthesize`` compresses the content, then adds
+        the noise."""
         if noise is None:
             noise = self.sample_noise(
                 clean_lr.shape[0], *clean_lr.shape[2:], generator=generator, device=clean_lr.device
