@@ -819,6 +819,40 @@ def degrade_gif(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndar
     return np.asarray(indexed.convert("RGB"), dtype=np.float32) / 255.0
 
 
+def degrade_telephoto(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A long lens through heat shimmer: the scene warped by a smooth random field, softened, noise, JPEG.
+
+    Air of uneven temperature between a telephoto lens and a distant subject
+    (a wildlife or surveillance camera on a warm day) bends the light: each
+    part of the frame is displaced by its own small amount (a smooth random
+    field, 1-2.5 HR px in std, correlated over about 20-40 HR px), so straight
+    edges wobble and textures shift against their neighbours, and the air's
+    blur on top of the lens's softens everything by 0.9-1.5 HR px. The sensor
+    averages pixels and adds shot and read noise partly shared by the
+    channels; the camera saves JPEG 70-88.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    hr_height, hr_width = hr.shape[:2]
+    correlation = rng.uniform(20.0, 40.0)
+    amplitude = rng.uniform(1.0, 2.5)
+    displacement = []
+    for _ in range(2):
+        field = rng.standard_normal((hr_height, hr_width)).astype(np.float32)
+        field = cv2.GaussianBlur(field, (0, 0), correlation / 2, borderType=cv2.BORDER_REFLECT_101)
+        displacement.append(amplitude * field / max(float(field.std()), 1e-6))
+    rows, cols = np.mgrid[0:hr_height, 0:hr_width].astype(np.float32)
+    warped = cv2.remap(
+        hr.astype(np.float32),
+        cols + displacement[0],
+        rows + displacement[1],
+        cv2.INTER_CUBIC,
+        borderMode=cv2.BORDER_REFLECT_101,
+    )
+    image = lens_and_shrink(np.clip(warped, 0, 1), rng.uniform(0.9, 1.5), width, height)
+    image = partly_shared_noise(image, rng, rng.uniform(0.0005, 0.0015), rng.uniform(0.00003, 0.00008))
+    return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(70, 89)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -845,6 +879,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "nightcam": degrade_nightcam,
     "digizoom": degrade_digizoom,
     "gif": degrade_gif,
+    "telephoto": degrade_telephoto,
 }
 
 
