@@ -93,6 +93,11 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   its colours reduced to an adaptive palette of 48-128 with Floyd-Steinberg
   error diffusion: an error in every pixel that follows the palette, not
   the brightness, dithered into a fine pattern over smooth gradients.
+* ``telephoto``: held out (fixed, 2026-12-06, before the twenty-ninth round's
+  design was written): a long lens through heat shimmer, the scene displaced
+  by a smooth random field of 1-2.5 HR px (edges wobble, textures shift
+  against their neighbours), softened by 0.9-1.5 HR px, with noise and JPEG
+  70-88.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
