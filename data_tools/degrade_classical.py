@@ -858,6 +858,58 @@ def degrade_telephoto(hr: np.ndarray, scale: int, rng: np.random.Generator) -> n
     return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(70, 89)))
 
 
+_VIDEO_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # BT.601, as analogue video
+
+
+def degrade_vhs(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A frame captured from a VHS tape: bandwidth-limited luma, smeared colour, line jitter, streaky noise, JPEG.
+
+    Tape stores the picture line by line as an analogue signal. Its luma
+    bandwidth softens detail along each line (a Gaussian of 1.5-3 HR px
+    across columns, 0.5-0.8 HR px down rows), and its colour carrier far
+    more (8-14 HR px along the lines): colour bleeds past edges sideways,
+    not up and down. The deck's time-base wanders, so each line starts a
+    little early or late (a smooth drift over 8-24 lines of 0.15-0.4 LR px
+    std, plus 0.05-0.15 LR px of its own). The tape's noise is streaky:
+    luma noise correlated along a line over 1-2 LR px and not across lines,
+    colour noise over 3-6 LR px. The deck's edge enhancement sharpens along
+    the lines (halos on vertical edges), and the capture card saves JPEG
+    85-95.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    image = hr.astype(np.float32)
+    luma_sigma, colour_sigma = rng.uniform(1.5, 3.0), rng.uniform(8.0, 14.0)
+    luma = image @ _VIDEO_LUMA
+    colour = image - luma[..., None]
+    vertical = rng.uniform(0.5, 0.8)
+    luma = cv2.GaussianBlur(luma, (0, 0), luma_sigma, sigmaY=vertical, borderType=cv2.BORDER_REFLECT_101)
+    colour = cv2.GaussianBlur(colour, (0, 0), colour_sigma, sigmaY=vertical, borderType=cv2.BORDER_REFLECT_101)
+    image = cv2.resize(luma[..., None] + colour, (width, height), interpolation=cv2.INTER_AREA)
+
+    drift = rng.standard_normal(height).astype(np.float32)
+    drift = cv2.GaussianBlur(
+        drift[:, None], (0, 0), 1e-3, sigmaY=rng.uniform(8.0, 24.0) / 2, borderType=cv2.BORDER_REFLECT_101
+    ).reshape(height)
+    drift = rng.uniform(0.15, 0.4) * drift / max(float(drift.std()), 1e-6)
+    shift = drift + rng.uniform(0.05, 0.15) * rng.standard_normal(height).astype(np.float32)
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    image = cv2.remap(image, cols + shift[:, None], rows, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
+
+    def streaks(sigma: float, channels: int) -> np.ndarray:
+        white = rng.standard_normal((height, width, channels)).astype(np.float32)
+        streaky = cv2.GaussianBlur(white, (0, 0), sigma, sigmaY=1e-3, borderType=cv2.BORDER_REFLECT_101)
+        return (streaky / max(float(streaky.std()), 1e-6)).reshape(height, width, channels)
+
+    luma_noise = rng.uniform(1.5, 3.5) / 255 * streaks(rng.uniform(1.0, 2.0), 1)
+    colour_noise = rng.uniform(1.5, 3.0) / 255 * streaks(rng.uniform(3.0, 6.0), 2)
+    image = image + luma_noise + colour_noise @ _LUMA_CHROMA_TO_RGB[:, 1:].T
+    image = np.clip(image, 0, 1)
+    luma = image @ _VIDEO_LUMA
+    detail = luma - cv2.GaussianBlur(luma, (0, 0), 1.0, sigmaY=1e-3, borderType=cv2.BORDER_REFLECT_101)
+    image = image + rng.uniform(0.4, 0.9) * detail[..., None]
+    return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(85, 96)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -885,6 +937,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "digizoom": degrade_digizoom,
     "gif": degrade_gif,
     "telephoto": degrade_telephoto,
+    "vhs": degrade_vhs,
 }
 
 
