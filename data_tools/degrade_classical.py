@@ -98,6 +98,11 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   by a smooth random field of 1-2.5 HR px (edges wobble, textures shift
   against their neighbours), softened by 0.9-1.5 HR px, with noise and JPEG
   70-88.
+* ``vhs``: held out (fixed, 2026-12-06, before the thirtieth round's design
+  was written): a frame captured from a VHS tape, luma softened along the
+  lines and colour far more, each line shifted by the deck's wandering time
+  base, streaky noise correlated along the lines, edge enhancement along
+  them, JPEG 85-95.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
