@@ -123,6 +123,7 @@ import numpy as np
 
 from unpaired_sr.common.cli import ArgumentParser, command
 from unpaired_sr.common.errors import UserError
+from unpaired_sr.common.image_io import LUMA_WEIGHTS, list_images, read_image, write_image
 from unpaired_sr.common.matlab_resize import downscale, mod_crop
 from unpaired_sr.common.seeds import seed_keys
 from unpaired_sr.data_tools.parallel import map_with_progress
@@ -863,9 +864,6 @@ def degrade_telephoto(hr: np.ndarray, scale: int, rng: np.random.Generator) -> n
     return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(70, 89)))
 
 
-_VIDEO_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # BT.601, as analogue video
-
-
 def degrade_vhs(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
     """A frame captured from a VHS tape: bandwidth-limited luma, smeared colour, line jitter, streaky noise, JPEG.
 
@@ -884,7 +882,7 @@ def degrade_vhs(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndar
     height, width = hr.shape[0] // scale, hr.shape[1] // scale
     image = hr.astype(np.float32)
     luma_sigma, colour_sigma = rng.uniform(1.5, 3.0), rng.uniform(8.0, 14.0)
-    luma = image @ _VIDEO_LUMA
+    luma = image @ LUMA_WEIGHTS
     colour = image - luma[..., None]
     vertical = rng.uniform(0.5, 0.8)
     luma = cv2.GaussianBlur(luma, (0, 0), luma_sigma, sigmaY=vertical, borderType=cv2.BORDER_REFLECT_101)
@@ -909,7 +907,7 @@ def degrade_vhs(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndar
     colour_noise = rng.uniform(1.5, 3.0) / 255 * streaks(rng.uniform(3.0, 6.0), 2)
     image = image + luma_noise + colour_noise @ _LUMA_CHROMA_TO_RGB[:, 1:].T
     image = np.clip(image, 0, 1)
-    luma = image @ _VIDEO_LUMA
+    luma = image @ LUMA_WEIGHTS
     detail = luma - cv2.GaussianBlur(luma, (0, 0), 1.0, sigmaY=1e-3, borderType=cv2.BORDER_REFLECT_101)
     image = image + rng.uniform(0.4, 0.9) * detail[..., None]
     return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(85, 96)))
@@ -969,8 +967,6 @@ def image_rng(seed: int, name: str) -> np.random.Generator:
 
 
 def _degrade_file(path: Path, out_dir: Path, scale: int, preset: str, seed: int) -> None:
-    from unpaired_sr.common.image_io import read_image, write_image
-
     hr = mod_crop(read_image(path), scale)
     if min(hr.shape[:2]) < scale * 4:
         raise UserError(f"image {path} is too small ({hr.shape[1]}x{hr.shape[0]}) to degrade at x{scale}")
@@ -989,7 +985,6 @@ def degrade_folder(
 ) -> int:
     """Degrade every image of ``input_dir`` into PNGs of the same stem in ``output_dir``."""
     from unpaired_sr.common.files import staged_output_dir
-    from unpaired_sr.common.image_io import list_images
 
     if preset not in PRESETS:
         raise UserError(f"unknown degradation {preset!r}; choose one of {', '.join(PRESETS)}")
