@@ -104,6 +104,12 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   base, streaky noise correlated along the lines, edge enhancement along
   them, JPEG 85-95.
 
+* ``newsprint``: held out (fixed, 2026-12-06, before the thirty-first round's
+  design was written): a scanned halftone print, its cyan, magenta and
+  yellow inks laid down as dots on screens rotated to 15, 75 and 0 degrees
+  (a period of 4-7 HR px, so the dot pattern beats with the LR grid as
+  moire), the dots spread by the paper, the scanner's soft optics, faint
+  scanner noise, JPEG 80-92.
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
 
@@ -913,6 +919,37 @@ def degrade_vhs(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndar
     return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(85, 96)))
 
 
+def degrade_newsprint(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A scanned halftone print: ink dots on rotated screens, dot gain, the scanner's blur and noise, JPEG.
+
+    A press prints each ink (cyan, magenta, yellow: one minus red, green,
+    blue) as dots whose area follows the ink's amount, on a regular screen of
+    its own angle (15, 75 and 0 degrees, so the three do not beat with one
+    another). The screen's period, 4-7 HR px, lies near the LR grid's
+    Nyquist period of 2 LR px (8 HR px): what the scanner's optics (a
+    Gaussian of 0.6-1.0 HR px) leave of the dots beats with the LR grid as
+    moire. The paper spreads the ink at the dots' edges (a soft threshold,
+    0.1-0.2 of full coverage wide). The scanner adds faint white noise (1-2
+    levels) and saves a JPEG of quality 80-92.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    rows, cols = np.mgrid[0 : hr.shape[0], 0 : hr.shape[1]].astype(np.float32)
+    period, softness = rng.uniform(4.0, 7.0), rng.uniform(0.1, 0.2)
+    ink = 1.0 - hr.astype(np.float32)
+    printed = np.empty_like(ink)
+    for channel, degrees in enumerate((75.0, 15.0, 0.0)):  # cyan (red), magenta (green), yellow (blue)
+        angle = math.radians(degrees)
+        u = 2 * math.pi * (cols * math.cos(angle) + rows * math.sin(angle)) / period + rng.uniform(0, 2 * math.pi)
+        v = 2 * math.pi * (rows * math.cos(angle) - cols * math.sin(angle)) / period + rng.uniform(0, 2 * math.pi)
+        screen = (np.cos(u) * np.cos(v) + 1) / 2  # a dot screen: each cell's threshold rises from its centre
+        coverage = np.clip((ink[:, :, channel] - screen) / softness + 0.5, 0, 1)
+        printed[:, :, channel] = 1.0 - coverage
+    image = cv2.GaussianBlur(printed, (0, 0), rng.uniform(0.6, 1.0), borderType=cv2.BORDER_REFLECT_101)
+    image = downscale(np.clip(image, 0, 1), scale)[:height, :width]
+    image = image + rng.uniform(1.0, 2.0) / 255 * rng.standard_normal(image.shape).astype(np.float32)
+    return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(80, 93)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -941,6 +978,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "gif": degrade_gif,
     "telephoto": degrade_telephoto,
     "vhs": degrade_vhs,
+    "newsprint": degrade_newsprint,
 }
 
 
