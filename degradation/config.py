@@ -55,6 +55,10 @@ class FlowModelConfig:
     # samples came closer to the real ones (Frechet 30% lower) but SR trained on them lost 0.31 dB PSNR-Y (README:
     # fidelity). On in configs/deflow_faithful.yaml, for synthesis.
     image_coarse_noise: bool = False
+    # The image noise is the real set's quiet patches minus the clean set's (the content both share); false: the
+    # real set's alone. With four or five photos a side the two sets' flattest content differs, and the difference
+    # follows the photo split (degradation/noise.py, README: fidelity)
+    image_noise_against_clean: bool = True
     # Blur estimated at the edges of both sets (degradation/blur.py; always logged): true: samples blur the
     # clean image by it before the flow degrades it. auto: only where the real images are clearly blurred (by
     # 0.3 LR px or more at every edge orientation): with the compression, SR gained 0.2 dB on such a source and

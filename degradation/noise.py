@@ -27,6 +27,15 @@ texture) is capped at them. Where the real images are smoother than the
 clean ones (blur, compression) the difference is negative and no noise is
 added: blur and compression remain the flow's to model.
 
+With four or five photos a side the two sets' flattest content differs, and
+the estimate follows the photo split: over the 23 development benchmarks'
+sources, the median level against the true residual in the flattest tenth
+of each brightness bin was 1.26x on the benchmarks' split and 0.72x and
+0.77x on two others, where the clean side holds the flatter photos. The real
+set's quiet patches alone (``against_clean=False``) read their own flattest
+content as noise but do not collapse there (1.38x, 1.03x, 0.92x; README:
+fidelity, thirty-first round): an option for sets of unlike scenes.
+
 An 8x8 patch with its mean removed holds little of noise correlated over
 more pixels: the colour blotches of a night shot or of a phone's noise
 reduction (``lowlight``: in flat regions, the residual's colour beyond 2 px
@@ -181,6 +190,7 @@ def estimate_noise(
     seed: int = 0,
     frequencies: np.ndarray | None = None,
     colour_only: bool = False,
+    against_clean: bool = True,
 ) -> NoiseEstimate:
     """The real domain's noise beyond the clean domain's, from the quietest patches of both sets.
 
@@ -190,6 +200,8 @@ def estimate_noise(
         seed: picks the patches of images with more than ``MAX_PATCHES_PER_IMAGE``.
         frequencies: (PATCH, PATCH) weights of the patches' DFT frequencies to measure (default: all).
         colour_only: measure only the colour of the noise (each pixel's R, G, B minus their mean).
+        against_clean: subtract the clean set's quiet patches (their covariance and spectrum); False: the real
+            set's quiet patches alone, their flattest content read as noise (``model.image_noise_against_clean``).
     """
     clean_bins, _ = _patches_by_brightness(clean_lr, seed)
     real_bins, real_brightness = _patches_by_brightness(real_lr, seed)
@@ -214,11 +226,13 @@ def estimate_noise(
         pixels = np.concatenate([bins[b].reshape(-1, 3) for b in usable])
         return pixels.T @ pixels / len(pixels)
 
-    _, axes = np.linalg.eigh(channel_covariance(real_bins) - channel_covariance(clean_bins))
+    share = 1.0 if against_clean else 0.0  # how much of the clean set's quiet content is taken off
+    _, axes = np.linalg.eigh(channel_covariance(real_bins) - share * channel_covariance(clean_bins))
     axes = axes[:, ::-1].copy()  # strongest axis first
     weights = np.ones((PATCH, PATCH)) if frequencies is None else frequencies
     spectra = {
-        b: np.clip(_power_spectrum(real_bins[b] @ axes) - _power_spectrum(clean_bins[b] @ axes), 0, None) * weights
+        b: np.clip(_power_spectrum(real_bins[b] @ axes) - share * _power_spectrum(clean_bins[b] @ axes), 0, None)
+        * weights
         for b in usable
     }
     shape = sum(spectra[b] * counts[1, b] for b in usable)

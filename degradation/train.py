@@ -137,11 +137,14 @@ def estimate_image_degradations(
         yield f"{jpeg.describe()}: not applied {compression_why}"
     if model.image_noise:
         try:
-            estimate = estimate_noise(clean_lr, real_lr)
+            estimate = estimate_noise(clean_lr, real_lr, against_clean=model.image_noise_against_clean)
         except ValueError as error:
             raise UserError(f"{error}; or train without it: --model.image_noise false") from error
         flow.image_noise.load_estimate(estimate)
-        yield f"image noise {estimate.describe()}"
+        alone = (
+            "" if model.image_noise_against_clean else ", the real set alone (model.image_noise_against_clean false)"
+        )
+        yield f"image noise {estimate.describe()}{alone}"
         if model.image_coarse_noise and flow.image_noise.is_estimated:
             coarse = estimate_coarse_noise(clean_lr, real_lr, flow.image_noise)
             flow.image_coarse_noise.load_estimate(coarse)

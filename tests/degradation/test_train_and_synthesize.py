@@ -131,6 +131,17 @@ def test_training_estimates_the_image_noise_and_logs_it(trained_flow):
     assert "image blur not measured: too few strong edges" in log and flow.image_blur.sigma == 0.0  # 32 px tiles
 
 
+def test_the_noise_read_off_the_real_set_alone_is_logged_as_such_and_reads_no_less(tmp_path, trained_flow):
+    config = tiny_flow_config(tmp_path, n_iter=1, save_every=1)  # the fixture's photos and noise
+    config.model.image_noise_against_clean = False
+    train(config, tmp_path / "run")
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "the real set alone (model.image_noise_against_clean false)" in log
+    alone = load_flow(tmp_path / "run" / "checkpoints" / "last.pt")[0].image_noise.rgb_std()
+    against = load_flow(trained_flow)[0].image_noise.rgb_std()
+    assert alone.mean() >= against.mean() and alone.max() * 255 < 25, (alone * 255, against * 255)
+
+
 def test_synthesize_is_seeded_and_names_samples(tmp_path, trained_flow, photo_folder):
     photos = photo_folder(size=64)
     synthesize_folder(trained_flow, photos, tmp_path / "a", temperature=0.8, n_samples=2, seed=1, device="cpu")
