@@ -103,13 +103,13 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   lines and colour far more, each line shifted by the deck's wandering time
   base, streaky noise correlated along the lines, edge enhancement along
   them, JPEG 85-95.
-
 * ``newsprint``: held out (fixed, 2026-12-06, before the thirty-first round's
   design was written): a scanned halftone print, its cyan, magenta and
   yellow inks laid down as dots on screens rotated to 15, 75 and 0 degrees
   (a period of 4-7 HR px, so the dot pattern beats with the LR grid as
   moire), the dots spread by the paper, the scanner's soft optics, faint
   scanner noise, JPEG 80-92.
+
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
 
