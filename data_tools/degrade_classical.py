@@ -109,6 +109,11 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   (a period of 4-7 HR px, so the dot pattern beats with the LR grid as
   moire), the dots spread by the paper, the scanner's soft optics, faint
   scanner noise, JPEG 80-92.
+* ``photoscan``: held out (fixed, 2026-12-06, before the thirty-second
+  round's design was written): an old photo print on a flatbed scanner, its
+  paper's fine grain (a multiplicative texture of 1-3%), dust on the glass
+  (sparse dark specks of 2-8 HR px) and hairline scratches in the print
+  (thin pale curves), the scanner's optics, faint sensor noise, JPEG 85-95.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -950,6 +955,55 @@ def degrade_newsprint(hr: np.ndarray, scale: int, rng: np.random.Generator) -> n
     return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(80, 93)))
 
 
+def degrade_photoscan(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """An old photo print on a flatbed scanner: paper grain, dust, scratches, the scanner's blur and noise, JPEG.
+
+    The print's paper has a fine texture that modulates every tone (a
+    multiplicative field of 1-3%, correlated over 1-2 HR px). Dust on the
+    glass casts sparse dark specks (20-120 per HR megapixel, 2-8 HR px
+    across, soft edged, 40-80% darker), and the print
+    carries 0-3 hairline scratches where the emulsion is gone: thin pale
+    curves 1-2 HR px wide. The scanner's optics (a Gaussian of 0.5-0.9 HR px)
+    and a bicubic shrink follow, then faint sensor noise (1-2.5 levels) and a
+    JPEG of quality 85-95. Sparse, image-locked defects: neither a grain nor
+    a blur.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    hr_height, hr_width = hr.shape[:2]
+    image = hr.astype(np.float32).copy()
+    texture = cv2.GaussianBlur(
+        rng.standard_normal((hr_height, hr_width)).astype(np.float32),
+        (0, 0),
+        rng.uniform(0.8, 1.6),
+        borderType=cv2.BORDER_REFLECT_101,
+    )
+    texture = texture / max(float(texture.std()), 1e-6)
+    image = image * (1.0 + rng.uniform(0.01, 0.03) * texture)[:, :, None]
+    rows, cols = np.mgrid[0:hr_height, 0:hr_width].astype(np.float32)
+    shade = np.ones((hr_height, hr_width), np.float32)
+    for _ in range(int(rng.poisson(rng.uniform(20, 120) * hr_height * hr_width / 1e6))):
+        radius, darkness = rng.uniform(1.0, 4.0), rng.uniform(0.4, 0.8)
+        centre_row, centre_col = rng.uniform(0, hr_height), rng.uniform(0, hr_width)
+        distance = np.hypot(rows - centre_row, cols - centre_col)
+        shade = shade * (1.0 - darkness * np.clip(radius + 0.5 - distance, 0, 1))
+    image = image * shade[:, :, None]
+    for _ in range(int(rng.integers(0, 4))):
+        # a smooth random curve: a start, a heading that drifts, 200-600 HR px long
+        points = [np.array([rng.uniform(0, hr_width), rng.uniform(0, hr_height)])]
+        heading = rng.uniform(0, 2 * math.pi)
+        for _ in range(int(rng.integers(40, 120))):
+            heading += rng.normal(0, 0.08)
+            points.append(points[-1] + 5.0 * np.array([math.cos(heading), math.sin(heading)]))
+        mask = np.zeros((hr_height, hr_width), np.float32)
+        curve = np.round(np.stack(points) * 4).astype(np.int32)  # 2 bits of sub-pixel precision
+        cv2.polylines(mask, [curve], False, 1.0, int(rng.integers(1, 3)), cv2.LINE_AA, shift=2)
+        image = image + (rng.uniform(0.85, 1.0) - image) * mask[:, :, None] * rng.uniform(0.6, 1.0)
+    image = cv2.GaussianBlur(np.clip(image, 0, 1), (0, 0), rng.uniform(0.5, 0.9), borderType=cv2.BORDER_REFLECT_101)
+    image = downscale(image, scale)[:height, :width]
+    image = image + rng.uniform(1.0, 2.5) / 255 * rng.standard_normal(image.shape).astype(np.float32)
+    return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(85, 96)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -979,6 +1033,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "telephoto": degrade_telephoto,
     "vhs": degrade_vhs,
     "newsprint": degrade_newsprint,
+    "photoscan": degrade_photoscan,
 }
 
 
