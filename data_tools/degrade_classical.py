@@ -979,13 +979,17 @@ def degrade_photoscan(hr: np.ndarray, scale: int, rng: np.random.Generator) -> n
     )
     texture = texture / max(float(texture.std()), 1e-6)
     image = image * (1.0 + rng.uniform(0.01, 0.03) * texture)[:, :, None]
-    rows, cols = np.mgrid[0:hr_height, 0:hr_width].astype(np.float32)
     shade = np.ones((hr_height, hr_width), np.float32)
     for _ in range(int(rng.poisson(rng.uniform(20, 120) * hr_height * hr_width / 1e6))):
         radius, darkness = rng.uniform(1.0, 4.0), rng.uniform(0.4, 0.8)
         centre_row, centre_col = rng.uniform(0, hr_height), rng.uniform(0, hr_width)
+        # only the speck's own window: beyond radius + 0.5 it darkens nothing
+        top, left = max(0, int(centre_row - radius) - 1), max(0, int(centre_col - radius) - 1)
+        bottom = min(hr_height, int(centre_row + radius) + 2)
+        right = min(hr_width, int(centre_col + radius) + 2)
+        rows, cols = np.mgrid[top:bottom, left:right].astype(np.float32)
         distance = np.hypot(rows - centre_row, cols - centre_col)
-        shade = shade * (1.0 - darkness * np.clip(radius + 0.5 - distance, 0, 1))
+        shade[top:bottom, left:right] *= 1.0 - darkness * np.clip(radius + 0.5 - distance, 0, 1)
     image = image * shade[:, :, None]
     for _ in range(int(rng.integers(0, 4))):
         # a smooth random curve: a start, a heading that drifts, 200-600 HR px long
