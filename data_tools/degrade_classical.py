@@ -1008,6 +1008,30 @@ def degrade_photoscan(hr: np.ndarray, scale: int, rng: np.random.Generator) -> n
     return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(85, 96)))
 
 
+def degrade_machinevision(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """An industrial camera's frame, saved losslessly: fixed-pattern noise, shot and read noise, no codec.
+
+    A lens of 0.4-0.8 HR px and a sensor that averages pixels. A CMOS sensor
+    without on-chip correction has two fixed patterns: every pixel's gain
+    differs a little (photo-response non-uniformity, 1-2% of the signal,
+    white) and every column's readout amplifier adds an offset of its own
+    (1-2.5 levels, mostly shared by the channels): faint vertical stripes
+    through the whole frame, perfectly correlated down a column and not at all
+    across. Shot and read noise, partly shared by the channels, come on top;
+    the frame is quantised to 8 bits and saved as PNG: no compression at all.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    image = lens_and_shrink(hr, rng.uniform(0.4, 0.8), width, height)
+    gain_pattern = 1.0 + rng.uniform(0.01, 0.02) * rng.standard_normal(image.shape).astype(np.float32)
+    image = image * gain_pattern
+    column_std = rng.uniform(1.0, 2.5) / 255
+    shared_columns = rng.standard_normal((1, width, 1)).astype(np.float32)
+    own_columns = rng.standard_normal((1, width, 3)).astype(np.float32)
+    image = image + column_std * (0.9 * shared_columns + 0.44 * own_columns)
+    image = partly_shared_noise(image, rng, rng.uniform(0.0003, 0.0008), rng.uniform(0.00002, 0.00006))
+    return np.round(np.clip(image, 0, 1) * 255).astype(np.float32) / 255
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -1038,6 +1062,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "vhs": degrade_vhs,
     "newsprint": degrade_newsprint,
     "photoscan": degrade_photoscan,
+    "machinevision": degrade_machinevision,
 }
 
 
