@@ -44,12 +44,22 @@ had a std of 3.8-4.1 levels, the samples' 1.5, with the scenes the same).
 colour at twice the scale, and ``coarse_image_noise`` samples it at half
 resolution (``model.image_coarse_noise``; on in the faithful config).
 
-Sampling filters white noise along each axis with the zero-phase kernel of
-its spectrum, scales it per pixel by the gain at the clean image's local
-brightness (interpolated between the brightness each bin was measured at)
-and rotates it back to RGB::
+Sampling draws the noise's texture along each axis from the real set's own
+quiet patches (``NoiseEstimate.texture``, loaded by ``ImageNoise.load_texture``;
+``model.image_noise_texture patches``, the default): patches picked at random,
+overlapped at half a patch under a window whose squares sum to one, each
+brightness bin's scaled to unit variance so that the estimate alone sets the
+level. What the real noise holds beyond a spectrum (rare strong specks, dots,
+stripes, what a codec left of it) comes with them; so does the flattest
+content the quiet patches hold. Without a texture (``gaussian``, and every
+checkpoint from before) it filters white noise along each axis with the
+zero-phase kernel of its spectrum. Either way it scales the texture per
+pixel by the gain at the clean image's local brightness (interpolated
+between the brightness each bin was measured at) and rotates it back to RGB::
 
-    noise = ImageNoise.from_estimate(estimate_noise(clean_lr_images, real_lr_images))
+    estimate = estimate_noise(clean_lr_images, real_lr_images)
+    noise = ImageNoise.from_estimate(estimate)
+    noise.load_texture(estimate)
     white = torch.randn(batch, 3, height + PATCH - 1, width + PATCH - 1)
     noisy = clean_lr + noise(clean_lr, white)
 """
@@ -57,7 +67,7 @@ and rotates it back to RGB::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -90,6 +100,9 @@ class NoiseEstimate:
     kernels: np.ndarray  # (3, PATCH, PATCH): unit-energy zero-phase filter per axis
     brightness: np.ndarray  # (NUM_BINS,): mean luma of the real patches each bin's gains were measured on
     patch_counts: np.ndarray  # (2, NUM_BINS): patches per bin, clean and real
+    # (N, 3, PATCH, PATCH): the real set's quiet patches along the axes, each bin's scaled to unit variance per
+    # axis: the noise's texture as the real images show it (``ImageNoise.load_texture``); empty: none kept
+    texture: np.ndarray = field(default_factory=lambda: np.zeros((0, 3, PATCH, PATCH)))
 
     def rgb_std(self) -> np.ndarray:
         """(NUM_BINS, 3): the noise std per RGB channel in each brightness bin."""
@@ -251,7 +264,29 @@ def estimate_noise(
     capped = gains.copy()
     for b in range(1, NUM_BINS - 1):
         capped[b] = np.minimum(gains[b], np.maximum(gains[b - 1], gains[b + 1]))
-    return NoiseEstimate(axes=axes, gains=capped, kernels=kernels, brightness=brightness, patch_counts=counts)
+    texture = _texture_bank([real_bins[b] @ axes for b in usable], seed)
+    return NoiseEstimate(
+        axes=axes, gains=capped, kernels=kernels, brightness=brightness, patch_counts=counts, texture=texture
+    )
+
+
+MAX_TEXTURE_PATCHES = 4096
+
+
+def _texture_bank(bins: list[np.ndarray], seed: int) -> np.ndarray:
+    """(N, 3, PATCH, PATCH): quiet patches along the noise's axes ((n, PATCH, PATCH, 3) per bin), each bin's
+    scaled to unit variance per axis, so that the brightness sets only the level (``gains``), not the texture."""
+    # Unit variance as the field sees them: through the overlap window (a patch's power at its edges counts less).
+    weights = _overlap_window().double().numpy() ** 2
+    weights = weights / weights.sum()
+    scaled = []
+    for patches in bins:
+        power = np.einsum("nhwc,hw->c", patches**2, weights) / len(patches)
+        scaled.append((patches / np.sqrt(np.maximum(power, 1e-12))).transpose(0, 3, 1, 2))
+    bank = np.concatenate(scaled)
+    if len(bank) > MAX_TEXTURE_PATCHES:
+        bank = bank[np.sort(np.random.default_rng(seed).choice(len(bank), MAX_TEXTURE_PATCHES, replace=False))]
+    return bank
 
 
 COARSE = 2  # the coarse scale: the images averaged over 2x2 pixels, where an 8x8 patch spans 16x16 LR pixels
@@ -439,7 +474,8 @@ def estimation_crops(images: list[np.ndarray], side: int, multiple: int = 1) -> 
 
 
 class ImageNoise(nn.Module):
-    """Brightness-dependent, spatially and cross-channel correlated Gaussian noise (buffers from ``estimate_noise``).
+    """Brightness-dependent, spatially and cross-channel correlated noise (buffers from ``estimate_noise``): Gaussian
+    of the estimated spectrum, or, with a ``texture`` loaded, the real set's quiet patches at the estimated level.
 
     ``forward(clean_lr, white)`` -> noise shaped like ``clean_lr`` (B, 3, H, W), from standard
     normal ``white`` of shape (B, 3, H + PATCH - 1, W + PATCH - 1). All zeros until an estimate is
@@ -453,6 +489,9 @@ class ImageNoise(nn.Module):
         self.register_buffer("kernels", torch.zeros(3, 1, PATCH, PATCH))
         self.register_buffer("brightness", (torch.arange(NUM_BINS) + 0.5) / NUM_BINS)
         self.register_buffer("luma_weights", torch.from_numpy(LUMA_WEIGHTS), persistent=False)
+        # Real quiet patches along the axes (``load_texture``); empty: the noise is Gaussian, shaped by ``kernels``.
+        self.register_buffer("texture", torch.zeros(0, 3, PATCH, PATCH))
+        self.register_buffer("window", _overlap_window(), persistent=False)
         # Whether an estimate is loaded, kept on the host: asking the gains on
         # every degrade would stop a GPU training step to wait for them.
         self.is_estimated = False
@@ -464,6 +503,9 @@ class ImageNoise(nn.Module):
         for name, buffer in self.named_buffers(recurse=False):
             if name not in self._non_persistent_buffers_set:
                 state_dict.setdefault(prefix + name, buffer.detach().clone())
+        texture = state_dict[prefix + "texture"]
+        if texture.shape != self.texture.shape:  # as many patches as the estimate kept
+            self.texture = torch.zeros_like(texture, device=self.texture.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @staticmethod
@@ -482,6 +524,10 @@ class ImageNoise(nn.Module):
         self.kernels.copy_(torch.as_tensor(estimate.kernels, dtype=torch.float32)[:, None])
         self.brightness.copy_(torch.as_tensor(estimate.brightness, dtype=torch.float32))
         self.is_estimated = bool(np.abs(estimate.gains).sum() > 0)
+
+    def load_texture(self, estimate: NoiseEstimate) -> None:
+        """Sample the noise from the estimate's real quiet patches (its ``texture``) instead of filtered white noise."""
+        self.texture = torch.as_tensor(estimate.texture, dtype=torch.float32).to(self.gains.device)
 
     def rgb_std(self) -> np.ndarray:
         """(NUM_BINS, 3): the loaded noise's std per RGB channel in each brightness bin."""
@@ -506,6 +552,36 @@ class ImageNoise(nn.Module):
         if white.shape != (batch, channels, height + PATCH - 1, width + PATCH - 1):
             raise ValueError(f"white noise {tuple(white.shape)} does not fit images {tuple(clean_lr.shape)}")
         white = white.to(device=clean_lr.device, dtype=clean_lr.dtype)
-        along_axes = F.conv2d(white, self.kernels.to(clean_lr.dtype), groups=channels)
+        if len(self.texture):
+            along_axes = self.texture_field(white, height, width)
+        else:
+            along_axes = F.conv2d(white, self.kernels.to(clean_lr.dtype), groups=channels)
         along_axes = along_axes * self.local_gains(clean_lr)
         return torch.einsum("ij,bjhw->bihw", self.axes.to(clean_lr.dtype), along_axes)
+
+    def texture_field(self, white: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """(B, 3, height, width) of unit variance per axis: ``texture`` patches overlapped and added.
+
+        The patches sit on a grid of stride PATCH // 2 (PATCH px apart from the
+        image's top left minus half a patch), each weighted by a sine window
+        whose squares sum to one where four overlap, so a field of independent
+        patches keeps their variance and shows no seams. Which patch goes where
+        is read off ``white`` at the grid's points (its normal CDF picks an
+        index): a tile whose top and left are multiples of the stride, given its
+        part of a whole image's field (``crop_noise``), gets the same patches.
+        """
+        stride = PATCH // 2
+        rows, cols = -(-height // stride) + 1, -(-width // stride) + 1
+        picks = white[:, 0, : rows * stride : stride, : cols * stride : stride]
+        uniform = 0.5 * (1 + torch.erf(picks / math.sqrt(2)))
+        index = (uniform * len(self.texture)).long().clamp(0, len(self.texture) - 1)
+        patches = self.texture.to(white.dtype)[index] * self.window.to(white.dtype)  # (B, rows, cols, 3, P, P)
+        columns = patches.permute(0, 3, 4, 5, 1, 2).reshape(white.shape[0], 3 * PATCH * PATCH, rows * cols)
+        field = F.fold(columns, ((rows - 1) * stride + PATCH, (cols - 1) * stride + PATCH), PATCH, stride=stride)
+        return field[:, :, stride : stride + height, stride : stride + width]
+
+
+def _overlap_window() -> torch.Tensor:
+    """(PATCH, PATCH): a separable sine window; at half overlap the squares of four sum to one at every pixel."""
+    ramp = torch.sin(math.pi * (torch.arange(PATCH, dtype=torch.float64) + 0.5) / PATCH)
+    return (ramp[:, None] * ramp[None, :]).float()

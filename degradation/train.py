@@ -144,6 +144,9 @@ def estimate_image_degradations(
         alone = (
             "" if model.image_noise_against_clean else ", the real set alone (model.image_noise_against_clean false)"
         )
+        if model.image_noise_texture == "patches":
+            flow.image_noise.load_texture(estimate)
+            alone += f"; its texture {len(estimate.texture)} real quiet patches (model.image_noise_texture patches)"
         yield f"image noise {estimate.describe()}{alone}"
         if model.image_coarse_noise and flow.image_noise.is_estimated:
             coarse = estimate_coarse_noise(clean_lr, real_lr, flow.image_noise)
