@@ -62,8 +62,8 @@ class FlowModelConfig:
     # The image noise's texture. patches: the real set's own quiet patches (those the estimate read), overlapped at
     # random, each brightness bin's scaled to unit variance so that the estimate still sets the level: whatever the
     # noise holds beyond a spectrum (specks, dots, stripes, a codec's leftovers) comes with it; over 11 development
-    # runs SR PSNR +0.015 dB on average (up on 7), LPIPS better on 9 (README: fidelity). gaussian: white noise filtered to the estimated
-    # spectrum, as before (checkpoints without a texture sample so)
+    # runs SR PSNR +0.015 dB on average (up on 7), LPIPS better on 9 (README: fidelity). gaussian: white noise
+    # filtered to the estimated spectrum, as before (checkpoints without a texture sample so)
     image_noise_texture: Literal["gaussian", "patches"] = "patches"
     # Blur estimated at the edges of both sets (degradation/blur.py; always logged): true: samples blur the
     # clean image by it before the flow degrades it. auto: only where the real images are clearly blurred (by
