@@ -59,12 +59,12 @@ class FlowModelConfig:
     # real set's alone. With four or five photos a side the two sets' flattest content differs, and the difference
     # follows the photo split (degradation/noise.py, README: fidelity)
     image_noise_against_clean: bool = True
-    # The image noise's texture. patches: the real set's own quiet patches (those the estimate read), overlapped at
-    # random, each brightness bin's scaled to unit variance so that the estimate still sets the level: whatever the
-    # noise holds beyond a spectrum (specks, dots, stripes, a codec's leftovers) comes with it; over 11 development
-    # runs SR PSNR +0.015 dB on average (up on 7), LPIPS better on 9 (README: fidelity). gaussian: white noise
-    # filtered to the estimated spectrum, as before (checkpoints without a texture sample so)
-    image_noise_texture: Literal["gaussian", "patches"] = "patches"
+    # The image noise's texture. gaussian: white noise filtered to the estimated spectrum. patches: the real set's own
+    # quiet patches (those the estimate read), overlapped at random, each brightness bin's scaled to unit variance so
+    # that the estimate still sets the level: whatever the noise holds beyond a spectrum (specks, dots, stripes, a
+    # codec's leftovers) comes with it. An option: SR +0.015 dB on average over 11 development runs (LPIPS better on
+    # 9), but -0.18 dB on actioncam, whose sharpening, calibrated with the noise added, read lower (README: fidelity)
+    image_noise_texture: Literal["gaussian", "patches"] = "gaussian"
     # Blur estimated at the edges of both sets (degradation/blur.py; always logged): true: samples blur the
     # clean image by it before the flow degrades it. auto: only where the real images are clearly blurred (by
     # 0.3 LR px or more at every edge orientation): with the compression, SR gained 0.2 dB on such a source and

@@ -46,13 +46,13 @@ resolution (``model.image_coarse_noise``; on in the faithful config).
 
 Sampling draws the noise's texture along each axis from the real set's own
 quiet patches (``NoiseEstimate.texture``, loaded by ``ImageNoise.load_texture``;
-``model.image_noise_texture patches``, the default): patches picked at random,
+``model.image_noise_texture patches``, an option): patches picked at random,
 overlapped at half a patch under a window whose squares sum to one, each
 brightness bin's scaled to unit variance so that the estimate alone sets the
 level. What the real noise holds beyond a spectrum (rare strong specks, dots,
 stripes, what a codec left of it) comes with them; so does the flattest
-content the quiet patches hold. Without a texture (``gaussian``, and every
-checkpoint from before) it filters white noise along each axis with the
+content the quiet patches hold. Without a texture (``gaussian``, the default,
+and every checkpoint from before) it filters white noise along each axis with the
 zero-phase kernel of its spectrum. Either way it scales the texture per
 pixel by the gain at the clean image's local brightness (interpolated
 between the brightness each bin was measured at) and rotates it back to RGB::

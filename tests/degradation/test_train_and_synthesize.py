@@ -126,8 +126,7 @@ def test_training_estimates_the_image_noise_and_logs_it(trained_flow):
     assert rgb_std.min() > 8 and rgb_std.max() < 18, rgb_std
     log = (trained_flow.parents[1] / "train.log").read_text()
     assert "image noise std R/G/B x255 by brightness (0.0-0.2: " in log
-    # The default texture: the real set's quiet patches, stored with the flow.
-    assert "real quiet patches (model.image_noise_texture patches)" in log and len(flow.image_noise.texture) >= 8
+    assert "quiet patches" not in log and len(flow.image_noise.texture) == 0  # the default texture: Gaussian
     assert "JPEG: none found in" in log and not flow.image_compression.is_estimated  # PNGs, never compressed
     assert "loss of detail: none clear" in log or "loss of detail not measured" in log
     assert "image blur not measured: too few strong edges" in log and flow.image_blur.sigma == 0.0  # 32 px tiles
@@ -136,12 +135,13 @@ def test_training_estimates_the_image_noise_and_logs_it(trained_flow):
 def test_the_noise_read_off_the_real_set_alone_is_logged_as_such_and_reads_no_less(tmp_path, trained_flow):
     config = tiny_flow_config(tmp_path, n_iter=1, save_every=1)  # the fixture's photos and noise
     config.model.image_noise_against_clean = False
-    config.model.image_noise_texture = "gaussian"  # the texture of before: none stored
+    config.model.image_noise_texture = "patches"  # the option: the real quiet patches, stored with the flow
     train(config, tmp_path / "run")
     log = (tmp_path / "run" / "train.log").read_text()
-    assert "the real set alone (model.image_noise_against_clean false)" in log and "quiet patches" not in log
+    assert "the real set alone (model.image_noise_against_clean false)" in log
+    assert "real quiet patches (model.image_noise_texture patches)" in log
     alone_flow = load_flow(tmp_path / "run" / "checkpoints" / "last.pt")[0]
-    assert len(alone_flow.image_noise.texture) == 0
+    assert len(alone_flow.image_noise.texture) >= 8
     alone = alone_flow.image_noise.rgb_std()
     against = load_flow(trained_flow)[0].image_noise.rgb_std()
     assert alone.mean() >= against.mean() and alone.max() * 255 < 25, (alone * 255, against * 255)
