@@ -57,7 +57,7 @@ def final_weights(out: Path) -> dict[str, torch.Tensor]:
         for key in keys:
             network, _, inner = key.rpartition(".")
             for name, tensor in (state[network][inner] if network else state[inner]).items():
-                if tensor.is_floating_point():
+                if tensor.is_floating_point() and tensor.numel():  # an empty buffer (no noise texture) has no max
                     weights[f"{stage}.{key}.{name}"] = tensor
     return weights
 
