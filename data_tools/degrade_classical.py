@@ -774,6 +774,14 @@ def degrade_compact(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.
     return jpeg(linear_to_srgb(np.clip(linear, 0, 1)), int(rng.integers(80, 93)))
 
 
+def readout_offsets(rng: np.random.Generator, count: int, std: float) -> np.ndarray:
+    """(count, 3) float32: an offset of ``std`` per readout line (a row or a column of a CMOS sensor), 81% of its
+    variance shared by the three channels."""
+    shared = rng.standard_normal((count, 1)).astype(np.float32)
+    own = rng.standard_normal((count, 3)).astype(np.float32)
+    return std * (0.9 * shared + 0.44 * own)
+
+
 def degrade_nightcam(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
     """A security camera's colour night mode at high gain: a soft lens, row banding, strong noise, JPEG 65-85.
 
@@ -786,10 +794,7 @@ def degrade_nightcam(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np
     """
     height, width = hr.shape[0] // scale, hr.shape[1] // scale
     image = lens_and_shrink(hr, rng.uniform(0.6, 1.0), width, height)
-    row_std = rng.uniform(1.5, 3.0) / 255
-    shared_rows = rng.standard_normal((height, 1, 1)).astype(np.float32)
-    own_rows = rng.standard_normal((height, 1, 3)).astype(np.float32)
-    image = image + row_std * (0.9 * shared_rows + 0.44 * own_rows)
+    image = image + readout_offsets(rng, height, rng.uniform(1.5, 3.0) / 255)[:, None, :]
     image = partly_shared_noise(image, rng, rng.uniform(0.0006, 0.0015), rng.uniform(0.00004, 0.0001))
     return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(65, 86)))
 
@@ -1024,10 +1029,7 @@ def degrade_machinevision(hr: np.ndarray, scale: int, rng: np.random.Generator) 
     image = lens_and_shrink(hr, rng.uniform(0.4, 0.8), width, height)
     gain_pattern = 1.0 + rng.uniform(0.01, 0.02) * rng.standard_normal(image.shape).astype(np.float32)
     image = image * gain_pattern
-    column_std = rng.uniform(1.0, 2.5) / 255
-    shared_columns = rng.standard_normal((1, width, 1)).astype(np.float32)
-    own_columns = rng.standard_normal((1, width, 3)).astype(np.float32)
-    image = image + column_std * (0.9 * shared_columns + 0.44 * own_columns)
+    image = image + readout_offsets(rng, width, rng.uniform(1.0, 2.5) / 255)[None, :, :]
     image = partly_shared_noise(image, rng, rng.uniform(0.0003, 0.0008), rng.uniform(0.00002, 0.00006))
     return np.round(np.clip(image, 0, 1) * 255).astype(np.float32) / 255
 
