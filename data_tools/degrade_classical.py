@@ -114,6 +114,15 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   paper's fine grain (a multiplicative texture of 1-3%), dust on the glass
   (sparse dark specks of 2-8 HR px) and hairline scratches in the print
   (thin pale curves), the scanner's optics, faint sensor noise, JPEG 85-95.
+* ``machinevision``: held out (fixed, 2026-12-06, before the thirty-third
+  round's design was written): an industrial camera's frame saved as PNG,
+  its sensor's fixed patterns (each pixel's gain, each column's offset:
+  faint vertical stripes) under shot and read noise, no codec.
+* ``hdrphone``: held out (fixed, 2026-12-06, before the thirty-fourth
+  round's design was written): a phone's HDR photo, whose local tone
+  mapping boosts detail at a few pixels' scale (halos at large edges) and
+  boosts it most in the shadows, so the sensor's noise is lifted there,
+  then JPEG 82-94.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -1034,6 +1043,28 @@ def degrade_machinevision(hr: np.ndarray, scale: int, rng: np.random.Generator) 
     return np.round(np.clip(image, 0, 1) * 255).astype(np.float32) / 255
 
 
+def degrade_hdrphone(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A phone's HDR photo: local tone mapping that boosts detail, most in the shadows, and the noise with it; JPEG.
+
+    A lens of 0.5-0.9 HR px and a sensor that averages pixels; shot and read
+    noise, partly shared by the channels. The phone's local tone mapping then
+    splits the image into a base (a Gaussian of 3-6 LR px) and the detail
+    above it, and adds the detail back boosted: by 1.25-1.45x in the
+    highlights up to 2-2.8x in the shadows, following the base's brightness.
+    The local means stay where they were (no tone shift); the detail, the
+    noise, and a halo along every edge larger than the base's scale grow,
+    most where the scene is dark. JPEG 82-94.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    image = lens_and_shrink(hr, rng.uniform(0.5, 0.9), width, height)
+    image = np.clip(partly_shared_noise(image, rng, rng.uniform(0.0002, 0.0005), rng.uniform(0.00002, 0.00006)), 0, 1)
+    base = cv2.GaussianBlur(image, (0, 0), rng.uniform(3.0, 6.0), borderType=cv2.BORDER_REFLECT_101)
+    darkness = 1.0 - np.clip(base @ LUMA_WEIGHTS.astype(np.float32), 0, 1)
+    boost = 1.0 + rng.uniform(0.5, 0.9) * (0.5 + 1.5 * darkness**2)
+    image = base + boost[:, :, None] * (image - base)
+    return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(82, 95)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -1065,6 +1096,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "newsprint": degrade_newsprint,
     "photoscan": degrade_photoscan,
     "machinevision": degrade_machinevision,
+    "hdrphone": degrade_hdrphone,
 }
 
 
