@@ -15,6 +15,7 @@ from unpaired_sr.common.checkpoint import load_checkpoint, save_checkpoint
 from unpaired_sr.common.errors import UserError
 from unpaired_sr.common.image_io import image_to_tensor, read_image, write_image
 from unpaired_sr.data_tools.datasets import ImageFolderCache, check_pairs
+from unpaired_sr.degradation import train as flow_training
 from unpaired_sr.degradation.checkpoint import load_flow
 from unpaired_sr.degradation.noise import ImageNoise
 from unpaired_sr.degradation.sampling import degrade_image
@@ -132,14 +133,29 @@ def test_training_estimates_the_image_noise_and_logs_it(trained_flow):
     assert "image blur not measured: too few strong edges" in log and flow.image_blur.sigma == 0.0  # 32 px tiles
 
 
-def test_the_noise_read_off_the_real_set_alone_is_logged_as_such_and_reads_no_less(tmp_path, trained_flow):
+def test_the_noise_read_off_the_real_set_alone_is_logged_as_such_and_reads_no_less(tmp_path, trained_flow, monkeypatch):
     config = tiny_flow_config(tmp_path, n_iter=1, save_every=1)  # the fixture's photos and noise
     config.model.image_noise_against_clean = False
     config.model.image_noise_texture = "patches"  # the option: the real quiet patches, stored with the flow
+    # The calibrations add the Gaussian noise to the clean images, the texture is for the samples alone:
+    # how many patches the noise each calibration adds holds, at the time it is called.
+    textures_seen = []
+
+    def recording(estimate):
+        def wrapped(*args, **kwargs):
+            add_noise = args[-1]  # partial(noisy_copies, flow.image_noise, ...)
+            textures_seen.append(len(add_noise.args[0].texture))
+            return estimate(*args, **kwargs)
+
+        return wrapped
+
+    for name in ("estimate_aliasing", "estimate_sharpening", "estimate_equivalent_jpeg"):
+        monkeypatch.setattr(flow_training, name, recording(getattr(flow_training, name)))
     train(config, tmp_path / "run")
+    assert textures_seen == [0, 0, 0]
     log = (tmp_path / "run" / "train.log").read_text()
     assert "the real set alone (model.image_noise_against_clean false)" in log
-    assert "real quiet patches (model.image_noise_texture patches)" in log
+    assert "real quiet patches (model.image_noise_texture patches), for the samples" in log
     alone_flow = load_flow(tmp_path / "run" / "checkpoints" / "last.pt")[0]
     assert len(alone_flow.image_noise.texture) >= 8
     alone = alone_flow.image_noise.rgb_std()
