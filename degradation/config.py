@@ -62,8 +62,9 @@ class FlowModelConfig:
     # The image noise's texture. gaussian: white noise filtered to the estimated spectrum. patches: the real set's own
     # quiet patches (those the estimate read), overlapped at random, each brightness bin's scaled to unit variance so
     # that the estimate still sets the level: whatever the noise holds beyond a spectrum (specks, dots, stripes, a
-    # codec's leftovers) comes with it. An option: SR +0.015 dB on average over 11 development runs (LPIPS better on
-    # 9), but -0.18 dB on actioncam, whose sharpening, calibrated with the noise added, read lower (README: fidelity)
+    # codec's leftovers) comes with it. For the samples only: the calibrations read the Gaussian noise either way. An
+    # option: SR +0.013 dB on average over 12 development runs, but -0.062 dB on camera's second photo split, and
+    # -0.08 dB on the held-out hdrphone (README: fidelity, thirty-third and thirty-fourth rounds)
     image_noise_texture: Literal["gaussian", "patches"] = "gaussian"
     # Blur estimated at the edges of both sets (degradation/blur.py; always logged): true: samples blur the
     # clean image by it before the flow degrades it. auto: only where the real images are clearly blurred (by
