@@ -123,6 +123,12 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   mapping boosts detail at a few pixels' scale (halos at large edges) and
   boosts it most in the shadows, so the sensor's noise is lifted there,
   then JPEG 82-94.
+* ``toycam``: held out (fixed, 2026-12-06, before the thirty-fifth round's
+  design was written): a cheap plastic lens, whose point spread has a sharp
+  core and a wide skirt (veiling glare: 12-30% of the light spread over
+  3-6 LR px, so bright regions wash out their dark surroundings and local
+  contrast drops without a blur at the pixel scale), a sensor that averages
+  pixels, shot and read noise partly shared by the channels, JPEG 75-90.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -1065,6 +1071,25 @@ def degrade_hdrphone(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np
     return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(82, 95)))
 
 
+def degrade_toycam(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A plastic toy-camera lens: a sharp core with a wide skirt of veiling glare, pixel averaging, noise, JPEG.
+
+    The lens's point spread is a mixture: 70-88% of the light in a core of
+    0.5-0.9 HR px, the rest in a skirt of 12-24 HR px (3-6 LR px). Fine detail
+    survives, but every bright region spills a faint glow over its
+    surroundings: dark areas next to bright ones lift, local contrast drops,
+    the mean of the whole frame stays. The sensor averages pixels, adds shot
+    and read noise partly shared by the channels; JPEG 75-90.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    glare = rng.uniform(0.12, 0.30)
+    skirt = cv2.GaussianBlur(hr.astype(np.float32), (0, 0), rng.uniform(12.0, 24.0), borderType=cv2.BORDER_REFLECT_101)
+    core = cv2.GaussianBlur(hr.astype(np.float32), (0, 0), rng.uniform(0.5, 0.9), borderType=cv2.BORDER_REFLECT_101)
+    image = cv2.resize((1 - glare) * core + glare * skirt, (width, height), interpolation=cv2.INTER_AREA)
+    image = np.clip(partly_shared_noise(image, rng, rng.uniform(0.0002, 0.0006), rng.uniform(0.00002, 0.00008)), 0, 1)
+    return jpeg(image.astype(np.float32), int(rng.integers(75, 91)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -1097,6 +1122,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "photoscan": degrade_photoscan,
     "machinevision": degrade_machinevision,
     "hdrphone": degrade_hdrphone,
+    "toycam": degrade_toycam,
 }
 
 
