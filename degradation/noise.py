@@ -44,6 +44,15 @@ had a std of 3.8-4.1 levels, the samples' 1.5, with the scenes the same).
 colour at twice the scale, and ``coarse_image_noise`` samples it at half
 resolution (``model.image_coarse_noise``; on in the faithful config).
 
+Clipping takes the noise where the images reach black or white, and a
+black sky or crushed shadows are the quietest dark patches of all: with
+them, the darkest bin reads little or no noise (under a level on 10 of 14
+development benchmarks, whose true residual there is 1.7-6.1 levels).
+``unclipped=True`` (``model.image_noise_unclipped``, an option) leaves such
+patches out of both sets and caps the end bins at their one neighbour; the
+darkest bin then comes within 2x of the truth on 10 of the 14 (README:
+fidelity, thirty-fifth round).
+
 Sampling draws the noise's texture along each axis from the real set's own
 quiet patches (``NoiseEstimate.texture``, loaded by ``ImageNoise.load_texture``;
 ``model.image_noise_texture patches``, an option): patches picked at random,
@@ -84,6 +93,16 @@ NUM_BINS = 5  # brightness bins of equal width over [0, 1]
 MIN_PATCHES = 8  # fewer patches than this in a bin (either domain): the bin borrows its neighbour's noise
 MAX_IMAGES = 200  # per domain: the estimate needs hundreds of quiet patches, not every image of a large set
 MAX_PATCHES_PER_IMAGE = 500  # a random subset of a large image's patches (memory: 8x8x3 float64 each)
+# ``estimate_noise(unclipped=True)`` leaves out a patch with more than a quarter of its pixels this close to black or
+# white in all three channels: clipping took its noise (a black sky, crushed shadows, blown highlights are the
+# quietest patches of all). Kept in, the darkest bin read under a level on 10 of 14 development benchmarks (their
+# true residual there 1.7-6.1; README: fidelity, thirty-fifth round). Two levels, as a codec's ringing lifts clipped
+# black by a level or two; a quarter, as strong noise in the dark reaches black in a few pixels of every patch; all
+# three channels, as a saturated colour (one channel at 0) is flat content both sets hold: left out of both, the
+# clean set lost its flattest patches of the middle bins, whose estimates fell (`grain` 4.3 -> 1.7, `webcam`
+# 6.7 -> 2.9 levels at 0.2-0.4) and the samples' energy with them.
+CLIP_MARGIN = 2.5 / 255
+MAX_CLIPPED = 0.25
 
 
 def rgb_std(gains: np.ndarray, axes: np.ndarray) -> np.ndarray:
@@ -118,8 +137,11 @@ class NoiseEstimate:
         return f"std R/G/B x255 by brightness ({levels}); from {clean} clean and {real} real patches"
 
 
-def _patches_by_brightness(images: list[np.ndarray], seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """8x8 patches (stride 4), mean removed, binned by brightness.
+def _patches_by_brightness(
+    images: list[np.ndarray], seed: int = 0, unclipped: bool = False
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """8x8 patches (stride 4), mean removed, binned by brightness; ``unclipped``: those clipped at black or white
+    (``CLIP_MARGIN``, ``MAX_CLIPPED``) left out.
 
     Per bin: the patches (N, PATCH, PATCH, 3) and their mean luma (N,).
     """
@@ -133,6 +155,9 @@ def _patches_by_brightness(images: list[np.ndarray], seed: int = 0) -> tuple[lis
         windows = windows.reshape(-1, PATCH, PATCH, 3)
         if len(windows) > MAX_PATCHES_PER_IMAGE:
             windows = windows[np.sort(rng.choice(len(windows), MAX_PATCHES_PER_IMAGE, replace=False))]
+        if unclipped:
+            black, white = (windows <= CLIP_MARGIN).all(axis=3), (windows >= 1 - CLIP_MARGIN).all(axis=3)
+            windows = windows[(black | white).mean(axis=(1, 2)) <= MAX_CLIPPED]
         means = windows.mean(axis=(1, 2))
         residuals.append(windows - means[:, None, None, :])
         brightness.append(means @ LUMA_WEIGHTS)
@@ -204,6 +229,7 @@ def estimate_noise(
     frequencies: np.ndarray | None = None,
     colour_only: bool = False,
     against_clean: bool = True,
+    unclipped: bool = False,
 ) -> NoiseEstimate:
     """The real domain's noise beyond the clean domain's, from the quietest patches of both sets.
 
@@ -215,15 +241,18 @@ def estimate_noise(
         colour_only: measure only the colour of the noise (each pixel's R, G, B minus their mean).
         against_clean: subtract the clean set's quiet patches (their covariance and spectrum); False: the real
             set's quiet patches alone, their flattest content read as noise (``model.image_noise_against_clean``).
+        unclipped: leave out the patches clipped at black or white, and cap the end bins at their one neighbour
+            as the inner ones are capped at theirs (``model.image_noise_unclipped``).
     """
-    clean_bins, _ = _patches_by_brightness(clean_lr, seed)
-    real_bins, real_brightness = _patches_by_brightness(real_lr, seed)
+    clean_bins, _ = _patches_by_brightness(clean_lr, seed, unclipped)
+    real_bins, real_brightness = _patches_by_brightness(real_lr, seed, unclipped)
     counts = np.array([[len(p) for p in clean_bins], [len(p) for p in real_bins]])
     usable = [b for b in range(NUM_BINS) if counts[:, b].min() >= MIN_PATCHES]
     if not usable:
         raise ValueError(
             f"too few {PATCH}x{PATCH} patches to estimate the noise (clean {counts[0].sum()}, "
-            f"real {counts[1].sum()}); the images are too small or too few"
+            f"real {counts[1].sum()}{', those clipped at black or white left out' if unclipped else ''}); the images "
+            "are too small or too few"
         )
     if colour_only:
         clean_bins, real_bins = ([p - p.mean(axis=3, keepdims=True) for p in bins] for bins in (clean_bins, real_bins))
@@ -255,19 +284,43 @@ def estimate_noise(
         variances = spectra[b].sum(axis=(1, 2))
         bias = _selection_bias(shape, variances, quiet_fraction, counts[1, b], seed=b)
         gains[b] = np.sqrt(variances / max(bias, 1e-3))
-    for b in range(NUM_BINS):  # bins without enough patches take the nearest usable one's noise
-        if b not in usable:
-            gains[b] = gains[min(usable, key=lambda u: abs(u - b))]
-    # Content only ever adds variance, and a bin that rises above both its
-    # neighbours is one where the real set happens to hold texture (noise
-    # levels change smoothly with brightness): it is capped at its neighbours.
-    capped = gains.copy()
-    for b in range(1, NUM_BINS - 1):
-        capped[b] = np.minimum(gains[b], np.maximum(gains[b - 1], gains[b + 1]))
+    if unclipped:
+        capped = _capped_at_neighbours(gains, usable)
+    else:
+        for b in range(NUM_BINS):  # bins without enough patches take the nearest usable one's noise
+            if b not in usable:
+                gains[b] = gains[min(usable, key=lambda u: abs(u - b))]
+        # Content only ever adds variance, and a bin that rises above both its
+        # neighbours is one where the real set happens to hold texture (noise
+        # levels change smoothly with brightness): it is capped at its neighbours.
+        capped = gains.copy()
+        for b in range(1, NUM_BINS - 1):
+            capped[b] = np.minimum(gains[b], np.maximum(gains[b - 1], gains[b + 1]))
     texture = _texture_bank([real_bins[b] @ axes for b in usable], seed)
     return NoiseEstimate(
         axes=axes, gains=capped, kernels=kernels, brightness=brightness, patch_counts=counts, texture=texture
     )
+
+
+def _capped_at_neighbours(gains: np.ndarray, usable: list[int]) -> np.ndarray:
+    """``gains`` (NUM_BINS, 3) with each usable bin capped at the highest of its usable neighbours, then the bins
+    without enough patches filled from the nearest usable one.
+
+    Content only ever adds variance, and a bin that rises above every neighbour
+    it has is one where the real set happens to hold texture (noise levels
+    change smoothly with brightness). The end bins have one neighbour each and,
+    once clipped patches are left out, the fewest patches, so the least flat.
+    A bin that borrowed its neighbour's gains is no neighbour of its own.
+    """
+    capped = gains.copy()
+    for index, b in enumerate(usable):
+        neighbours = [gains[usable[n]] for n in (index - 1, index + 1) if 0 <= n < len(usable)]
+        if neighbours:
+            capped[b] = np.minimum(gains[b], np.maximum.reduce(neighbours))
+    for b in range(NUM_BINS):
+        if b not in usable:
+            capped[b] = capped[min(usable, key=lambda u: abs(u - b))]
+    return capped
 
 
 MAX_TEXTURE_PATCHES = 4096

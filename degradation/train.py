@@ -138,16 +138,20 @@ def estimate_image_degradations(
     texture_estimate = None  # loaded last: the calibrations below were made and measured with the Gaussian noise
     if model.image_noise:
         try:
-            estimate = estimate_noise(clean_lr, real_lr, against_clean=model.image_noise_against_clean)
+            estimate = estimate_noise(
+                clean_lr, real_lr, against_clean=model.image_noise_against_clean, unclipped=model.image_noise_unclipped
+            )
         except ValueError as error:
             raise UserError(f"{error}; or train without it: --model.image_noise false") from error
         flow.image_noise.load_estimate(estimate)
-        alone = (
+        reading = (
             "" if model.image_noise_against_clean else ", the real set alone (model.image_noise_against_clean false)"
         )
+        if model.image_noise_unclipped:
+            reading += ", from patches not clipped at black or white (model.image_noise_unclipped)"
         if model.image_noise_texture == "patches":
             texture_estimate = estimate
-        yield f"image noise {estimate.describe()}{alone}"
+        yield f"image noise {estimate.describe()}{reading}"
         if model.image_coarse_noise and flow.image_noise.is_estimated:
             coarse = estimate_coarse_noise(clean_lr, real_lr, flow.image_noise)
             flow.image_coarse_noise.load_estimate(coarse)

@@ -137,6 +137,7 @@ def test_the_noise_read_off_the_real_set_alone_is_logged_as_such_and_reads_no_le
     config = tiny_flow_config(tmp_path, n_iter=1, save_every=1)  # the fixture's photos and noise
     config.model.image_noise_against_clean = False
     config.model.image_noise_texture = "patches"  # the option: the real quiet patches, stored with the flow
+    config.model.image_noise_unclipped = True  # and the patches clipped at black or white left out
     # The calibrations add the Gaussian noise to the clean images, the texture is for the samples alone:
     # how many patches the noise each calibration adds holds, at the time it is called.
     textures_seen = []
@@ -155,6 +156,7 @@ def test_the_noise_read_off_the_real_set_alone_is_logged_as_such_and_reads_no_le
     assert textures_seen == [0, 0, 0]
     log = (tmp_path / "run" / "train.log").read_text()
     assert "the real set alone (model.image_noise_against_clean false)" in log
+    assert "from patches not clipped at black or white (model.image_noise_unclipped)" in log
     assert "real quiet patches (model.image_noise_texture patches), for the samples" in log
     alone_flow = load_flow(tmp_path / "run" / "checkpoints" / "last.pt")[0]
     assert len(alone_flow.image_noise.texture) >= 8
