@@ -252,7 +252,7 @@ def estimate_noise(
         raise ValueError(
             f"too few {PATCH}x{PATCH} patches to estimate the noise (clean {counts[0].sum()}, "
             f"real {counts[1].sum()}{', those clipped at black or white left out' if unclipped else ''}); the images "
-            "are too small or too few"
+            f"are too small or too few{', or clipped nearly everywhere' if unclipped else ''}"
         )
     if colour_only:
         clean_bins, real_bins = ([p - p.mean(axis=3, keepdims=True) for p in bins] for bins in (clean_bins, real_bins))
