@@ -129,6 +129,12 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   3-6 LR px, so bright regions wash out their dark surroundings and local
   contrast drops without a blur at the pixel scale), a sensor that averages
   pixels, shot and read noise partly shared by the channels, JPEG 75-90.
+* ``drone``: held out (fixed, 2026-12-07, before the thirty-sixth round's
+  design was written): a drone's video frame, its rolling shutter read while
+  the airframe vibrates (every row shifted sideways along a sine: a wobble
+  of whole rows, "jello"), a short motion blur, a sensor that averages
+  pixels, shot and read noise partly shared by the channels, and the video
+  codec's blocks (JPEG 60-80).
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -1090,6 +1096,29 @@ def degrade_toycam(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.n
     return jpeg(image.astype(np.float32), int(rng.integers(75, 91)))
 
 
+def degrade_drone(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A drone's video frame: rolling-shutter wobble, a short motion blur, pixel averaging, noise, codec blocks.
+
+    The sensor is read row by row while the airframe vibrates, so every row
+    is caught at its own moment of the vibration and shifted sideways along
+    a sine of the row (1-2.5 HR px, a period of 40-120 HR rows, a random
+    phase): vertical edges wobble as whole rows, nothing moves down. The
+    exposure adds a short straight motion blur (2-4 HR px, any direction),
+    a lens of 0.4-0.7 HR px, and the sensor averages pixels; shot and read
+    noise, partly shared by the channels. The video codec's 8x8 blocks stand
+    in as JPEG 60-80.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    rows, cols = np.mgrid[0 : hr.shape[0], 0 : hr.shape[1]].astype(np.float32)
+    amplitude, period = rng.uniform(1.0, 2.5), rng.uniform(40.0, 120.0)
+    shift = amplitude * np.sin(2 * math.pi * rows / period + rng.uniform(0, 2 * math.pi))
+    image = cv2.remap(hr.astype(np.float32), cols + shift, rows, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
+    image = blur(np.clip(image, 0, 1), motion_kernel(rng.uniform(2.0, 4.0), rng.uniform(0, math.pi), 7))
+    image = lens_and_shrink(image, rng.uniform(0.4, 0.7), width, height)
+    image = np.clip(partly_shared_noise(image, rng, rng.uniform(0.0003, 0.0008), rng.uniform(0.00002, 0.00006)), 0, 1)
+    return jpeg(image.astype(np.float32), int(rng.integers(60, 81)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -1123,6 +1152,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "machinevision": degrade_machinevision,
     "hdrphone": degrade_hdrphone,
     "toycam": degrade_toycam,
+    "drone": degrade_drone,
 }
 
 
