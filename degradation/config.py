@@ -61,9 +61,11 @@ class FlowModelConfig:
     image_noise_against_clean: bool = True
     # The image noise is read from patches not clipped at black or white (a black sky, crushed shadows: the
     # quietest dark patches, whose noise clipping took), and the end bins are capped at their one neighbour. An
-    # option: the darkest bin came within 2x of the true noise on 10 of 14 development benchmarks (4 as shipped);
-    # SR +0.023 dB on average over 5 runs against the shipped code on the same machine (-0.020 to +0.080), too few
-    # runs to make it the default (README: fidelity, thirty-fifth round)
+    # option: the darkest bin came within 2x of the true noise on 10 of 14 development benchmarks (4 as shipped),
+    # but where the flat dark patches left are less flat than the clean set's it reads high: SR against the
+    # shipped code on the same machine -0.151 dB on `grain` (darkest bin 4.3 levels, true 2.0) and -0.083 on the
+    # held-out `drone` (5.7, true 2.7), -0.020 to +0.080 on five others (README: fidelity, thirty-fifth and
+    # thirty-sixth rounds)
     image_noise_unclipped: bool = False
     # The image noise's texture. gaussian: white noise filtered to the estimated spectrum. patches: the real set's own
     # quiet patches (those the estimate read), overlapped at random, each brightness bin's scaled to unit variance so
