@@ -63,7 +63,7 @@ class FlowModelConfig:
     # quietest dark patches, whose noise clipping took), and the end bins are capped at their one neighbour. An
     # option: the darkest bin came within 2x of the true noise on 10 of 14 development benchmarks (4 as shipped),
     # but where the flat dark patches left are less flat than the clean set's it reads high: SR against the
-    # shipped code on the same machine -0.151 dB on `grain` (darkest bin 4.3 levels, true 2.0) and -0.083 on the
+    # shipped code on the same machine -0.151 dB on `grain` (darkest bin 4.3 levels, true 2.0) and -0.082 on the
     # held-out `drone` (5.7, true 2.7), -0.020 to +0.080 on five others (README: fidelity, thirty-fifth and
     # thirty-sixth rounds)
     image_noise_unclipped: bool = False
