@@ -249,10 +249,12 @@ def estimate_noise(
     counts = np.array([[len(p) for p in clean_bins], [len(p) for p in real_bins]])
     usable = [b for b in range(NUM_BINS) if counts[:, b].min() >= MIN_PATCHES]
     if not usable:
+        left_out, cause = (
+            (", those clipped at black or white left out", ", or clipped nearly everywhere") if unclipped else ("", "")
+        )
         raise ValueError(
             f"too few {PATCH}x{PATCH} patches to estimate the noise (clean {counts[0].sum()}, "
-            f"real {counts[1].sum()}{', those clipped at black or white left out' if unclipped else ''}); the images "
-            f"are too small or too few{', or clipped nearly everywhere' if unclipped else ''}"
+            f"real {counts[1].sum()}{left_out}); the images are too small or too few{cause}"
         )
     if colour_only:
         clean_bins, real_bins = ([p - p.mean(axis=3, keepdims=True) for p in bins] for bins in (clean_bins, real_bins))
@@ -287,9 +289,7 @@ def estimate_noise(
     if unclipped:
         capped = _capped_at_neighbours(gains, usable)
     else:
-        for b in range(NUM_BINS):  # bins without enough patches take the nearest usable one's noise
-            if b not in usable:
-                gains[b] = gains[min(usable, key=lambda u: abs(u - b))]
+        gains = _filled_from_nearest(gains, usable)  # bins without enough patches take the nearest usable one's noise
         # Content only ever adds variance, and a bin that rises above both its
         # neighbours is one where the real set happens to hold texture (noise
         # levels change smoothly with brightness): it is capped at its neighbours.
@@ -317,10 +317,16 @@ def _capped_at_neighbours(gains: np.ndarray, usable: list[int]) -> np.ndarray:
         neighbours = [gains[usable[n]] for n in (index - 1, index + 1) if 0 <= n < len(usable)]
         if neighbours:
             capped[b] = np.minimum(gains[b], np.maximum.reduce(neighbours))
+    return _filled_from_nearest(capped, usable)
+
+
+def _filled_from_nearest(gains: np.ndarray, usable: list[int]) -> np.ndarray:
+    """``gains`` (NUM_BINS, 3) with each bin outside ``usable`` given the nearest usable bin's gains."""
+    filled = gains.copy()
     for b in range(NUM_BINS):
         if b not in usable:
-            capped[b] = capped[min(usable, key=lambda u: abs(u - b))]
-    return capped
+            filled[b] = gains[min(usable, key=lambda u: abs(u - b))]
+    return filled
 
 
 MAX_TEXTURE_PATCHES = 4096
