@@ -83,6 +83,11 @@ class FlowModelConfig:
     # blur.py; always logged): samples sharpen the clean image by it (an unsharp mask, radius 1 LR px). An SR
     # network that never saw sharpened inputs sharpens them again (README: fidelity)
     image_sharpening: bool = True
+    # A local tone mapper's detail boost above a local mean (a Gaussian of 4 LR px), read off the overshoot beside
+    # isolated steps, against clean images as samples start from, with the image noise (degradation/blur.py;
+    # always logged): samples boost the clean image by it. auto: where it reads 0.25 or more (sets without a boost
+    # read at most 0.02 on the benchmarks, a small set of high-contrast scenes 0.23)
+    image_local_contrast: bool | Literal["auto"] = "auto"
     # Aliasing read off the real images' finest detail against the clean ones', per axis (degradation/aliasing.py;
     # always logged): samples start from the HR image point-sampled after a light Gaussian along each axis that
     # aliases, instead of its bicubic downscale. auto: where the real images hold clearly more power near the LR

@@ -12,7 +12,7 @@ The loss is the sum of both domains' bits/dim. ``--resume CKPT`` continues to
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
@@ -47,9 +47,12 @@ from unpaired_sr.degradation.adversarial import (
 from unpaired_sr.degradation.aliasing import MAX_IMAGES, estimate_aliasing, hr_batches
 from unpaired_sr.degradation.blur import (
     CLEAR_BLUR,
+    CLEAR_BOOST,
+    LOCAL_CONTRAST_SIGMA,
     clearly_blurred,
     estimate_blur,
     estimate_chroma_blur,
+    estimate_local_contrast,
     estimate_sharpening,
 )
 from unpaired_sr.degradation.checkpoint import build_flow
@@ -185,15 +188,9 @@ def estimate_image_degradations(
         yield f"image sharpening {amount:.2f} (unsharp amount, the least of {orientations}), {applied}"
         if model.image_sharpening:
             flow.image_blur.load_sharpening(amount)
-    # Against the clean images as samples start from: blurred and sharpened as estimated above.
-    device = flow.image_blur.chroma_sigma_lr_px.device
-    prepared = [
-        flow.prepare_clean(
-            torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
-        )
-        for image in clean_lr
-    ]
-    prepared = [image[0].permute(1, 2, 0).cpu().numpy() for image in prepared]
+    yield from _estimate_local_contrast(flow, model, clean_lr, real_lr, add_noise)
+    # Against the clean images as samples start from: blurred, sharpened and boosted as estimated above.
+    prepared = _as_samples_start(flow, clean_lr)
     if not jpeg.qualities:
         # No JPEG lattice: another codec, or a JPEG resized since, may still have taken the detail away.
         equivalent = estimate_equivalent_jpeg(prepared, real_lr, add_noise)
@@ -238,6 +235,43 @@ def estimate_image_degradations(
             f"image noise texture: {len(texture_estimate.texture)} real quiet patches (model.image_noise_texture "
             "patches), for the samples; the estimates above were calibrated with the Gaussian noise"
         )
+
+
+def _estimate_local_contrast(
+    flow: DegradationFlow,
+    model: FlowModelConfig,
+    clean_lr: list[np.ndarray],
+    real_lr: list[np.ndarray],
+    add_noise: Callable[[list[np.ndarray]], list[np.ndarray]],
+) -> Iterator[str]:
+    """Load the local contrast boost into ``flow`` where it applies; yields its log line."""
+    prepared = _as_samples_start(flow, clean_lr)
+    boost = estimate_local_contrast(prepared, real_lr, add_noise)
+    if np.isnan(boost):
+        yield "image local contrast not measured: too few isolated steps in the images"
+        return
+    clear = boost >= CLEAR_BOOST
+    reason = f"the real images {'are' if clear else 'are not'} boosted by {CLEAR_BOOST}+"
+    apply, why = _auto_option("image_local_contrast", model.image_local_contrast, clear, reason)
+    applied = "applied to samples" if apply and boost > 0 else "not applied"
+    yield (
+        f"image local contrast {boost:.2f} (detail above a Gaussian of {LOCAL_CONTRAST_SIGMA:g} LR px boosted by "
+        f"1+{boost:.2f}), {applied} {why}"
+    )
+    if apply:
+        flow.image_blur.load_local_contrast(boost)
+
+
+def _as_samples_start(flow: DegradationFlow, clean_lr: list[np.ndarray]) -> list[np.ndarray]:
+    """``clean_lr`` (H, W, 3 float arrays) as the flow's samples start from them (``prepare_clean``)."""
+    device = flow.image_blur.chroma_sigma_lr_px.device
+    prepared = [
+        flow.prepare_clean(
+            torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
+        )
+        for image in clean_lr
+    ]
+    return [image[0].permute(1, 2, 0).cpu().numpy() for image in prepared]
 
 
 def _auto_option(name: str, setting: bool | str, auto: bool, reason: str) -> tuple[bool, str]:

@@ -17,13 +17,17 @@ from unpaired_sr.common.image_io import RGB_TO_YCBCR, image_to_tensor
 from unpaired_sr.data_tools.degrade_classical import jpeg
 from unpaired_sr.data_tools.prepare_demo import BUNDLED_PHOTOS
 from unpaired_sr.degradation.blur import (
+    CLEAR_BOOST,
+    LOCAL_CONTRAST_SIGMA,
     SHARPEN_SIGMA,
     ImageBlur,
     chroma_blurred,
     clearly_blurred,
     estimate_blur,
     estimate_chroma_blur,
+    estimate_local_contrast,
     estimate_sharpening,
+    local_contrast,
     unsharp_mask,
 )
 from unpaired_sr.degradation.checkpoint import build_flow
@@ -149,6 +153,82 @@ def test_image_sharpening_applies_the_unsharp_mask_and_old_flows_load():
     prepared = flow.prepare_clean(images)
     assert prepared.min() >= 0 and prepared.max() <= 1  # halos clip, as in a saved image
     assert torch.equal(prepared, torch.round(prepared * 255) / 255)
+
+
+@pytest.mark.parametrize("amount", [0.3, 0.6])
+def test_the_local_contrast_boost_of_the_same_scenes_is_found(amount):
+    clean = [half(name) for name in CLEAN]
+    assert estimate_local_contrast(clean, [saved(local_contrast(c, amount)) for c in clean], list) == pytest.approx(
+        amount, abs=0.05
+    )
+
+
+def test_other_scenes_read_a_boost_only_where_they_have_one():
+    clean = [half(name) for name in CLEAN]
+    colour, grey = (
+        [other_half(name) for name in COLOUR_OTHER],
+        [half(n) for n in ("camera", "coins", "brick", "gravel")],
+    )
+    # Measured: colour 0.00, grey 0.23 (coins' steps overshoot a little: the largest reading without a boost seen).
+    assert estimate_local_contrast(clean, [saved(image) for image in colour], list) < 0.05
+    assert estimate_local_contrast(clean, [saved(image) for image in grey], list) < CLEAR_BOOST
+    for other in (colour, grey):  # measured: 0.82 and 1.5 (the grid's end) for a boost of 0.4
+        assert estimate_local_contrast(clean, [saved(local_contrast(image, 0.4)) for image in other], list) > 0.4
+
+
+def test_noise_is_not_taken_for_a_boost():
+    clean = [half(name) for name in CLEAN]
+
+    def add_noise(images, seed=0):
+        rng = np.random.default_rng(seed)
+        return [image + 0.05 * rng.standard_normal(image.shape) for image in images]
+
+    assert estimate_local_contrast(clean, [saved(image) for image in add_noise(clean, seed=1)], add_noise) < 0.1
+    boosted = [saved(image) for image in add_noise([local_contrast(c, 0.4) for c in clean], seed=1)]
+    assert estimate_local_contrast(clean, boosted, add_noise) == pytest.approx(0.4, abs=0.15)  # measured: 0.51
+
+
+def test_too_few_steps_leave_the_boost_unmeasured():
+    flat = [np.full((40, 40, 3), 0.5, dtype=np.float32)] * 4
+    assert np.isnan(estimate_local_contrast([half(name) for name in CLEAN], flat, list))
+
+
+def test_the_local_contrast_boost_applies_after_the_sharpening_and_old_flows_load():
+    images = torch.rand(1, 3, 32, 32)
+    blur = ImageBlur()
+    blur.load_sharpening(0.5)
+    blur.load_local_contrast(0.4)
+    sharpened = images + 0.5 * (images - gaussian_blur(images, SHARPEN_SIGMA))
+    expected = sharpened + 0.4 * (sharpened - gaussian_blur(sharpened, LOCAL_CONTRAST_SIGMA))
+    assert torch.allclose(blur(images), expected, atol=1e-6)
+    again = ImageBlur()
+    again.load_state_dict(blur.state_dict())
+    assert again.boost == pytest.approx(0.4) and not again.is_identity
+    flow = build_flow(FlowModelConfig(num_levels=1, num_steps=1, hidden_channels=8, cond_channels=4, cond_blocks=0))
+    old = {name: value for name, value in flow.state_dict().items() if name != "image_blur.boost_amount"}
+    flow.image_blur.load_local_contrast(0.5)
+    flow.load_state_dict(old)  # a flow saved before the boost estimate: none, as it was trained
+    assert flow.image_blur.boost == 0.0 and flow.prepare_clean(images) is images
+
+
+@pytest.mark.parametrize(("boost", "setting"), [(0.0, "auto"), (0.6, "auto"), (0.6, False)])
+def test_the_boost_is_logged_and_applied_where_clear(boost, setting):
+    clean_hr = [real_photo(name) for name in CLEAN]  # x2 below: clean LR at half the photos' size
+    real_lr = [saved(local_contrast(other_half(name), boost)) for name in COLOUR_OTHER]
+    dataset = SimpleNamespace(clean_hr=SimpleNamespace(images=clean_hr), real_lr=SimpleNamespace(images=real_lr))
+    flow = build_flow(FlowModelConfig(num_levels=1, num_steps=1, hidden_channels=8, cond_channels=4, cond_blocks=0))
+    lines = "\n".join(estimate_image_degradations(flow, FlowModelConfig(image_local_contrast=setting), dataset, 2))
+    if setting is False:
+        assert flow.image_blur.boost == 0.0 and "not applied (model.image_local_contrast false)" in lines, lines
+    elif boost:
+        assert flow.image_blur.boost >= CLEAR_BOOST, lines
+        assert (
+            f"applied to samples (model.image_local_contrast auto: the real images are boosted by {CLEAR_BOOST}+"
+            in lines
+        )
+    else:
+        assert flow.image_blur.boost == 0.0 and "image local contrast 0.00" in lines, lines
+        assert "not applied (model.image_local_contrast auto: the real images are not boosted" in lines
 
 
 @pytest.mark.parametrize("real_blur", [0.0, 0.9])
