@@ -1140,6 +1140,28 @@ def degrade_wdrcam(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.n
     return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(45, 71)))
 
 
+def degrade_videocall(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A video call's frame as the receiver sees it: sent at a lower resolution, coarsely coded, upscaled, sharpened.
+
+    The sender's webcam: a lens of 0.5-0.9 HR px, a sensor that averages
+    pixels, shot and read noise partly shared by the channels. To fit the
+    bandwidth the call shrinks the frame to 50-75% of its size (pixel
+    averaging) and codes it coarsely (JPEG 30-50: 8x8 blocks of the smaller
+    frame, 11-16 px blocks at the frame's own size); the receiver scales it
+    back up bilinearly and sharpens the luma a little (an unsharp mask of
+    1 LR px, 0.3-0.7): soft detail, faint halos, blocks off the frame's grid.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    image = lens_and_shrink(hr, rng.uniform(0.5, 0.9), width, height)
+    image = np.clip(partly_shared_noise(image, rng, rng.uniform(0.0004, 0.001), rng.uniform(0.00002, 0.00006)), 0, 1)
+    fraction = rng.uniform(0.5, 0.75)
+    sent_size = (max(8, round(width * fraction)), max(8, round(height * fraction)))
+    sent = cv2.resize(image.astype(np.float32), sent_size, interpolation=cv2.INTER_AREA)
+    sent = jpeg(sent, int(rng.integers(30, 51)))
+    image = cv2.resize(sent, (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.clip(sharpen_luma(image, 1.0, rng.uniform(0.3, 0.7)), 0, 1).astype(np.float32)
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -1175,6 +1197,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "toycam": degrade_toycam,
     "drone": degrade_drone,
     "wdrcam": degrade_wdrcam,
+    "videocall": degrade_videocall,
 }
 
 
