@@ -219,6 +219,11 @@ def clearly_blurred(per_orientation: np.ndarray) -> bool:
     return measured.size > 0 and float(measured.min()) >= CLEAR_BLUR
 
 
+def _saved(images: list[np.ndarray]) -> list[np.ndarray]:
+    """``images`` clipped to [0, 1] and rounded to 8 bits, as a saved image would be (the calibrations' grids)."""
+    return [np.round(np.clip(image, 0, 1) * 255) / 255 for image in images]
+
+
 SHARPEN_SIGMA = 1.0  # LR pixels: the unsharp mask's radius, a common in-camera one
 AMOUNT_GRID = np.round(np.arange(0.0, 1.51, 0.1), 2)
 
@@ -250,12 +255,8 @@ def estimate_sharpening(
         add_noise: adds the real domain's estimated noise to clean images (identity: no noise known).
     """
     clean_lr, real_lr = spread_evenly(clean_lr, MAX_IMAGES), spread_evenly(real_lr, MAX_IMAGES)
-
-    def saved(images: list[np.ndarray]) -> list[np.ndarray]:
-        return [np.round(np.clip(image, 0, 1) * 255) / 255 for image in images]
-
     calibration = np.stack(
-        [_median_ratios(saved(add_noise([unsharp_mask(image, a) for image in clean_lr]))) for a in AMOUNT_GRID]
+        [_median_ratios(_saved(add_noise([unsharp_mask(image, a) for image in clean_lr]))) for a in AMOUNT_GRID]
     )  # rises with the amount
     per_orientation = _read_off(_median_ratios(real_lr), calibration, AMOUNT_GRID, falling=False)
     if not np.isfinite(per_orientation).any():
@@ -356,13 +357,9 @@ def estimate_local_contrast(
         add_noise: adds the real domain's estimated noise to clean images (identity: no noise known).
     """
     clean_lr, real_lr = spread_evenly(clean_lr, MAX_IMAGES), spread_evenly(real_lr, MAX_IMAGES)
-
-    def saved(images: list[np.ndarray]) -> list[np.ndarray]:
-        return [np.round(np.clip(image, 0, 1) * 255) / 255 for image in images]
-
     real = _median_overshoot(real_lr)
     calibration = np.array(
-        [_median_overshoot(saved(add_noise(saved([local_contrast(c, a) for c in clean_lr])))) for a in BOOST_GRID]
+        [_median_overshoot(_saved(add_noise(_saved([local_contrast(c, a) for c in clean_lr])))) for a in BOOST_GRID]
     )  # rises with the amount
     if not np.isfinite(real) or not np.isfinite(calibration).all():
         return np.nan
@@ -422,10 +419,7 @@ def estimate_chroma_blur(clean_lr: list[np.ndarray], real_lr: list[np.ndarray]) 
     clean_lr, real_lr = spread_evenly(clean_lr, MAX_IMAGES), spread_evenly(real_lr, MAX_IMAGES)
     real = _chroma_median_ratio(real_lr)
     calibration = np.array(
-        [
-            _chroma_median_ratio([np.round(np.clip(chroma_blurred(c, s), 0, 1) * 255) / 255 for c in clean_lr])
-            for s in SIGMA_GRID
-        ]
+        [_chroma_median_ratio(_saved([chroma_blurred(c, s) for c in clean_lr])) for s in SIGMA_GRID]
     )  # falls as sigma grows
     if not np.isfinite(real) or not np.isfinite(calibration).all():
         return np.nan

@@ -188,9 +188,12 @@ def estimate_image_degradations(
         yield f"image sharpening {amount:.2f} (unsharp amount, the least of {orientations}), {applied}"
         if model.image_sharpening:
             flow.image_blur.load_sharpening(amount)
-    yield from _estimate_local_contrast(flow, model, clean_lr, real_lr, add_noise)
-    # Against the clean images as samples start from: blurred, sharpened and boosted as estimated above.
+    # Against the clean images as samples start from: blurred and sharpened as estimated above (and boosted,
+    # once the boost below is loaded).
     prepared = _as_samples_start(flow, clean_lr)
+    yield from _estimate_local_contrast(flow, model, prepared, real_lr, add_noise)
+    if flow.image_blur.boost > 0:
+        prepared = _as_samples_start(flow, clean_lr)
     if not jpeg.qualities:
         # No JPEG lattice: another codec, or a JPEG resized since, may still have taken the detail away.
         equivalent = estimate_equivalent_jpeg(prepared, real_lr, add_noise)
@@ -240,12 +243,12 @@ def estimate_image_degradations(
 def _estimate_local_contrast(
     flow: DegradationFlow,
     model: FlowModelConfig,
-    clean_lr: list[np.ndarray],
+    prepared: list[np.ndarray],
     real_lr: list[np.ndarray],
     add_noise: Callable[[list[np.ndarray]], list[np.ndarray]],
 ) -> Iterator[str]:
-    """Load the local contrast boost into ``flow`` where it applies; yields its log line."""
-    prepared = _as_samples_start(flow, clean_lr)
+    """Load the local contrast boost into ``flow`` where it applies (``prepared``: the clean images as samples
+    start from); yields its log line."""
     boost = estimate_local_contrast(prepared, real_lr, add_noise)
     if np.isnan(boost):
         yield "image local contrast not measured: too few isolated steps in the images"
