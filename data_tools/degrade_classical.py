@@ -135,6 +135,11 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   of whole rows, "jello"), a short motion blur, a sensor that averages
   pixels, shot and read noise partly shared by the channels, and the video
   codec's blocks (JPEG 60-80).
+* ``substream``: held out (fixed, 2026-12-07, before the thirty-ninth round's
+  design was written): a security recorder's sub-stream, the camera's full
+  frame (its noise made at that size, high-quality coding) shrunk by
+  nearest-neighbour, one HR pixel per LR pixel with no filter, so detail and
+  noise alias, then coded hard (JPEG 40-65).
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -1162,6 +1167,25 @@ def degrade_videocall(hr: np.ndarray, scale: int, rng: np.random.Generator) -> n
     return np.clip(sharpen_luma(image, 1.0, rng.uniform(0.3, 0.7)), 0, 1).astype(np.float32)
 
 
+def degrade_substream(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A security recorder's sub-stream: the camera's full frame, shrunk by nearest-neighbour and coded hard.
+
+    The camera's main stream: a lens of 0.4-0.8 HR px, shot and read noise
+    made at the full resolution and partly shared by the channels, its own
+    high-quality coding (JPEG 85-95). The recorder makes the low-bandwidth
+    sub-stream from it with the cheapest resize, nearest-neighbour as
+    OpenCV's ``INTER_NEAREST`` does it (each LR pixel one HR pixel, the first
+    of its block: no filter, so detail and the full-resolution noise alias),
+    and codes it hard (JPEG 40-65).
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    image = cv2.GaussianBlur(hr.astype(np.float32), (0, 0), rng.uniform(0.4, 0.8), borderType=cv2.BORDER_REFLECT_101)
+    image = np.clip(partly_shared_noise(image, rng, rng.uniform(0.0003, 0.0008), rng.uniform(0.00002, 0.00005)), 0, 1)
+    image = jpeg(image.astype(np.float32), int(rng.integers(85, 96)))
+    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_NEAREST)
+    return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(40, 66)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -1198,6 +1222,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "drone": degrade_drone,
     "wdrcam": degrade_wdrcam,
     "videocall": degrade_videocall,
+    "substream": degrade_substream,
 }
 
 
