@@ -47,8 +47,12 @@ as 0.16-0.21 on the benchmarks' split, whose real photos are smoother).
 The decimation's grid is bicubic's (LR pixel ``i`` at HR coordinate
 ``(i + 0.5) * scale - 0.5``); a source whose grid sits elsewhere (``dashcam``
 reads out at a random offset) differs from it by a sub-pixel shift that no
-unpaired method can read. At x2 most photos hold little detail beyond the LR
-grid's limit to fold back, so aliasing there is rarely clear.
+unpaired method can read. With ``random_phase`` each sample's grid is moved
+by its own shift, drawn uniformly within half an LR pixel of bicubic's along
+each axis that aliases (``sampling_phases``): a network trained on such
+samples does not commit to one position of the LR grid against the HR one.
+At x2 most photos hold little detail beyond the LR grid's limit to fold
+back, so aliasing there is rarely clear.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ from torch import nn
 
 from unpaired_sr.common.image_io import LUMA_WEIGHTS, image_to_tensor, to_float32
 from unpaired_sr.common.matlab_resize import clean_lr_from_hr, device_matrix, mirrored_matrix, resize_matrix
+from unpaired_sr.common.seeds import derived_seed
 from unpaired_sr.degradation.noise import spread_evenly
 
 SIGMA_GRID = np.round(np.arange(0.075, 0.3751, 0.025), 3)  # LR px; at 0.375 the decimation is as soft as bicubic
@@ -96,17 +101,46 @@ def sampling_matrix(in_length: int, scale: int, sigma_lr_px: float) -> np.ndarra
     return mirrored_matrix(index, np.tile(weights / taps, (out_length, taps)), in_length)
 
 
-def decimate(hr: torch.Tensor, scale: int, sigmas: tuple[float | None, float | None]) -> torch.Tensor:
+def shifted_sampling_matrix(in_length: int, scale: int, sigma_lr_px: float, shift_hr_px: float) -> np.ndarray:
+    """``sampling_matrix`` with every sample moved by ``shift_hr_px`` HR px along the axis.
+
+    Each LR pixel is a Gaussian of ``sigma_lr_px`` centred on its (fractional) HR position, so every phase
+    is treated alike: at sigma 0 the nearest HR pixel (two at a tie, averaged).
+    """
+    sigma = max(sigma_lr_px * scale, 1e-3)
+    radius = int(math.ceil(3 * sigma)) + 2
+    centres = (np.arange(in_length // scale) + 0.5) * scale - 0.5 + shift_hr_px
+    index = np.floor(centres)[:, None].astype(np.int64) + np.arange(-radius, radius + 1)[None, :]
+    log_weights = -0.5 * ((index - centres[:, None]) / sigma) ** 2
+    weights = np.exp(log_weights - log_weights.max(axis=1, keepdims=True))
+    return mirrored_matrix(index, weights / weights.sum(axis=1, keepdims=True), in_length)
+
+
+def sampling_phases(seeds: list[int], scale: int) -> torch.Tensor:
+    """(len(seeds), 2) per sample, the grid's shift along each axis (vertical, horizontal) in HR px: uniform in
+    half an LR pixel either side of bicubic's, drawn from each sample's own seed."""
+    return torch.stack([(torch.rand(2, generator=torch.Generator().manual_seed(seed)) - 0.5) * scale for seed in seeds])
+
+
+def decimate(
+    hr: torch.Tensor, scale: int, sigmas: tuple[float | None, float | None], shifts: torch.Tensor | None = None
+) -> torch.Tensor:
     """HR batch (B, C, H, W), H and W multiples of ``scale`` -> LR (B, C, H / scale, W / scale), 8-bit.
 
     ``sigmas``: per axis (vertical, horizontal), the Gaussian (LR px; ``sigma * scale`` HR px) after which that
     axis is point-sampled (``sampling_matrix``), or None: that axis is downscaled by MATLAB's bicubic, as
     ``clean_lr_from_hr`` does. A sensor can skip lines and average along them (one field of an interlaced
-    frame), or skip both.
+    frame), or skip both. ``shifts``: (B, 2) HR px, each sample's grid moved along the axes it point-samples
+    (``shifted_sampling_matrix``); None: bicubic's grid.
     """
     if sigmas[0] is None and sigmas[1] is None:
         return clean_lr_from_hr(hr, scale)
     dtype = hr.dtype if hr.dtype in (torch.float32, torch.float64) else torch.float32
+    if shifts is not None:
+        lr = torch.cat(
+            [_decimate_shifted(hr[i : i + 1], scale, sigmas, shift.tolist(), dtype) for i, shift in enumerate(shifts)]
+        )
+        return torch.round(lr.clamp(0, 1) * 255) / 255
     rows, cols = (
         # kept on the device: SR training asks for the same two on every batch
         device_matrix(resize_matrix, length, length // scale, 1.0 / scale, device=hr.device, dtype=dtype)
@@ -116,6 +150,19 @@ def decimate(hr: torch.Tensor, scale: int, sigmas: tuple[float | None, float | N
     )
     lr = rows @ hr.to(dtype) @ cols.T
     return torch.round(lr.clamp(0, 1) * 255) / 255
+
+
+def _decimate_shifted(
+    hr: torch.Tensor, scale: int, sigmas: tuple[float | None, float | None], shifts: list[float], dtype: torch.dtype
+) -> torch.Tensor:
+    """One image of ``decimate`` with its grid shifted (not rounded); a new matrix per shift, so none is kept."""
+    rows, cols = (
+        device_matrix(resize_matrix, length, length // scale, 1.0 / scale, device=hr.device, dtype=dtype)
+        if sigma is None
+        else torch.from_numpy(np.array(shifted_sampling_matrix(length, scale, sigma, shift))).to(hr.device, dtype)
+        for length, sigma, shift in zip(hr.shape[2:], sigmas, shifts, strict=True)
+    )
+    return rows @ hr.to(dtype) @ cols.T
 
 
 def hr_batches(images: list[np.ndarray], scale: int) -> list[torch.Tensor]:
@@ -224,18 +271,21 @@ def estimate_aliasing(
 class ImageDownscale(nn.Module):
     """HR -> the LR that samples start from: bicubic (``clean_lr_from_hr``), or ``decimate`` where real images alias.
 
-    Bicubic until an estimate is loaded; flows saved before it load as bicubic.
+    Bicubic until an estimate is loaded; flows saved before it load as bicubic, on bicubic's grid.
     """
 
     def __init__(self):
         super().__init__()
         # Per axis (vertical, horizontal): the decimation's Gaussian in LR px, or -1: bicubic along that axis.
         self.register_buffer("sigma_lr_px", torch.full((2,), -1.0))
+        # 1: each sample drawn with a seed decimates on a grid shifted by its own phase (``sampling_phases``).
+        self.register_buffer("random_phase", torch.zeros(()))
         self.sigmas: tuple[float | None, float | None] = (None, None)  # on the host too: read on every call
         self.register_load_state_dict_post_hook(ImageDownscale._note_estimate)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         state_dict.setdefault(prefix + "sigma_lr_px", torch.full((2,), -1.0))
+        state_dict.setdefault(prefix + "random_phase", torch.zeros(()))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @staticmethod
@@ -246,10 +296,17 @@ class ImageDownscale(nn.Module):
     def is_decimating(self) -> bool:
         return self.sigmas != (None, None)
 
-    def load_estimate(self, sigmas: tuple[float | None, float | None]) -> None:
+    def load_estimate(self, sigmas: tuple[float | None, float | None], random_phase: bool = False) -> None:
         self.sigma_lr_px.copy_(torch.tensor([-1.0 if sigma is None else sigma for sigma in sigmas]))
         self.sigmas = tuple(None if sigma is None else float(sigma) for sigma in sigmas)
+        self.random_phase.fill_(float(random_phase))
 
-    def forward(self, hr: torch.Tensor, scale: int) -> torch.Tensor:
-        """(B, 3, H, W) HR in [0, 1], H and W multiples of ``scale`` -> (B, 3, H / scale, W / scale), 8-bit."""
-        return decimate(hr, scale, self.sigmas)
+    def forward(self, hr: torch.Tensor, scale: int, seeds: list[int] | None = None) -> torch.Tensor:
+        """(B, 3, H, W) HR in [0, 1], H and W multiples of ``scale`` -> (B, 3, H / scale, W / scale), 8-bit.
+
+        ``seeds``: one per sample; with ``random_phase``, each sample's grid is shifted by its own phase.
+        """
+        shifts = None
+        if seeds is not None and self.is_decimating and bool(self.random_phase):
+            shifts = sampling_phases([derived_seed(seed, "sampling phase") for seed in seeds], scale)
+        return decimate(hr, scale, self.sigmas, shifts)

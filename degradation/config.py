@@ -94,6 +94,12 @@ class FlowModelConfig:
     # grid's limit (1.58x) along either axis (a sensor that skips pixels or lines): two unpaired sets of other
     # photos differ by up to 1.48x
     image_aliasing: bool | Literal["auto"] = "auto"
+    # Where the samples alias, where their LR grid sits on the HR one. bicubic: at bicubic's pixel centres. random:
+    # each sample's grid shifted by its own phase, uniform within half an LR pixel along each axis that aliases: a
+    # sensor's or a resize's grid against the HR scene cannot be read from unpaired images (degradation/aliasing.py).
+    # SR +0.15 dB on average on the four aliasing development sources (-0.003 to +0.261), LPIPS up by 0.004-0.040
+    # (README: fidelity, thirty-ninth round)
+    image_aliasing_phase: Literal["bicubic", "random"] = "random"
     # How much softer the real images' colour is than the clean ones', estimated at colour edges against the clean
     # images as samples start from (degradation/blur.py; always logged). auto: each sample its JPEG draw leaves
     # uncompressed blurs its Cb and Cr by it, luma untouched (a JPEG round trip subsamples the colour itself);

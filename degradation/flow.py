@@ -140,10 +140,11 @@ class DegradationFlow(nn.Module):
         # degrade_parts()' content and its noise (tiles would each get their own block grid), by synthesize().
         self.image_compression = ImageCompression()
 
-    def downscale(self, hr: torch.Tensor, scale: int) -> torch.Tensor:
+    def downscale(self, hr: torch.Tensor, scale: int, seeds: list[int] | None = None) -> torch.Tensor:
         """HR (B, 3, H, W), H and W multiples of ``scale`` -> the LR that samples start from, 8-bit: the bicubic
-        clean LR, or, where the real images alias (``image_downscale``), the HR point-sampled after a light blur."""
-        return self.image_downscale(hr, scale)
+        clean LR, or, where the real images alias (``image_downscale``), the HR point-sampled after a light blur
+        (on a grid shifted by each sample's own phase, drawn from ``seeds``, where the phase is random)."""
+        return self.image_downscale(hr, scale, seeds)
 
     def prepare_clean(self, clean_lr: torch.Tensor, seeds: list[int] | None = None) -> torch.Tensor:
         """Clean LR as this flow models it: blurred or sharpened as estimated, clipped and rounded to 8 bits,

@@ -58,7 +58,8 @@ def paired_fidelity(
     device = next(flow.parameters()).device
     for index, (real_lr, hr) in enumerate(pairs):
         clean = clean_lr_from_hr(image_to_tensor(hr)[None], scale)[0]
-        start = flow.downscale(image_to_tensor(hr)[None], scale)[0]  # bicubic, or decimated where real images alias
+        # bicubic, or decimated where real images alias (on the sample's own grid where the phase is random)
+        start = flow.downscale(image_to_tensor(hr)[None], scale, [sample_seed(seed, str(index))])[0]
         synth = degrade_image(flow, start.to(device), temperature, sample_seed(seed, str(index))).cpu()
         clean_image = clean.permute(1, 2, 0).numpy()
         height, width = real_lr.shape[:2]
@@ -155,7 +156,7 @@ def evaluate(
     for name in names:
         hr = read_image(bench / "train_hr" / f"{name}.png")
         clean_tensors[name] = clean_lr_from_hr(image_to_tensor(hr)[None], scale)[0]
-        start_tensors[name] = flow.downscale(image_to_tensor(hr)[None], scale)[0]  # where the samples start
+        start_tensors[name] = flow.downscale(image_to_tensor(hr)[None], scale, [sample_seed(seed, name)])[0]
         clean[name] = clean_tensors[name].permute(1, 2, 0).numpy()
         reseeded = degrade(hr, scale, preset, image_rng(meta["seed"] + 1000, name))
         lr_images.setdefault("true, re-seeded", {})[name] = np.round(np.clip(reseeded, 0, 1) * 255) / 255

@@ -71,18 +71,20 @@ def synthesize_folder(
     with staged_output_dir(output_dir, overwrite) as staging:
         for path in tqdm(paths, desc="synthesize", unit="img", leave=False):
             image = read_image(path)
-            if input_is_lr:
-                clean_lr = image_to_tensor(image)
-            else:
+            if not input_is_lr:
                 hr = mod_crop(image, scale)
                 if min(hr.shape[:2]) < scale:
                     raise UserError(f"image {path} is smaller than the scale {scale}")
-                clean_lr = flow.downscale(image_to_tensor(hr)[None], scale)[0]
             for index in range(n_samples):
+                image_seed = sample_seed(seed, path.stem, index)
+                # each sample its own start: where the real images alias, its own grid phase may be drawn
+                clean_lr = (
+                    image_to_tensor(image)
+                    if input_is_lr
+                    else flow.downscale(image_to_tensor(hr)[None], scale, [image_seed])[0]
+                )
                 try:
-                    lq = degrade_image(
-                        flow, clean_lr, temperature, sample_seed(seed, path.stem, index), tile_size, overlap, batch_size
-                    )
+                    lq = degrade_image(flow, clean_lr, temperature, image_seed, tile_size, overlap, batch_size)
                 except UserError as error:
                     raise UserError(f"{path}: {error}") from error
                 name = f"{path.stem}_s{index + 1}.png" if n_samples > 1 else f"{path.stem}.png"

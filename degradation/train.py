@@ -171,9 +171,12 @@ def estimate_image_degradations(
         reason = f"the real images {'alias' if aliasing.clear else 'do not alias'} clearly along either axis"
         apply_aliasing, why = _auto_option("image_aliasing", model.image_aliasing, aliasing.clear, reason)
         apply_aliasing = apply_aliasing and aliasing.sigmas != (None, None)
-        yield f"{aliasing.describe()}; {'applied to samples' if apply_aliasing else 'not applied'} {why}"
+        applied = "applied to samples" if apply_aliasing else "not applied"
+        if apply_aliasing and model.image_aliasing_phase == "random":
+            applied += ", each on a grid of its own phase (model.image_aliasing_phase random)"
+        yield f"{aliasing.describe()}; {applied} {why}"
         if apply_aliasing:
-            flow.image_downscale.load_estimate(aliasing.sigmas)
+            flow.image_downscale.load_estimate(aliasing.sigmas, random_phase=model.image_aliasing_phase == "random")
             clean_lr = [
                 flow.downscale(hr, scale)[0].permute(1, 2, 0).cpu().numpy() for hr in clean_hr
             ]  # the sharpening and the chroma blur are read against the images as samples start from

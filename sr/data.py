@@ -56,7 +56,7 @@ def flow_degrade(
     both give the same LQ for the same seed. Differentiable in the flow's
     parameters (the rounding passes gradients straight through).
     """
-    clean_lr = flow.downscale(hr, scale)  # bicubic, or decimated where the real images alias
+    clean_lr = flow.downscale(hr, scale, seeds)  # bicubic, or decimated where the real images alias
     height, width = clean_lr.shape[2:]
     per_sample = [flow.sample_noise(1, height, width, torch.Generator().manual_seed(s)) for s in seeds]
     noise = [torch.cat(level).to(hr.device, non_blocking=True) for level in zip(*per_sample)]

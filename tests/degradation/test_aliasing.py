@@ -17,6 +17,9 @@ from unpaired_sr.degradation.aliasing import (
     estimate_aliasing,
     high_band_ratio,
     hr_batches,
+    sampling_matrix,
+    sampling_phases,
+    shifted_sampling_matrix,
 )
 from unpaired_sr.degradation.blur import unsharp_mask
 from unpaired_sr.degradation.checkpoint import build_flow
@@ -47,6 +50,29 @@ def test_decimate_samples_at_the_lr_pixel_centres_bicubic_uses(scale):
     assert torch.equal(decimate(hr, scale, (0.0, 0.0)), lr)
     flat = torch.full((2, 3, 4 * scale, 6 * scale), 0.4)
     assert torch.allclose(decimate(flat, scale, (0.2, 0.1)), torch.round(flat[:, :, ::scale, ::scale] * 255) / 255)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_a_shifted_grid_samples_where_it_is_moved(scale):
+    lr = torch.round(torch.rand(1, 3, 5, 7) * 255) / 255
+    hr = lr.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
+    hr[:, :, ::scale, ::scale] = 1.0  # the first HR pixel of every block marked
+    first = torch.tensor([[-(scale - 1) / 2, -(scale - 1) / 2]])  # OpenCV's nearest-neighbour: the first pixel
+    assert torch.equal(decimate(hr, scale, (0.0, 0.0), first), torch.ones_like(lr))
+    assert torch.equal(decimate(hr, scale, (0.0, 0.0), -first), lr)  # the last pixel of each block
+    # Unshifted, the shifted matrix samples bicubic's grid, as the unshifted decimation does; shifted, each
+    # sample's weights centre on its moved position.
+    assert np.allclose(shifted_sampling_matrix(8 * scale, scale, 0.0, 0.0), sampling_matrix(8 * scale, scale, 0.0))
+    matrix = shifted_sampling_matrix(10 * scale, scale, 1.0 / scale, 0.7)  # a Gaussian of 1 HR px
+    centres = (np.arange(10) + 0.5) * scale - 0.5 + 0.7
+    assert np.allclose(matrix.sum(axis=1), 1.0) and np.allclose((matrix @ np.arange(10 * scale))[2:-2], centres[2:-2])
+
+
+def test_sampling_phases_are_each_samples_own_and_span_half_an_lr_pixel():
+    phases = sampling_phases(list(range(400)), 4)
+    assert phases.shape == (400, 2) and torch.equal(sampling_phases([7, 3], 4), phases[[7, 3]])
+    assert phases.abs().max() <= 2.0 and (phases < -1.5).any() and (phases > 1.5).any()
+    assert phases.mean().abs() < 0.2 and (phases[:, 0] - phases[:, 1]).abs().mean() > 0.5  # the axes apart
 
 
 def test_each_axis_is_sampled_or_downscaled_by_bicubic_on_its_own():
@@ -128,21 +154,47 @@ def test_image_downscale_is_bicubic_until_estimated_and_old_flows_load():
     assert torch.equal(flow.downscale(hr, 4), clean_lr_from_hr(hr, 4))
 
 
-@pytest.mark.parametrize("setting", ["auto", False])
-def test_auto_starts_samples_from_the_decimated_hr_where_the_real_images_alias(setting):
+def test_a_random_phase_moves_each_seeded_sample_and_old_flows_keep_bicubics_grid():
+    hr = hr_batch("astronaut", 4)[:, :, :64, :64].repeat(2, 1, 1, 1)
+    downscale = ImageDownscale()
+    downscale.load_estimate((0.1, 0.1), random_phase=True)
+    assert torch.equal(downscale(hr, 4), decimate(hr, 4, (0.1, 0.1)))  # no seeds (the calibrations): bicubic's
+    moved = downscale(hr, 4, [1, 2])
+    assert torch.equal(moved, downscale(hr, 4, [1, 2])) and not torch.equal(moved[0], moved[1])
+    assert torch.equal(downscale(hr[:1], 4, [2]), moved[1:])  # each sample's grid from its own seed
+    rows_alike = hr[:, :, :1].expand_as(hr)  # the same in every row: a vertical shift changes nothing
+    lines = ImageDownscale()
+    lines.load_estimate((0.1, None), random_phase=True)  # the horizontal axis stays bicubic
+    assert torch.equal(lines(rows_alike, 4, [1, 2]), decimate(rows_alike, 4, (0.1, None)))
+    again = ImageDownscale()
+    again.load_state_dict(downscale.state_dict())
+    assert torch.equal(again(hr, 4, [1, 2]), moved)
+    flow = tiny_flow()
+    old = {name: value for name, value in flow.state_dict().items() if name != "image_downscale.random_phase"}
+    flow.image_downscale.load_estimate((0.1, 0.1), random_phase=True)
+    flow.load_state_dict(old | {"image_downscale.sigma_lr_px": torch.tensor([0.1, 0.1])})  # saved before the phase
+    assert torch.equal(flow.downscale(hr, 4, [1, 2]), decimate(hr, 4, (0.1, 0.1)))
+
+
+@pytest.mark.parametrize(("setting", "phase"), [("auto", "bicubic"), ("auto", "random"), (False, "random")])
+def test_auto_starts_samples_from_the_decimated_hr_where_the_real_images_alias(setting, phase):
     real = [as_image(decimate(hr_batch(name, 4), 4, (0.1, 0.1))) for name in OTHER]
     clean_hr = [real_photo(name) for name in CLEAN]
     dataset = SimpleNamespace(clean_hr=SimpleNamespace(images=clean_hr), real_lr=SimpleNamespace(images=real))
     flow = tiny_flow()
-    lines = "\n".join(estimate_image_degradations(flow, FlowModelConfig(image_aliasing=setting), dataset, scale=4))
+    config = FlowModelConfig(image_aliasing=setting, image_aliasing_phase=phase)
+    lines = "\n".join(estimate_image_degradations(flow, config, dataset, scale=4))
     assert "image aliasing: high-band power" in lines
     hr = hr_batch("astronaut", 4)[:, :, :64, :64]
     if setting == "auto":
-        assert "applied to samples (model.image_aliasing auto: the real images alias clearly" in lines
+        own_phase = ", each on a grid of its own phase (model.image_aliasing_phase random)" if phase == "random" else ""
+        assert f"applied to samples{own_phase} (model.image_aliasing auto: " in lines
         sigmas = flow.image_downscale.sigmas
         assert all(0.03 < sigma < 0.2 for sigma in sigmas) and torch.equal(
             flow.downscale(hr, 4), decimate(hr, 4, sigmas)
         )
+        on_bicubics_grid = torch.equal(flow.downscale(hr, 4, [5]), decimate(hr, 4, sigmas))
+        assert on_bicubics_grid == (phase == "bicubic")
     else:
-        assert "not applied (model.image_aliasing false)" in lines
-        assert torch.equal(flow.downscale(hr, 4), clean_lr_from_hr(hr, 4))
+        assert "not applied (model.image_aliasing false)" in lines and "its own phase" not in lines
+        assert torch.equal(flow.downscale(hr, 4, [5]), clean_lr_from_hr(hr, 4))

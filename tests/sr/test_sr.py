@@ -274,7 +274,7 @@ def test_flow_source_equals_synthesize_for_the_same_seed(flow_ckpt, photos):
     with torch.no_grad():
         batch = flow_degrade(flow, hr, 4, 0.8, seeds=[11, 12])
     for i, seed in enumerate((11, 12)):
-        single = degrade_image(flow, flow.downscale(hr[i : i + 1], 4)[0], 0.8, seed)  # as synthesize starts
+        single = degrade_image(flow, flow.downscale(hr[i : i + 1], 4, [seed])[0], 0.8, seed)  # as synthesize starts
         single = torch.round(single * 255) / 255  # as written to PNG
         assert (batch[i] - single).abs().max() <= 1 / 255 + 1e-6
         assert (batch[i] - single).abs().mean() < 1e-4
@@ -286,7 +286,7 @@ def test_flow_source_equals_synthesize_for_the_same_seed(flow_ckpt, photos):
     assert (compressed * 255 - torch.round(compressed * 255)).abs().max() < 1e-4  # 8-bit values
     assert (compressed - batch).abs().mean() > 1e-3  # JPEG at 20 or 90 changes the samples
     for i, seed in enumerate((11, 12)):
-        single = degrade_image(flow, flow.downscale(hr[i : i + 1], 4)[0], 0.8, seed)
+        single = degrade_image(flow, flow.downscale(hr[i : i + 1], 4, [seed])[0], 0.8, seed)
         assert (compressed[i] - single).abs().mean() < 2e-3  # the same quality (inputs differ by rare 1/255s)
 
 
