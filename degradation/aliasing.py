@@ -137,9 +137,8 @@ def decimate(
         return clean_lr_from_hr(hr, scale)
     dtype = hr.dtype if hr.dtype in (torch.float32, torch.float64) else torch.float32
     if shifts is not None:
-        lr = torch.cat(
-            [_decimate_shifted(hr[i : i + 1], scale, sigmas, shift.tolist(), dtype) for i, shift in enumerate(shifts)]
-        )
+        lr = _axis_matrices(hr, scale, sigmas, shifts, 0, dtype) @ hr.to(dtype)
+        lr = lr @ _axis_matrices(hr, scale, sigmas, shifts, 1, dtype).transpose(-1, -2)
         return torch.round(lr.clamp(0, 1) * 255) / 255
     rows, cols = (
         # kept on the device: SR training asks for the same two on every batch
@@ -152,17 +151,23 @@ def decimate(
     return torch.round(lr.clamp(0, 1) * 255) / 255
 
 
-def _decimate_shifted(
-    hr: torch.Tensor, scale: int, sigmas: tuple[float | None, float | None], shifts: list[float], dtype: torch.dtype
+def _axis_matrices(
+    hr: torch.Tensor,
+    scale: int,
+    sigmas: tuple[float | None, float | None],
+    shifts: torch.Tensor,
+    axis: int,
+    dtype: torch.dtype,
 ) -> torch.Tensor:
-    """One image of ``decimate`` with its grid shifted (not rounded); a new matrix per shift, so none is kept."""
-    rows, cols = (
-        device_matrix(resize_matrix, length, length // scale, 1.0 / scale, device=hr.device, dtype=dtype)
-        if sigma is None
-        else torch.from_numpy(np.array(shifted_sampling_matrix(length, scale, sigma, shift))).to(hr.device, dtype)
-        for length, sigma, shift in zip(hr.shape[2:], sigmas, shifts, strict=True)
-    )
-    return rows @ hr.to(dtype) @ cols.T
+    """One axis of a shifted ``decimate``: (B, 1, out, in), each sample's own grid, or (1, 1, out, in) bicubic's."""
+    length, sigma = hr.shape[2 + axis], sigmas[axis]
+    if sigma is None:
+        return device_matrix(resize_matrix, length, length // scale, 1.0 / scale, device=hr.device, dtype=dtype)[
+            None, None
+        ]
+    # a new matrix for every shift, so none is kept; built on the host and moved in one transfer
+    matrices = np.stack([shifted_sampling_matrix(length, scale, sigma, float(shift)) for shift in shifts[:, axis]])
+    return torch.from_numpy(matrices).to(hr.device, dtype)[:, None]
 
 
 def hr_batches(images: list[np.ndarray], scale: int) -> list[torch.Tensor]:
