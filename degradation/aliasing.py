@@ -285,7 +285,9 @@ class ImageDownscale(nn.Module):
         self.register_buffer("sigma_lr_px", torch.full((2,), -1.0))
         # 1: each sample drawn with a seed decimates on a grid shifted by its own phase (``sampling_phases``).
         self.register_buffer("random_phase", torch.zeros(()))
-        self.sigmas: tuple[float | None, float | None] = (None, None)  # on the host too: read on every call
+        # on the host too: read on every call
+        self.sigmas: tuple[float | None, float | None] = (None, None)
+        self.has_random_phase = False
         self.register_load_state_dict_post_hook(ImageDownscale._note_estimate)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -296,6 +298,7 @@ class ImageDownscale(nn.Module):
     @staticmethod
     def _note_estimate(module: ImageDownscale, incompatible_keys) -> None:
         module.sigmas = tuple(None if value < 0 else value for value in module.sigma_lr_px.tolist())
+        module.has_random_phase = bool(module.random_phase)
 
     @property
     def is_decimating(self) -> bool:
@@ -305,6 +308,7 @@ class ImageDownscale(nn.Module):
         self.sigma_lr_px.copy_(torch.tensor([-1.0 if sigma is None else sigma for sigma in sigmas]))
         self.sigmas = tuple(None if sigma is None else float(sigma) for sigma in sigmas)
         self.random_phase.fill_(float(random_phase))
+        self.has_random_phase = bool(random_phase)
 
     def forward(self, hr: torch.Tensor, scale: int, seeds: list[int] | None = None) -> torch.Tensor:
         """(B, 3, H, W) HR in [0, 1], H and W multiples of ``scale`` -> (B, 3, H / scale, W / scale), 8-bit.
@@ -312,6 +316,6 @@ class ImageDownscale(nn.Module):
         ``seeds``: one per sample; with ``random_phase``, each sample's grid is shifted by its own phase.
         """
         shifts = None
-        if seeds is not None and self.is_decimating and bool(self.random_phase):
+        if seeds is not None and self.is_decimating and self.has_random_phase:
             shifts = sampling_phases([derived_seed(seed, "sampling phase") for seed in seeds], scale)
         return decimate(hr, scale, self.sigmas, shifts)
