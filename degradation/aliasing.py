@@ -88,7 +88,8 @@ def sampling_matrix(in_length: int, scale: int, sigma_lr_px: float) -> np.ndarra
 
     Samples sit at bicubic's LR pixel centres (``i`` at HR coordinate ``(i + 0.5) * scale - 0.5``); for an
     even scale such a centre falls between two HR pixels, which are averaged. Borders are mirrored, as
-    ``resize_matrix`` mirrors them.
+    ``resize_matrix`` mirrors them. Kept beside ``shifted_sampling_matrix`` (which at shift 0 centres one
+    Gaussian between the two pixels instead) so that samples on bicubic's grid stay as they were.
     """
     sigma = sigma_lr_px * scale
     radius = int(math.ceil(3 * sigma)) + 1

@@ -73,8 +73,9 @@ def check_fidelity(
     for name, hr in tqdm(clean_hr.items(), desc="synthesize", unit="img", leave=False):
         hr_batch = image_to_tensor(hr)[None]
         clean_lr.append(clean_lr_from_hr(hr_batch, scale)[0].permute(1, 2, 0).numpy())
-        start = flow.downscale(hr_batch, scale, [sample_seed(seed, name)])[0]
-        degraded = degrade_image(flow, start, temperature, sample_seed(seed, name))
+        image_seed = sample_seed(seed, name)
+        start = flow.downscale(hr_batch, scale, [image_seed])[0]
+        degraded = degrade_image(flow, start, temperature, image_seed)
         synthesized.append((torch.round(degraded * 255) / 255).permute(1, 2, 0).cpu().numpy())
     try:
         flow_test = two_sample_accuracy(real, synthesized, steps=steps, seed=seed, splits=splits, **groups)

@@ -57,10 +57,11 @@ def paired_fidelity(
     synth_residuals, real_residuals = [], []
     device = next(flow.parameters()).device
     for index, (real_lr, hr) in enumerate(pairs):
-        clean = clean_lr_from_hr(image_to_tensor(hr)[None], scale)[0]
+        hr_batch, image_seed = image_to_tensor(hr)[None], sample_seed(seed, str(index))
+        clean = clean_lr_from_hr(hr_batch, scale)[0]
         # bicubic, or decimated where real images alias (on the sample's own grid where the phase is random)
-        start = flow.downscale(image_to_tensor(hr)[None], scale, [sample_seed(seed, str(index))])[0]
-        synth = degrade_image(flow, start.to(device), temperature, sample_seed(seed, str(index))).cpu()
+        start = flow.downscale(hr_batch, scale, [image_seed])[0]
+        synth = degrade_image(flow, start.to(device), temperature, image_seed).cpu()
         clean_image = clean.permute(1, 2, 0).numpy()
         height, width = real_lr.shape[:2]
         synth_image = (torch.round(synth * 255) / 255).permute(1, 2, 0).numpy()
@@ -155,8 +156,9 @@ def evaluate(
     clean_tensors, start_tensors = {}, {}
     for name in names:
         hr = read_image(bench / "train_hr" / f"{name}.png")
-        clean_tensors[name] = clean_lr_from_hr(image_to_tensor(hr)[None], scale)[0]
-        start_tensors[name] = flow.downscale(image_to_tensor(hr)[None], scale, [sample_seed(seed, name)])[0]
+        hr_batch = image_to_tensor(hr)[None]
+        clean_tensors[name] = clean_lr_from_hr(hr_batch, scale)[0]
+        start_tensors[name] = flow.downscale(hr_batch, scale, [sample_seed(seed, name)])[0]  # each sample's own seed
         clean[name] = clean_tensors[name].permute(1, 2, 0).numpy()
         reseeded = degrade(hr, scale, preset, image_rng(meta["seed"] + 1000, name))
         lr_images.setdefault("true, re-seeded", {})[name] = np.round(np.clip(reseeded, 0, 1) * 255) / 255
