@@ -140,6 +140,13 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   frame (its noise made at that size, high-quality coding) shrunk by
   nearest-neighbour, one HR pixel per LR pixel with no filter, so detail and
   noise alias, then coded hard (JPEG 40-65).
+* ``album``: held out (fixed, 2026-12-07, before the fortieth round's design
+  was written): a shared family album whose photos come from two phones,
+  half from each, image by image: a new phone's night shots (strong
+  signal-dependent noise partly shared by the channels, mild JPEG) and an
+  old phone's pictures re-shared through a chat app (a soft lens, faint
+  noise, its own JPEG, then a hard one). One set, two sources of unlike
+  character.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -1186,6 +1193,29 @@ def degrade_substream(hr: np.ndarray, scale: int, rng: np.random.Generator) -> n
     return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(40, 66)))
 
 
+def degrade_album(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A shared family album: each photo from one of two phones of unlike character, half from each.
+
+    The new phone's night shot: a lens of 0.4-0.7 HR px, pixels averaged,
+    strong shot and read noise made at the output's size and partly shared by
+    the channels (7-12 levels at mid-grey), JPEG 85-95. The old phone's
+    picture, re-shared through a chat app: a soft lens (1.0-1.8 HR px), faint
+    noise and the phone's JPEG 88-95 at full size, pixels averaged, then the
+    app's JPEG 30-50. Which phone took an image is drawn per image, so a set
+    holds both and no image says which it is but by its look.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    if rng.random() < 0.5:
+        image = lens_and_shrink(hr, rng.uniform(0.4, 0.7), width, height)
+        image = partly_shared_noise(image, rng, rng.uniform(0.0015, 0.004), rng.uniform(0.00005, 0.0002))
+        return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(85, 96)))
+    image = cv2.GaussianBlur(hr.astype(np.float32), (0, 0), rng.uniform(1.0, 1.8), borderType=cv2.BORDER_REFLECT_101)
+    image = np.clip(partly_shared_noise(image, rng, 0.0001, 0.00001), 0, 1)
+    photo = jpeg(image.astype(np.float32), int(rng.integers(88, 96)))
+    shared = cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA)
+    return jpeg(np.clip(shared, 0, 1).astype(np.float32), int(rng.integers(30, 51)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -1223,6 +1253,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "wdrcam": degrade_wdrcam,
     "videocall": degrade_videocall,
     "substream": degrade_substream,
+    "album": degrade_album,
 }
 
 
