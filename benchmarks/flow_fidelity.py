@@ -49,6 +49,7 @@ from unpaired_sr.degradation.oracle_fidelity import (  # noqa: E402
     REAL,
     TEMPERATURES,
     benchmark_flow_config,
+    benchmark_scale,
     evaluate,
 )
 from unpaired_sr.degradation.train import train  # noqa: E402
@@ -161,6 +162,10 @@ def main() -> None:
             print(json.dumps({"bench": name, **entry["training"]}))
             ckpt = run / "checkpoints" / "last.pt"
         flow, flow_config = load_flow(ckpt, args.device)
+        if flow_config.data.scale != benchmark_scale(bench):
+            parser.error(
+                f"the flow {ckpt} learned x{flow_config.data.scale}; the benchmark {bench} is x{benchmark_scale(bench)}"
+            )
         if args.keep_low_pass_sigma is not None:
             flow.keep_low_pass_sigma = args.keep_low_pass_sigma
         entry["keep_low_pass_sigma"] = flow.keep_low_pass_sigma

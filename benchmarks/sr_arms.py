@@ -38,7 +38,7 @@ from unpaired_sr.common.config import load_config  # noqa: E402
 from unpaired_sr.common.image_io import list_images, read_image, write_image  # noqa: E402
 from unpaired_sr.common.matlab_resize import downscale  # noqa: E402
 from unpaired_sr.data_tools.prepare_demo import prepare_demo  # noqa: E402
-from unpaired_sr.degradation.oracle_fidelity import benchmark_flow_config  # noqa: E402
+from unpaired_sr.degradation.oracle_fidelity import benchmark_flow_config, benchmark_scale  # noqa: E402
 from unpaired_sr.degradation.train import train as train_flow  # noqa: E402
 from unpaired_sr.sr.config import SRConfig  # noqa: E402
 from unpaired_sr.sr.evaluation import evaluate, format_table  # noqa: E402
@@ -83,6 +83,8 @@ def run_arm(arm: str, bench: Path, out: Path, flow_ckpt: Path, args) -> dict:
         [
             "--data.hr_dir",
             str(bench / "train_hr"),
+            "--data.scale",
+            str(benchmark_scale(bench)),
             *sources[arm],
             "--train.n_iter",
             str(args.steps),
@@ -121,15 +123,16 @@ def run_arm(arm: str, bench: Path, out: Path, flow_ckpt: Path, args) -> dict:
 
 def clean_pairs_check(bench: Path, out: Path, ckpt: str, device: str) -> dict:
     """The bicubic-trained network against bicubic upsampling on bicubic-downsampled test photos."""
+    scale = benchmark_scale(bench)
     clean_lr = out / "test_clean_lr"
     if not clean_lr.exists():
         clean_lr.mkdir()
         for path in list_images(bench / "test_hr"):
-            write_image(clean_lr / f"{path.stem}.png", downscale(read_image(path), 4).clip(0, 1))
+            write_image(clean_lr / f"{path.stem}.png", downscale(read_image(path), scale).clip(0, 1))
     summary = evaluate(
         str(clean_lr),
         str(bench / "test_hr"),
-        4,
+        scale,
         out / "eval_clean_pairs",
         models=[("bicubic_sr", ckpt)],
         device=device,
@@ -185,7 +188,9 @@ def main() -> None:
     training = {arm: run_arm(arm, bench, out, flow_ckpt, args) for arm in arms}
     models = [("bicubic_sr" if arm == "bicubic" else arm, training[arm]["ckpt"]) for arm in arms]
     test_set = (bench / "test_lr", bench / "test_hr")
-    summary = evaluate(*test_set, 4, out / "eval", models=models, device=args.device, overwrite=True)
+    summary = evaluate(
+        *test_set, benchmark_scale(bench), out / "eval", models=models, device=args.device, overwrite=True
+    )
     report = {
         "settings": vars(args) | {"bench": str(bench), "flow_ckpt": str(flow_ckpt)},
         "training": training,

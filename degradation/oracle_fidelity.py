@@ -212,11 +212,18 @@ def evaluate(
     return rows, latents, figure_crops(clean, shown), noise_level
 
 
+def benchmark_scale(bench: Path) -> int:
+    """The scale a benchmark (``data_tools.make_benchmark``'s layout) was built at."""
+    return int(json.loads((Path(bench) / "benchmark.json").read_text())["scale"])
+
+
 def benchmark_flow_config(
     bench: Path, config_file: str, steps: int, device: str, overrides: list[str] = ()
 ) -> FlowConfig:
-    """The flow config for training on a benchmark's ``train_hr`` + ``train_real_lr`` for ``steps`` steps."""
+    """The flow config for training on a benchmark's ``train_hr`` + ``train_real_lr`` for ``steps`` steps, at
+    the benchmark's scale."""
     words = ["--data.clean_dir", str(bench / "train_hr"), "--data.real_dir", str(bench / "train_real_lr")]
+    words += ["--data.scale", str(benchmark_scale(bench))]
     words += ["--train.n_iter", str(steps), "--train.device", device]
     words += ["--train.sample_every", str(steps), "--train.save_every", str(steps), *overrides]
     return load_config(FlowConfig, config_file, words)

@@ -126,7 +126,15 @@ def train_joint(
         # The flow is the checkpoint's: its model settings (how it samples, too) are what this run
         # saves with it and rebuilds on resume, whatever the config's flow section says.
         config = dataclasses.replace(config, flow=flow_config.model)
-        sr, _ = load_sr(sr_ckpt, device)  # its EMA weights: the better starting point
+        sr, sr_config = load_sr(sr_ckpt, device)  # its EMA weights: the better starting point
+        for what, path, scale in (
+            ("flow", flow_ckpt, flow_config.data.scale),
+            ("SR network", sr_ckpt, sr_config.data.scale),
+        ):
+            if scale != data.scale:
+                raise UserError(
+                    f"the {what} {path} was trained at x{scale}; the joint phase is asked for x{data.scale}"
+                )
     else:
         flow = build_flow(config.flow).to(device)
         sr = build_sr(config.sr, data.scale).to(device)

@@ -95,7 +95,14 @@ def train(
     dataset = build_dataset(config)
     flow = None
     if data.degradation == "flow":
-        flow, _ = load_flow(data.flow_ckpt, device)
+        flow, flow_config = load_flow(data.flow_ckpt, device)
+        if flow_config.data.scale != data.scale:
+            # Its estimates (blur, aliasing, noise) are in the LR pixels of the scale it learned.
+            raise UserError(
+                f"the flow {data.flow_ckpt} learned the real images at x{flow_config.data.scale}, and SR is asked "
+                f"for x{data.scale}: train a flow at x{data.scale} (--data.scale {data.scale}) or SR at "
+                f"x{flow_config.data.scale} (--data.scale {flow_config.data.scale})"
+            )
         flow.requires_grad_(False)
     memory_format = torch.channels_last if train.channels_last and device.type == "cuda" else None
     model = build_sr(config.model, data.scale).to(device, memory_format=memory_format)

@@ -184,3 +184,15 @@ def test_noise_level_check_reads_the_flow_estimate_and_a_paired_one_near_the_tru
     expected = 0.01 + 0.02 * np.array(check["paired_brightness"])
     assert np.allclose(paired[1:4], expected[1:4], rtol=0.25), (paired * 255, expected * 255)
     assert np.allclose(truth[1:4], 0.01 + 0.02 * np.array([0.3, 0.5, 0.7]), rtol=0.1), truth * 255
+
+
+def test_a_benchmarks_flow_learns_at_the_benchmarks_scale(tmp_path):
+    from unpaired_sr.degradation.oracle_fidelity import benchmark_flow_config, benchmark_scale
+
+    (tmp_path / "benchmark.json").write_text('{"degradation": "grain", "scale": 2, "seed": 0}')
+    assert benchmark_scale(tmp_path) == 2
+    config = benchmark_flow_config(tmp_path, "configs/deflow_light.yaml", 20, "cpu")
+    assert config.data.scale == 2  # the config file says 4
+    assert (
+        benchmark_flow_config(tmp_path, "configs/deflow_light.yaml", 20, "cpu", ["--data.scale", "3"]).data.scale == 3
+    )

@@ -1,4 +1,5 @@
-"""The SR-arms benchmark trains its upper bound on the benchmark's own degradation, drawn afresh."""
+"""The SR-arms benchmark trains its upper bound on the benchmark's own degradation, drawn afresh, at the
+benchmark's scale."""
 
 from __future__ import annotations
 
@@ -17,7 +18,17 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_truth_arm_trains_on_the_benchmarks_preset(tmp_path):
     bench = tmp_path / "bench"
     subprocess.run(
-        [sys.executable, "-m", "data_tools.prepare_demo", "--output", str(bench), "--degradation", "grain"],
+        [
+            sys.executable,
+            "-m",
+            "data_tools.prepare_demo",
+            "--output",
+            str(bench),
+            "--degradation",
+            "grain",
+            "--scale",
+            "2",
+        ],
         cwd=ROOT,
         check=True,
         capture_output=True,
@@ -51,5 +62,8 @@ def test_truth_arm_trains_on_the_benchmarks_preset(tmp_path):
     # Not the fixed oracle pairs: the preset itself, applied to each training crop.
     config = yaml.safe_load((out / "sr_truth" / "config.yaml").read_text())
     assert config["data"]["degradation"] == "grain" and not config["data"]["lq_dir"]
-    methods = json.loads((out / "arms.json").read_text())["evaluation"]["methods"]
+    assert config["data"]["scale"] == 2  # the benchmark's, not the SR config's x4
+    evaluation = json.loads((out / "arms.json").read_text())["evaluation"]
+    assert evaluation["settings"]["scale"] == 2
+    methods = evaluation["methods"]
     assert set(methods) == {"bicubic", "truth"}

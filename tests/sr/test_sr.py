@@ -301,6 +301,14 @@ def test_flow_and_pairs_sources_train(tmp_path, photos, flow_ckpt):
     assert np.isfinite(train(pairs_config, tmp_path / "pairs")["l1"])
 
 
+def test_a_flow_of_another_scale_is_refused(tmp_path, photos, flow_ckpt):
+    # The flow learned x4: its blur, aliasing and noise are in x4's LR pixels, wrong at x2.
+    config = tiny_sr_config(photos, **{"data.degradation": "flow", "data.flow_ckpt": flow_ckpt, "data.scale": 2})
+    with pytest.raises(UserError, match="learned the real images at x4, and SR is asked for x2"):
+        train(config, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_bad_sources(tmp_path, photos):
     for overrides, message in (
         ({"data.degradation": "blurry"}, "data.degradation = 'blurry' is not one of pairs, flow, bicubic"),
