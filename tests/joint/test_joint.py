@@ -16,6 +16,7 @@ import torch
 from tests.conftest import TINY_PIPELINE, real_photo, run_stop_hint
 from unpaired_sr.common.checkpoint import FLOW_KIND, load_checkpoint, save_checkpoint
 from unpaired_sr.common.config import load_config
+from unpaired_sr.common.errors import UserError
 from unpaired_sr.common.image_io import image_to_tensor, write_image
 from unpaired_sr.common.matlab_resize import clean_lr_from_hr
 from unpaired_sr.degradation.checkpoint import load_flow
@@ -266,3 +267,10 @@ def test_a_flow_that_samples_without_its_latent_shift_says_the_sr_loss_cannot_mo
     # The run keeps the flow's own settings, whatever the pipeline config's flow section says.
     flow, _ = load_flow(tmp_path / "run" / "checkpoints" / "last.pt")
     assert flow.sample_latent_shift is False
+
+
+def test_checkpoints_of_another_scale_are_refused(tmp_path, data_dirs, stage_checkpoints):
+    config = pipeline_config(data_dirs, "--data.scale", "2", "--train.n_iter", "1")
+    with pytest.raises(UserError, match="the flow .* was trained at x4; the joint phase is asked for x2"):
+        train_joint(config, tmp_path / "run", stage_checkpoints["flow"], stage_checkpoints["sr"])
+    assert not (tmp_path / "run" / "checkpoints").exists()
