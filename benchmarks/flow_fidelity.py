@@ -4,7 +4,8 @@
     python benchmarks/flow_fidelity.py --bench /tmp/demo --ckpt RUN/checkpoints/last.pt --output runs/fidelity
 
 For each benchmark (``data_tools.make_benchmark`` layout), a light flow is
-trained on ``train_hr`` + ``train_real_lr`` (or ``--ckpt`` is used), then on
+trained on ``train_hr`` + ``train_real_lr`` at the benchmark's scale (or
+``--ckpt`` is used: a flow of that scale), then on
 ``train_hr``, whose true degradation ``train_oracle_lr`` the flow never sees,
 residuals against the clean LR of the same image are compared, arm by arm:
 

@@ -15,6 +15,8 @@ trained first on ``train_hr`` + ``train_real_lr``. Prints one JSON line per arm
 and writes ``arms.json``, ``arms.md``, the comparison figure and ``curves.png``
 (flow NLL per domain; each arm's loss and PSNR on the test tiles during
 training, for monitoring only: the table evaluates the final weights).
+Flows, SR arms, evaluation and the sanity row all run at the benchmark's own
+scale (``benchmark.json``; ``prepare_demo --scale 2`` builds an x2 one).
 
 A clean-pairs sanity row comes with the ``bicubic`` arm: the bicubic-trained
 network on *bicubic-downsampled* test photos (its own training distribution),
