@@ -163,10 +163,9 @@ def main() -> None:
             print(json.dumps({"bench": name, **entry["training"]}))
             ckpt = run / "checkpoints" / "last.pt"
         flow, flow_config = load_flow(ckpt, args.device)
-        if flow_config.data.scale != benchmark_scale(bench):
-            parser.error(
-                f"the flow {ckpt} learned x{flow_config.data.scale}; the benchmark {bench} is x{benchmark_scale(bench)}"
-            )
+        scale = benchmark_scale(bench)
+        if flow_config.data.scale != scale:
+            parser.error(f"the flow {ckpt} learned x{flow_config.data.scale}; the benchmark {bench} is x{scale}")
         if args.keep_low_pass_sigma is not None:
             flow.keep_low_pass_sigma = args.keep_low_pass_sigma
         entry["keep_low_pass_sigma"] = flow.keep_low_pass_sigma

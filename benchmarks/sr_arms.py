@@ -63,7 +63,7 @@ def run_flow(bench: Path, out: Path, steps: int, config_file: str, device: str) 
 
 
 def run_arm(arm: str, bench: Path, out: Path, flow_ckpt: Path, args) -> dict:
-    true_degradation = json.loads((bench / "benchmark.json").read_text())["degradation"]
+    meta = json.loads((bench / "benchmark.json").read_text())  # the true degradation and the scale
     sources = {
         "bicubic": ["--data.degradation", "bicubic"],
         "realesrgan": ["--data.degradation", "realesrgan"],
@@ -76,7 +76,7 @@ def run_arm(arm: str, bench: Path, out: Path, flow_ckpt: Path, args) -> dict:
             str(args.temperature),
         ],
         "oracle": ["--data.degradation", "pairs", "--data.lq_dir", str(bench / "train_oracle_lr")],
-        "truth": ["--data.degradation", true_degradation],
+        "truth": ["--data.degradation", meta["degradation"]],
     }
     run = out / f"sr_{arm}"
     config = load_config(
@@ -86,7 +86,7 @@ def run_arm(arm: str, bench: Path, out: Path, flow_ckpt: Path, args) -> dict:
             "--data.hr_dir",
             str(bench / "train_hr"),
             "--data.scale",
-            str(benchmark_scale(bench)),
+            str(meta["scale"]),
             *sources[arm],
             "--train.n_iter",
             str(args.steps),
