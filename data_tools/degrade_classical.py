@@ -147,6 +147,11 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   old phone's pictures re-shared through a chat app (a soft lens, faint
   noise, its own JPEG, then a hard one). One set, two sources of unlike
   character.
+* ``shading``: held out (fixed, 2026-12-07, before the forty-first round's
+  design was measured): a phone camera module whose lens lights the corners
+  less, the sensor's noise recorded on that dimmer picture and then lifted
+  with it by the lens shading correction: even brightness, noise 1.5-2x
+  stronger in the corners than in the centre, JPEG 75-90.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -1216,6 +1221,31 @@ def degrade_album(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.nd
     return jpeg(np.clip(shared, 0, 1).astype(np.float32), int(rng.integers(30, 51)))
 
 
+def degrade_shading(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A phone camera module whose lens shading correction lifts the corners, and their noise with them.
+
+    A small lens lights the sensor's corners less than its centre (here a
+    quadratic fall-off with the distance from the frame's centre, to 35-55%
+    of the centre's light in the corners); the sensor records that dimmer
+    picture (a lens of 0.5-0.9 HR px, pixels averaged, shot and read noise
+    partly shared by the channels, clipped) and the phone's image processor
+    multiplies each pixel back by the inverse of the fall-off. The brightness
+    comes out even; the noise does not: at the same brightness a corner's
+    noise is 1.5-2x the centre's. Then JPEG 75-90. The first source whose
+    noise level depends on where a pixel lies in the frame, not only on its
+    brightness.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    image = lens_and_shrink(hr, rng.uniform(0.5, 0.9), width, height)
+    rows = (np.arange(height, dtype=np.float32) - (height - 1) / 2) / max((height - 1) / 2, 1)
+    cols = (np.arange(width, dtype=np.float32) - (width - 1) / 2) / max((width - 1) / 2, 1)
+    radius_squared = (rows[:, None] ** 2 + cols[None, :] ** 2) / 2  # 1 in the corners
+    falloff = (1 - (1 - rng.uniform(0.35, 0.55)) * radius_squared)[:, :, None].astype(np.float32)
+    recorded = partly_shared_noise(image * falloff, rng, rng.uniform(0.0004, 0.001), rng.uniform(0.00002, 0.00006))
+    corrected = np.clip(recorded, 0, 1) / falloff
+    return jpeg(np.clip(corrected, 0, 1).astype(np.float32), int(rng.integers(75, 91)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -1254,6 +1284,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "videocall": degrade_videocall,
     "substream": degrade_substream,
     "album": degrade_album,
+    "shading": degrade_shading,
 }
 
 
