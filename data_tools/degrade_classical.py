@@ -152,6 +152,11 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   less, the sensor's noise recorded on that dimmer picture and then lifted
   with it by the lens shading correction: even brightness, noise 1.5-2x
   stronger in the corners than in the centre, JPEG 75-90.
+* ``portrait``: held out (fixed, 2026-12-07, before the forty-first round's
+  second design was final): a phone's portrait mode, whose
+  synthetic bokeh (a disk of 1.0-2.5 LR px) blurs the 30-60% of each frame
+  it takes for background and leaves the rest sharp, over faint noise, a
+  mild sharpening and JPEG 80-94.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -1246,6 +1251,33 @@ def degrade_shading(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.
     return jpeg(np.clip(corrected, 0, 1).astype(np.float32), int(rng.integers(75, 91)))
 
 
+def degrade_portrait(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A phone's portrait mode: a synthetic background blur over part of each frame, the rest left sharp.
+
+    The phone estimates a depth map and blurs what it takes for background
+    with a disk (a lens's bokeh) of 1.0-2.5 LR px; here the depth map is a
+    smooth random field over the frame (a Gaussian of a sixth of its size),
+    and the background the 30-60% of it where the field is highest, with a
+    soft edge of a few pixels. The camera itself: a lens of 0.4-0.7 HR px,
+    pixels averaged, faint shot and read noise partly shared by the
+    channels (blurred with the background, as the phone blurs after its
+    denoiser leaves a little), a mild sharpening of the luma, JPEG 80-94.
+    The first source whose blur covers part of each image and not the rest.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    image = lens_and_shrink(hr, rng.uniform(0.4, 0.7), width, height)
+    image = partly_shared_noise(image, rng, rng.uniform(0.0002, 0.0005), rng.uniform(0.00001, 0.00003))
+    depth = rng.standard_normal((height, width)).astype(np.float32)
+    depth = cv2.GaussianBlur(depth, (0, 0), max(height, width) / 6, borderType=cv2.BORDER_REFLECT_101)
+    depth = (depth - depth.mean()) / (depth.std() + 1e-8)
+    edge = np.quantile(depth, 1 - rng.uniform(0.3, 0.6))
+    background = np.clip((depth - edge) / 0.4 + 0.5, 0, 1)[:, :, None]
+    radius = rng.uniform(1.0, 2.5)
+    bokeh = blur(image, disk_kernel(radius, 2 * math.ceil(radius) + 3))
+    image = sharpen_luma(image * (1 - background) + bokeh * background, 1.0, rng.uniform(0.3, 0.6))
+    return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(80, 95)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -1285,6 +1317,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "substream": degrade_substream,
     "album": degrade_album,
     "shading": degrade_shading,
+    "portrait": degrade_portrait,
 }
 
 
