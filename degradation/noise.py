@@ -235,7 +235,8 @@ def estimate_noise(
 
     Args:
         clean_lr, real_lr: (H, W, 3) float images in [0, 1]; unpaired, any sizes of at least 8x8.
-        quiet_fraction: share of each brightness bin's patches, those of least variance, that are used.
+        quiet_fraction: share of each brightness bin's patches, those of least variance, that are used
+            (``model.image_noise_quiet_fraction``).
         seed: picks the patches of images with more than ``MAX_PATCHES_PER_IMAGE``.
         frequencies: (PATCH, PATCH) weights of the patches' DFT frequencies to measure (default: all).
         colour_only: measure only the colour of the noise (each pixel's R, G, B minus their mean).

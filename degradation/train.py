@@ -142,7 +142,11 @@ def estimate_image_degradations(
     if model.image_noise:
         try:
             estimate = estimate_noise(
-                clean_lr, real_lr, against_clean=model.image_noise_against_clean, unclipped=model.image_noise_unclipped
+                clean_lr,
+                real_lr,
+                quiet_fraction=model.image_noise_quiet_fraction,
+                against_clean=model.image_noise_against_clean,
+                unclipped=model.image_noise_unclipped,
             )
         except ValueError as error:
             raise UserError(f"{error}; or train without it: --model.image_noise false") from error
@@ -152,6 +156,9 @@ def estimate_image_degradations(
         )
         if model.image_noise_unclipped:
             reading += ", from patches not clipped at black or white (model.image_noise_unclipped)"
+        if model.image_noise_quiet_fraction != FlowModelConfig.image_noise_quiet_fraction:
+            share = f"{100 * model.image_noise_quiet_fraction:g}%"
+            reading += f", from each bin's quietest {share} of patches (model.image_noise_quiet_fraction)"
         if model.image_noise_texture == "patches":
             texture_estimate = estimate
         yield f"image noise {estimate.describe()}{reading}"

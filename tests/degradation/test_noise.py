@@ -132,6 +132,27 @@ def test_without_the_clean_set_the_real_set_alone_gives_the_noise_and_its_own_fl
         assert truth <= alone.rgb_std()[bin_index].mean() <= 1.7 * truth, bin_index
 
 
+def test_a_smaller_share_of_quiet_patches_reads_less_of_the_real_sets_faint_texture():
+    # Flat grey clean images; real ones of the same greys with a faint texture over all but a corner, and white
+    # noise of 4 levels everywhere. The flat corners hold about 2% of the real patches: the quietest 5% reach into
+    # the texture and read it as noise, the quietest 1% do not.
+    rng = np.random.default_rng(0)
+    sigma, amplitude = 4 / 255, 7 / 255
+    columns = np.arange(160)
+    texture = amplitude * np.sin(2 * np.pi * columns / 6)[None, :, None] * np.ones((160, 1, 3))
+    clean, real = [], []
+    for grey in (0.1, 0.3, 0.5, 0.7, 0.9):
+        flat = np.full((160, 160, 3), grey)
+        textured = flat + texture
+        textured[:28, :28] = grey  # the flat corner
+        clean.append(flat)
+        real.append(textured + sigma * rng.standard_normal(flat.shape))
+    fewer = estimate_noise(clean, real, quiet_fraction=0.01).rgb_std().mean(axis=1)[1:4]
+    more = estimate_noise(clean, real, quiet_fraction=0.05).rgb_std().mean(axis=1)[1:4]
+    assert np.allclose(fewer, sigma, rtol=0.2), fewer * 255
+    assert (more > 1.35 * sigma).all(), more * 255  # measured: 6.1 / 6.1 / 5.9 levels (the fewer: 4.5 / 4.5 / 4.4)
+
+
 def test_too_few_patches_is_a_clear_error():
     with pytest.raises(ValueError, match="too few 8x8 patches"):
         estimate_noise([np.zeros((6, 6, 3))], [np.zeros((6, 6, 3))])

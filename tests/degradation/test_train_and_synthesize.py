@@ -133,6 +133,23 @@ def test_training_estimates_the_image_noise_and_logs_it(trained_flow):
     assert "image blur not measured: too few strong edges" in log and flow.image_blur.sigma == 0.0  # 32 px tiles
 
 
+def test_the_noise_from_a_smaller_share_of_quiet_patches_reaches_the_estimate_and_the_log(tmp_path, monkeypatch):
+    config = tiny_flow_config(tmp_path, n_iter=1, save_every=1)
+    config.model.image_noise_quiet_fraction = 0.01
+    fractions_seen = []
+    estimate = flow_training.estimate_noise
+
+    def recording(*args, **kwargs):
+        fractions_seen.append(kwargs.get("quiet_fraction"))
+        return estimate(*args, **kwargs)
+
+    monkeypatch.setattr(flow_training, "estimate_noise", recording)
+    train(config, tmp_path / "run")
+    assert fractions_seen == [0.01]
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "from each bin's quietest 1% of patches (model.image_noise_quiet_fraction)" in log
+
+
 def test_the_noise_read_off_the_real_set_alone_is_logged_as_such_and_reads_no_less(tmp_path, trained_flow, monkeypatch):
     config = tiny_flow_config(tmp_path, n_iter=1, save_every=1)  # the fixture's photos and noise
     config.model.image_noise_against_clean = False
