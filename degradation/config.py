@@ -68,12 +68,14 @@ class FlowModelConfig:
     # held-out `drone` (5.7, true 2.7), -0.020 to +0.080 on five others (README: fidelity, thirty-fifth and
     # thirty-sixth rounds)
     image_noise_unclipped: bool = False
-    # The share of each brightness bin's patches, the quietest, the image noise is read from (both sets; at least 8).
+    # The share of each brightness bin's patches, the quietest, the image noise is read from (both sets; at least 8;
+    # the texture option draws from the same patches).
     # Fewer, flatter patches hold less of the real set's content: at 0.01 the level came closer to the true one on
     # two photo splits of nine development sources (mean |log ratio| 0.32 -> 0.19 and 0.31 -> 0.27) and not on the
-    # third (0.60 -> 0.60), and SR moved by -0.04 to +0.11 dB over seven sources (+0.02 on average), the Frechet
-    # distance up on four. An option until every benchmark row is measured with it (README: fidelity, forty-first
-    # round)
+    # third (0.60 -> 0.60), and SR moved by -0.04 to +0.11 dB over seven sources at the benchmarks' split, the
+    # Frechet distance up on four; on the split where it reads low it read lower still and SR lost 0.39 dB
+    # (`lowlight`). An option for sets whose estimate reads above the grain they show (README: fidelity,
+    # forty-first round)
     image_noise_quiet_fraction: float = 0.05
     # The image noise's texture. gaussian: white noise filtered to the estimated spectrum. patches: the real set's own
     # quiet patches (those the estimate read), overlapped at random, each brightness bin's scaled to unit variance so
