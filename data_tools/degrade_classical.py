@@ -531,6 +531,13 @@ def degrade_film(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.nda
     return jpeg(image + strength * grain, int(rng.integers(80, 93)))
 
 
+def corner_weight(height: int, width: int) -> np.ndarray:
+    """(height, width) float32: the squared distance from the frame's centre, 0 there and 1 in the corners."""
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    radius = np.hypot(rows / max(height - 1, 1) - 0.5, cols / max(width - 1, 1) - 0.5) / math.sqrt(0.5)
+    return radius**2
+
+
 def degrade_cctv(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
     """A security camera's frame: a wide-angle lens soft toward the corners, a cheap denoiser, hard compression.
 
@@ -544,9 +551,7 @@ def degrade_cctv(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.nda
     centre_sigma, corner_sigma = rng.uniform(0.5, 1.0), rng.uniform(2.0, 3.5)  # HR px
     sharp = blur(image, gaussian_kernel(21, centre_sigma, centre_sigma, 0.0))
     soft = blur(image, gaussian_kernel(21, corner_sigma, corner_sigma, 0.0))
-    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
-    radius = np.hypot(rows / max(height - 1, 1) - 0.5, cols / max(width - 1, 1) - 0.5) / math.sqrt(0.5)
-    weight = (radius**2)[..., None]  # 0 at the centre, 1 in the corners
+    weight = corner_weight(height, width)[..., None]
     image = np.clip(downscale(sharp * (1 - weight) + soft * weight, scale), 0, 1).astype(np.float32)
     gain, read = rng.uniform(0.0008, 0.002), rng.uniform(0.00003, 0.0001)
     shared = rng.standard_normal((*image.shape[:2], 1)).astype(np.float32)
@@ -1242,10 +1247,7 @@ def degrade_shading(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.
     """
     height, width = hr.shape[0] // scale, hr.shape[1] // scale
     image = lens_and_shrink(hr, rng.uniform(0.5, 0.9), width, height)
-    rows = (np.arange(height, dtype=np.float32) - (height - 1) / 2) / max((height - 1) / 2, 1)
-    cols = (np.arange(width, dtype=np.float32) - (width - 1) / 2) / max((width - 1) / 2, 1)
-    radius_squared = (rows[:, None] ** 2 + cols[None, :] ** 2) / 2  # 1 in the corners
-    falloff = (1 - (1 - rng.uniform(0.35, 0.55)) * radius_squared)[:, :, None].astype(np.float32)
+    falloff = (1 - (1 - rng.uniform(0.35, 0.55)) * corner_weight(height, width))[:, :, None].astype(np.float32)
     recorded = partly_shared_noise(image * falloff, rng, rng.uniform(0.0004, 0.001), rng.uniform(0.00002, 0.00006))
     corrected = np.clip(recorded, 0, 1) / falloff
     return jpeg(np.clip(corrected, 0, 1).astype(np.float32), int(rng.integers(75, 91)))
