@@ -31,10 +31,23 @@ With four or five photos a side the two sets' flattest content differs, and
 the estimate follows the photo split: over the 23 development benchmarks'
 sources, the median level against the true residual in the flattest tenth
 of each brightness bin was 1.26x on the benchmarks' split and 0.72x and
-0.77x on two others, where the clean side holds the flatter photos. The real
-set's quiet patches alone (``against_clean=False``) read their own flattest
-content as noise but do not collapse there (1.38x, 1.03x, 0.92x; README:
-fidelity, thirty-first round): an option for sets of unlike scenes.
+0.77x on two others, where the clean photos' quietest patches hold more of
+their scenes than the real ones'. The real set's quiet patches alone
+(``against_clean=False``) read their own flattest content as noise but do not
+collapse there (1.38x, 1.03x, 0.92x; README: fidelity, thirty-first round):
+an option for sets of unlike scenes.
+
+Where the clean set's quiet patches in a bin hold more than the real ones'
+noise, subtracting them leaves next to nothing (on the second photo split,
+the middle bin read 0.6-1.5 levels on seven of nine development sources
+whose true residual there is 2.9-6.1). What the real set's quiet patches
+hold by themselves bounds the noise from above; ``real_floor``
+(``model.image_noise_real_floor``) bounds it from below at a share of that,
+per colour axis, each bound corrected for the quiet selection with its own
+spectrum. At 0.7, on those nine sources, it leaves the benchmarks' own
+split within 0.1 level in every upper bin (the mean |log ratio| to the true
+level 0.316 -> 0.319) and brings the other two splits closer (0.594 ->
+0.253, 0.304 -> 0.276; README: fidelity, forty-second round).
 
 An 8x8 patch with its mean removed holds little of noise correlated over
 more pixels: the colour blotches of a night shot or of a phone's noise
@@ -122,6 +135,8 @@ class NoiseEstimate:
     # (N, 3, PATCH, PATCH): the real set's quiet patches along the axes, each bin's scaled to unit variance per
     # axis: the noise's texture as the real images show it (``ImageNoise.load_texture``); empty: none kept
     texture: np.ndarray = field(default_factory=lambda: np.zeros((0, 3, PATCH, PATCH)))
+    # (NUM_BINS,): the bins whose noise the real floor lifted (``estimate_noise(real_floor=...)``)
+    floored: np.ndarray = field(default_factory=lambda: np.zeros(NUM_BINS, dtype=bool))
 
     def rgb_std(self) -> np.ndarray:
         """(NUM_BINS, 3): the noise std per RGB channel in each brightness bin."""
@@ -134,7 +149,9 @@ class NoiseEstimate:
             for b, std in enumerate(self.rgb_std())
         )
         clean, real = self.patch_counts.sum(axis=1)
-        return f"std R/G/B x255 by brightness ({levels}); from {clean} clean and {real} real patches"
+        floored = ", ".join(f"{b / NUM_BINS:.1f}-{(b + 1) / NUM_BINS:.1f}" for b in np.flatnonzero(self.floored))
+        floored = f"; at the real floor: {floored}" if floored else ""
+        return f"std R/G/B x255 by brightness ({levels}); from {clean} clean and {real} real patches{floored}"
 
 
 def _patches_by_brightness(
@@ -230,6 +247,7 @@ def estimate_noise(
     colour_only: bool = False,
     against_clean: bool = True,
     unclipped: bool = False,
+    real_floor: float = 0.0,
 ) -> NoiseEstimate:
     """The real domain's noise beyond the clean domain's, from the quietest patches of both sets.
 
@@ -244,6 +262,8 @@ def estimate_noise(
             set's quiet patches alone, their flattest content read as noise (``model.image_noise_against_clean``).
         unclipped: leave out the patches clipped at black or white, and cap the end bins at their one neighbour
             as the inner ones are capped at theirs (``model.image_noise_unclipped``).
+        real_floor: with ``against_clean``, no bin's noise along any axis falls below this share of the std the
+            real set's quiet patches hold by themselves (``model.image_noise_real_floor``; 0: no floor).
     """
     clean_bins, _ = _patches_by_brightness(clean_lr, seed, unclipped)
     real_bins, real_brightness = _patches_by_brightness(real_lr, seed, unclipped)
@@ -275,18 +295,28 @@ def estimate_noise(
     _, axes = np.linalg.eigh(channel_covariance(real_bins) - share * channel_covariance(clean_bins))
     axes = axes[:, ::-1].copy()  # strongest axis first
     weights = np.ones((PATCH, PATCH)) if frequencies is None else frequencies
+    real_spectra = {b: _power_spectrum(real_bins[b] @ axes) for b in usable}
     spectra = {
-        b: np.clip(_power_spectrum(real_bins[b] @ axes) - share * _power_spectrum(clean_bins[b] @ axes), 0, None)
-        * weights
-        for b in usable
+        b: np.clip(real_spectra[b] - share * _power_spectrum(clean_bins[b] @ axes), 0, None) * weights for b in usable
     }
     shape = sum(spectra[b] * counts[1, b] for b in usable)
     kernels = _kernels(shape)
     gains = np.zeros((NUM_BINS, 3))
+    floored = np.zeros(NUM_BINS, dtype=bool)
+    # The clean set's quiet patches hold other scenes: where theirs are the busier, taking them off leaves the real
+    # set's noise at nothing. The real set's quiet patches by themselves bound the noise from above (all they hold
+    # is taken for noise); a share of that bounds it from below.
+    real_shape = sum(real_spectra[b] * weights * counts[1, b] for b in usable)
     for b in usable:
         variances = spectra[b].sum(axis=(1, 2))
         bias = _selection_bias(shape, variances, quiet_fraction, counts[1, b], seed=b)
         gains[b] = np.sqrt(variances / max(bias, 1e-3))
+        if against_clean and real_floor > 0:
+            alone = (real_spectra[b] * weights).sum(axis=(1, 2))
+            alone_bias = _selection_bias(real_shape, alone, quiet_fraction, counts[1, b], seed=b)
+            floor = real_floor * np.sqrt(alone / max(alone_bias, 1e-3))
+            floored[b] = bool((floor > gains[b]).any())
+            gains[b] = np.maximum(gains[b], floor)
     if unclipped:
         capped = _capped_at_neighbours(gains, usable)
     else:
@@ -299,7 +329,13 @@ def estimate_noise(
             capped[b] = np.minimum(gains[b], np.maximum(gains[b - 1], gains[b + 1]))
     texture = _texture_bank([real_bins[b] @ axes for b in usable], seed)
     return NoiseEstimate(
-        axes=axes, gains=capped, kernels=kernels, brightness=brightness, patch_counts=counts, texture=texture
+        axes=axes,
+        gains=capped,
+        kernels=kernels,
+        brightness=brightness,
+        patch_counts=counts,
+        texture=texture,
+        floored=floored,
     )
 
 

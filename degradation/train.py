@@ -147,6 +147,7 @@ def estimate_image_degradations(
                 quiet_fraction=model.image_noise_quiet_fraction,
                 against_clean=model.image_noise_against_clean,
                 unclipped=model.image_noise_unclipped,
+                real_floor=model.image_noise_real_floor if model.image_noise_against_clean else 0.0,
             )
         except ValueError as error:
             raise UserError(f"{error}; or train without it: --model.image_noise false") from error
@@ -159,6 +160,8 @@ def estimate_image_degradations(
         if model.image_noise_quiet_fraction != FlowModelConfig.image_noise_quiet_fraction:
             share = f"{100 * model.image_noise_quiet_fraction:g}%"
             reading += f", from each bin's quietest {share} of patches (model.image_noise_quiet_fraction)"
+        if model.image_noise_against_clean and model.image_noise_real_floor != FlowModelConfig.image_noise_real_floor:
+            reading += f", real floor {model.image_noise_real_floor:g} (model.image_noise_real_floor)"
         if model.image_noise_texture == "patches":
             texture_estimate = estimate
         yield f"image noise {estimate.describe()}{reading}"

@@ -153,6 +153,33 @@ def test_a_smaller_share_of_quiet_patches_reads_less_of_the_real_sets_faint_text
     assert (more > 1.35 * sigma).all(), more * 255  # measured: 6.1 / 6.1 / 5.9 levels (the fewer: 4.5 / 4.5 / 4.4)
 
 
+def test_the_real_floor_keeps_the_noise_where_the_clean_sets_flattest_content_is_busier_than_the_real_noise():
+    # Clean greys carrying a fine texture of 4 levels (photos whose flattest areas hold more than the real ones'),
+    # real greys with white noise of 3 levels: subtracting the clean set's quiet patches leaves next to nothing.
+    rng = np.random.default_rng(0)
+    sigma = 3 / 255
+    clean, real = [], []
+    for grey in (0.1, 0.3, 0.5, 0.7, 0.9):
+        clean.append(np.full((96, 96, 3), grey) + 4 / 255 * rng.standard_normal((96, 96, 3)))
+        real.append(np.full((96, 96, 3), grey) + sigma * rng.standard_normal((96, 96, 3)))
+    unfloored = estimate_noise(clean, real)
+    floored = estimate_noise(clean, real, real_floor=0.7)
+    assert (unfloored.rgb_std().mean(axis=1) < 0.3 * sigma).all(), unfloored.rgb_std() * 255
+    assert np.allclose(floored.rgb_std().mean(axis=1), 0.7 * sigma, rtol=0.2), floored.rgb_std() * 255
+    assert floored.floored.all() and not unfloored.floored.any()
+    assert "at the real floor: 0.0-0.2, 0.2-0.4, 0.4-0.6, 0.6-0.8, 0.8-1.0" in floored.describe()
+
+
+def test_the_real_floor_leaves_an_estimate_above_it_as_it_is():
+    # Flat clean greys, noisy real ones: the clean set takes off little and the floor never binds.
+    rng = np.random.default_rng(1)
+    clean = [np.full((96, 96, 3), grey) for grey in (0.1, 0.3, 0.5, 0.7, 0.9)]
+    real = [image + 3 / 255 * rng.standard_normal(image.shape) for image in clean]
+    floored = estimate_noise(clean, real, real_floor=0.7)
+    assert np.array_equal(floored.gains, estimate_noise(clean, real).gains)
+    assert not floored.floored.any() and "real floor" not in floored.describe()
+
+
 def test_too_few_patches_is_a_clear_error():
     with pytest.raises(ValueError, match="too few 8x8 patches"):
         estimate_noise([np.zeros((6, 6, 3))], [np.zeros((6, 6, 3))])

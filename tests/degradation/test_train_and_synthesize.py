@@ -133,21 +133,39 @@ def test_training_estimates_the_image_noise_and_logs_it(trained_flow):
     assert "image blur not measured: too few strong edges" in log and flow.image_blur.sigma == 0.0  # 32 px tiles
 
 
-def test_the_noise_from_a_smaller_share_of_quiet_patches_reaches_the_estimate_and_the_log(tmp_path, monkeypatch):
-    config = tiny_flow_config(tmp_path, n_iter=1, save_every=1)
-    config.model.image_noise_quiet_fraction = 0.01
-    fractions_seen = []
+def record_noise_estimates(monkeypatch, keyword: str) -> list:
+    """The value of ``keyword`` in each call the flow's training makes to ``estimate_noise``, as it makes them."""
+    seen = []
     estimate = flow_training.estimate_noise
 
     def recording(*args, **kwargs):
-        fractions_seen.append(kwargs.get("quiet_fraction"))
+        seen.append(kwargs.get(keyword))
         return estimate(*args, **kwargs)
 
     monkeypatch.setattr(flow_training, "estimate_noise", recording)
+    return seen
+
+
+def test_the_noise_from_a_smaller_share_of_quiet_patches_reaches_the_estimate_and_the_log(tmp_path, monkeypatch):
+    config = tiny_flow_config(tmp_path, n_iter=1, save_every=1)
+    config.model.image_noise_quiet_fraction = 0.01
+    fractions_seen = record_noise_estimates(monkeypatch, "quiet_fraction")
     train(config, tmp_path / "run")
     assert fractions_seen == [0.01]
     log = (tmp_path / "run" / "train.log").read_text()
     assert "from each bin's quietest 1% of patches (model.image_noise_quiet_fraction)" in log
+
+
+@pytest.mark.parametrize("against_clean", [True, False])
+def test_the_real_floor_reaches_the_estimate_where_the_clean_set_is_taken_off(tmp_path, monkeypatch, against_clean):
+    config = tiny_flow_config(tmp_path, n_iter=1, save_every=1)
+    config.model.image_noise_real_floor = 0.5
+    config.model.image_noise_against_clean = against_clean
+    floors_seen = record_noise_estimates(monkeypatch, "real_floor")
+    train(config, tmp_path / "run")
+    assert floors_seen == [0.5 if against_clean else 0.0]  # the real set alone is its own floor
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert ("real floor 0.5 (model.image_noise_real_floor)" in log) == against_clean
 
 
 def test_the_noise_read_off_the_real_set_alone_is_logged_as_such_and_reads_no_less(tmp_path, trained_flow, monkeypatch):
