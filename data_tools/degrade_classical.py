@@ -157,6 +157,12 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   synthetic bokeh (a disk of 1.0-2.5 LR px) blurs the 30-60% of each frame
   it takes for background and leaves the rest sharp, over faint noise, a
   mild sharpening and JPEG 80-94.
+* ``autofocus``: held out (fixed, 2026-12-07, before the forty-third round's
+  design was measured): a compact camera whose autofocus misses on some
+  frames: about 40% of them, drawn frame by frame, are defocused as a whole
+  (a disk of 1.0-2.2 LR px), the rest are in focus; signal-dependent noise
+  partly shared by the channels, JPEG 78-92. A set of sharp and soft images
+  mixed, where ``portrait`` mixes sharp and soft regions within each image.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -1280,6 +1286,24 @@ def degrade_portrait(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np
     return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(80, 95)))
 
 
+def degrade_autofocus(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A compact camera whose autofocus misses on some frames: those soft as a whole, the others sharp.
+
+    About 40% of the frames, drawn frame by frame, are out of focus: the lens's
+    defocus, a disk of 1.0-2.2 LR px, over the whole frame; the others get the
+    lens alone (0.4-0.7 HR px). Then pixels averaged, shot and read noise
+    partly shared by the channels, JPEG 78-92. The set mixes sharp and soft
+    images, where ``portrait`` mixes sharp and soft regions in every image.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    image = lens_and_shrink(hr, rng.uniform(0.4, 0.7), width, height)
+    if rng.random() < 0.4:
+        radius = rng.uniform(1.0, 2.2)
+        image = blur(image, disk_kernel(radius, 2 * math.ceil(radius) + 3))
+    image = partly_shared_noise(image, rng, rng.uniform(0.0005, 0.0012), rng.uniform(0.00002, 0.00006))
+    return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(78, 93)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -1320,6 +1344,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "album": degrade_album,
     "shading": degrade_shading,
     "portrait": degrade_portrait,
+    "autofocus": degrade_autofocus,
 }
 
 
