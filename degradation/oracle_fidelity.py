@@ -119,6 +119,18 @@ def noise_level_check(flow, clean_lr: list[np.ndarray], oracle_lr: list[np.ndarr
     units, and the luma each bin was measured at.
     """
     paired = estimate_noise(clean_lr, oracle_lr)
+    return {
+        "flow": flow.image_noise.rgb_std().tolist(),
+        "flow_brightness": flow.image_noise.brightness.cpu().tolist(),
+        "paired": paired.rgb_std().tolist(),
+        "paired_brightness": paired.brightness.tolist(),
+        "flattest_true": flattest_true_residual(clean_lr, oracle_lr, flattest),
+    }
+
+
+def flattest_true_residual(clean_lr: list[np.ndarray], oracle_lr: list[np.ndarray], flattest: float = 0.1) -> list:
+    """(NUM_BINS, 3): the true residual's R/G/B std (0-1 units) in the flattest ``flattest`` of each brightness bin's
+    clean pixels (NaN for a bin of fewer than 100 pixels): the noise, and what little blur shows there."""
     residuals = np.concatenate([(o - c).reshape(-1, 3) for o, c in zip(oracle_lr, clean_lr)])
     brightness = np.concatenate([luma(c).ravel() for c in clean_lr])
     texture = np.concatenate([gradient_magnitude(c).ravel() for c in clean_lr])
@@ -131,13 +143,7 @@ def noise_level_check(flow, clean_lr: list[np.ndarray], oracle_lr: list[np.ndarr
             continue
         flat = in_bin & (texture <= np.quantile(texture[in_bin], flattest))
         flattest_true.append(residuals[flat].std(axis=0).tolist())
-    return {
-        "flow": flow.image_noise.rgb_std().tolist(),
-        "flow_brightness": flow.image_noise.brightness.cpu().tolist(),
-        "paired": paired.rgb_std().tolist(),
-        "paired_brightness": paired.brightness.tolist(),
-        "flattest_true": flattest_true,
-    }
+    return flattest_true
 
 
 def evaluate(

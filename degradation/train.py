@@ -67,6 +67,7 @@ from unpaired_sr.degradation.flow import (
 )
 from unpaired_sr.degradation.moments import DetailMoments
 from unpaired_sr.degradation.noise import (
+    NoiseEstimate,
     estimate_coarse_noise,
     estimate_noise,
     estimation_crops,
@@ -96,6 +97,18 @@ def initialize_actnorm(
     real_lr = all_gather_cat(batch["real_lr"].to(device), world)
     noise = all_gather_cat(batch["dequant_noise"].to(device), world)
     domain_bits_per_dim(flow, clean_lr_from_hr(hr, scale), real_lr, num_bins, dequant_noise_batch(noise))
+
+
+def noise_estimate(model: FlowModelConfig, clean_lr: list[np.ndarray], real_lr: list[np.ndarray]) -> NoiseEstimate:
+    """The image noise of ``real_lr`` beyond ``clean_lr`` (``estimate_noise``), read as ``model`` says."""
+    return estimate_noise(
+        clean_lr,
+        real_lr,
+        quiet_fraction=model.image_noise_quiet_fraction,
+        against_clean=model.image_noise_against_clean,
+        unclipped=model.image_noise_unclipped,
+        real_floor=model.image_noise_real_floor if model.image_noise_against_clean else 0.0,
+    )
 
 
 def estimate_image_degradations(
@@ -141,14 +154,7 @@ def estimate_image_degradations(
     texture_estimate = None  # loaded last: the calibrations below were made and measured with the Gaussian noise
     if model.image_noise:
         try:
-            estimate = estimate_noise(
-                clean_lr,
-                real_lr,
-                quiet_fraction=model.image_noise_quiet_fraction,
-                against_clean=model.image_noise_against_clean,
-                unclipped=model.image_noise_unclipped,
-                real_floor=model.image_noise_real_floor if model.image_noise_against_clean else 0.0,
-            )
+            estimate = noise_estimate(model, clean_lr, real_lr)
         except ValueError as error:
             raise UserError(f"{error}; or train without it: --model.image_noise false") from error
         flow.image_noise.load_estimate(estimate)
