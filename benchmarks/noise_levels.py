@@ -29,6 +29,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from unpaired_sr.common.cli import command  # noqa: E402
+from unpaired_sr.common.errors import UserError  # noqa: E402
 from unpaired_sr.common.image_io import list_images, read_image  # noqa: E402
 from unpaired_sr.degradation.noise import estimation_crops, estimation_side, training_lr_sets  # noqa: E402
 from unpaired_sr.degradation.oracle_fidelity import (  # noqa: E402
@@ -87,18 +89,27 @@ def table(readings: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+@command
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bench", action="append", required=True, help="benchmark folder (repeat)")
     parser.add_argument("--config", default="configs/deflow_light.yaml")
     parser.add_argument("--output", "--out", dest="out", default="runs/noise_levels")
     parser.add_argument("overrides", nargs="*", help="flow config overrides, e.g. --model.image_noise_real_floor 0")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     readings = {}
     for bench in map(Path, args.bench):
-        if not (bench / "train_oracle_lr").is_dir():
-            parser.error(f"{bench} has no train_oracle_lr: not a benchmark folder (data_tools.make_benchmark)")
-        readings[bench.name] = read_levels(bench, args.config, args.overrides)
+        missing = [
+            name
+            for name in ("benchmark.json", "train_hr", "train_real_lr", "train_oracle_lr")
+            if not (bench / name).exists()
+        ]
+        if missing:
+            raise UserError(f"{bench} has no {', '.join(missing)}: not a benchmark folder (data_tools.make_benchmark)")
+        try:
+            readings[bench.name] = read_levels(bench, args.config, args.overrides)
+        except ValueError as error:  # the noise estimate's: images too small or too few
+            raise UserError(f"{bench}: {error}") from error
         print(f"{bench.name}: mean |log ratio| {readings[bench.name]['mean_abs_log_ratio']:.3f}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

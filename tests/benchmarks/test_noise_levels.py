@@ -61,8 +61,17 @@ def test_the_level_reading_finds_the_true_noise_and_the_estimate_near_it(tmp_pat
     assert (np.array(busier_reading["benches"]["bench"]["estimate"])[1:4] > 1.1 * estimate[1:4]).all()
 
 
-def test_a_folder_without_the_truth_is_a_clear_error(tmp_path):
+def test_bad_input_is_one_clear_line(tmp_path):
     (tmp_path / "train_hr").mkdir()
     command = [sys.executable, "benchmarks/noise_levels.py", "--bench", str(tmp_path)]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2 and "no train_oracle_lr" in result.stderr
+    run = dict(cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, **run)
+    assert result.returncode == 2 and result.stderr.startswith("error:"), result.stderr
+    assert "no benchmark.json, train_real_lr, train_oracle_lr: not a benchmark folder" in result.stderr
+    # A config override with a typo: one line naming it, no traceback.
+    (tmp_path / "benchmark.json").write_text('{"degradation": "noise", "scale": 4, "seed": 0}')
+    for name in ("train_real_lr", "train_oracle_lr"):
+        (tmp_path / name).mkdir()
+    result = subprocess.run([*command, "--", "--model.image_noise_quiet_fractio", "0.01"], **run)
+    assert result.returncode == 2 and "image_noise_quiet_fraction" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
