@@ -163,6 +163,12 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   (a disk of 1.0-2.2 LR px), the rest are in focus; signal-dependent noise
   partly shared by the channels, JPEG 78-92. A set of sharp and soft images
   mixed, where ``portrait`` mixes sharp and soft regions within each image.
+* ``autoiso``: held out (fixed, 2026-12-07, before the forty-fourth round's
+  design): a phone whose auto-ISO sets the sensor's gain frame by frame,
+  drawn over 1-16x (log-uniform): some frames nearly clean, others very
+  noisy, in one set; shot and read noise partly shared by the channels,
+  JPEG 80-92. The noise level differs from image to image, not only with
+  the brightness.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -1304,6 +1310,23 @@ def degrade_autofocus(hr: np.ndarray, scale: int, rng: np.random.Generator) -> n
     return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(78, 93)))
 
 
+def degrade_autoiso(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A phone whose auto-ISO sets the gain frame by frame: the noise level differs from image to image.
+
+    The gain is drawn log-uniformly over 1-16x the base ISO; the shot noise's
+    variance grows with it, the read noise's with its square (before the codec,
+    from dark to bright grey: 1.0-2.7 levels at 1x, 8.9-13.4 at 16x). A lens
+    of 0.4-0.7 HR px, pixels averaged, the noise partly shared by the
+    channels, JPEG 80-92. Every earlier source drew one noise level for all
+    its frames, or two (``album``).
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    image = lens_and_shrink(hr, rng.uniform(0.4, 0.7), width, height)
+    gain = float(np.exp(rng.uniform(0.0, np.log(16.0))))
+    image = partly_shared_noise(image, rng, 0.00012 * gain, 0.000004 * gain**2)
+    return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(80, 93)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -1345,6 +1368,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "shading": degrade_shading,
     "portrait": degrade_portrait,
     "autofocus": degrade_autofocus,
+    "autoiso": degrade_autoiso,
 }
 
 
