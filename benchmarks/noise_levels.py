@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from unpaired_sr.common.cli import command  # noqa: E402
 from unpaired_sr.common.errors import UserError  # noqa: E402
 from unpaired_sr.common.image_io import list_images, read_image  # noqa: E402
-from unpaired_sr.degradation.noise import estimation_crops, estimation_side, training_lr_sets  # noqa: E402
+from unpaired_sr.degradation.noise import estimation_sets, training_lr_sets  # noqa: E402
 from unpaired_sr.degradation.oracle_fidelity import (  # noqa: E402
     benchmark_flow_config,
     benchmark_scale,
@@ -52,12 +52,7 @@ def read_levels(bench: Path, config_file: str, overrides: list[str]) -> dict:
     real_lr = [read_image(path) for path in list_images(bench / "train_real_lr")]
     oracle_lr = [read_image(path) for path in list_images(bench / "train_oracle_lr")]
     # The crops the training reads its estimates from (degradation.train.estimate_image_degradations).
-    clean_side, real_side = estimation_side(len(clean_hr)), estimation_side(len(real_lr))
-    clean_lr, real_crops = training_lr_sets(
-        estimation_crops(clean_hr, clean_side * scale, multiple=8 * scale),
-        estimation_crops(real_lr, real_side, multiple=8),
-        scale,
-    )
+    clean_lr, real_crops = training_lr_sets(*estimation_sets(clean_hr, real_lr, scale), scale)
     estimate = noise_estimate(model, clean_lr, real_crops).rgb_std().mean(axis=1)
     # The truth on every training photo, whole: the clean LR as the training makes it, and its true degradation.
     whole_clean_lr, whole_oracle_lr = training_lr_sets(clean_hr, oracle_lr, scale)

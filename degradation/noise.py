@@ -547,6 +547,18 @@ def estimation_side(count: int) -> int:
     return max(MIN_ESTIMATE_SIDE, math.isqrt(ESTIMATE_PIXELS // max(1, min(count, MAX_IMAGES))))
 
 
+def estimation_sets(
+    clean_hr: list[np.ndarray], real_lr: list[np.ndarray], scale: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The crops of both training sets the estimates read (``estimation_crops``): clean HR at a multiple of
+    8 x ``scale`` HR px, real LR at a multiple of 8 (where a JPEG's blocks lie)."""
+    clean_side, real_side = estimation_side(len(clean_hr)), estimation_side(len(real_lr))
+    return (
+        estimation_crops(clean_hr, clean_side * scale, multiple=8 * scale),
+        estimation_crops(real_lr, real_side, multiple=8),
+    )
+
+
 def estimation_crops(images: list[np.ndarray], side: int, multiple: int = 1) -> list[np.ndarray]:
     """Each of ``images`` cut to at most ``side`` x ``side`` pixels (a view, not a copy), for the estimates.
 

@@ -70,7 +70,7 @@ from unpaired_sr.degradation.noise import (
     NoiseEstimate,
     estimate_coarse_noise,
     estimate_noise,
-    estimation_crops,
+    estimation_sets,
     estimation_side,
     noisy_copies,
     spread_evenly,
@@ -118,8 +118,7 @@ def estimate_image_degradations(
     log lines as each estimate is made (a large set takes a while)."""
     # A square of each image at most: the estimates need statistics, not whole photos.
     clean_side, real_side = (estimation_side(len(folder.images)) for folder in (dataset.clean_hr, dataset.real_lr))
-    clean_images = estimation_crops(dataset.clean_hr.images, clean_side * scale, multiple=8 * scale)
-    real_images = estimation_crops(dataset.real_lr.images, real_side, multiple=8)
+    clean_images, real_images = estimation_sets(dataset.clean_hr.images, dataset.real_lr.images, scale)
     clean_lr, real_lr = training_lr_sets(clean_images, real_images, scale)
     yield (
         f"estimating the real images' degradations from {len(clean_lr)} clean and {len(real_lr)} real images "
