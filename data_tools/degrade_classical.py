@@ -169,6 +169,12 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   noisy, in one set; shot and read noise partly shared by the channels,
   JPEG 80-92. The noise level differs from image to image, not only with
   the brightness.
+* ``awb``: held out (fixed, 2026-12-07, before the forty-fifth round's
+  design): a phone whose auto white balance misjudges the light frame by
+  frame: red and blue off by a gain drawn per frame (about 5% either way,
+  at most 12%), applied in linear light after the sensor's noise, so each
+  frame carries a colour cast of its own (up to 7 levels at mid-grey) and
+  the set as a whole almost none; mild blur, JPEG 82-94.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -1327,6 +1333,28 @@ def degrade_autoiso(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.
     return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(80, 93)))
 
 
+def degrade_awb(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A phone whose auto white balance misjudges the light frame by frame: a colour cast per image.
+
+    Red and blue are scaled against green by gains drawn per frame (log-normal,
+    5% either way, clipped at 12%) in linear light, after the sensor's noise,
+    as a camera applies its white balance to the raw signal: each frame has a
+    cast of its own and its noise is tinted with it, while over the set the
+    casts average out. A lens of 0.5-0.8 HR px, pixels averaged, shot and read
+    noise partly shared by the channels, JPEG 82-94. Every earlier source left
+    the colour balance alone or changed it the same way in every frame.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    image = lens_and_shrink(hr, rng.uniform(0.5, 0.8), width, height)
+    image = partly_shared_noise(image, rng, rng.uniform(0.0003, 0.0008), rng.uniform(0.00001, 0.00004))
+    gains = np.exp(np.clip(rng.normal(0.0, 0.05, size=2), -0.12, 0.12))
+    linear = np.clip(image, 0, 1) ** 2.2
+    linear[:, :, 0] *= gains[0]
+    linear[:, :, 2] *= gains[1]
+    image = np.clip(linear, 0, 1) ** (1 / 2.2)
+    return jpeg(image.astype(np.float32), int(rng.integers(82, 95)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -1369,6 +1397,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "portrait": degrade_portrait,
     "autofocus": degrade_autofocus,
     "autoiso": degrade_autoiso,
+    "awb": degrade_awb,
 }
 
 
