@@ -175,6 +175,12 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   at most 12%), applied in linear light after the sensor's noise, so each
   frame carries a colour cast of its own (up to 7 levels at mid-grey) and
   the set as a whole almost none; mild blur, JPEG 82-94.
+* ``haze``: held out (fixed, 2026-12-07, before the forty-sixth round's
+  design): a camera looking through haze (or a misted window): each frame
+  blended with a bluish-grey veil of scattered light, 10-30% of it,
+  varying smoothly over the frame as the distance does, so contrast drops
+  and blacks lift without any blur at the pixel scale; a lens of 0.6-1.0
+  HR px, pixel averaging, noise partly shared by the channels, JPEG 75-90.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -1355,6 +1361,34 @@ def degrade_awb(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndar
     return jpeg(image.astype(np.float32), int(rng.integers(82, 95)))
 
 
+def degrade_haze(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A camera looking through haze: a veil of scattered light over each frame, strongest where the scene is far.
+
+    The scattering model of dehazing (Koschmieder's law): each pixel is the
+    scene times its transmission t plus the veil's colour (a bluish grey of
+    0.75-0.9) times 1 - t. The veil's share 1 - t is 10-30% on average,
+    varying by up to half that over the frame as a smooth field (a Gaussian
+    of a quarter of its size) stands in for depth. Contrast drops and
+    blacks lift, detail stays sharp. A lens of 0.6-1.0 HR px (the
+    scattering softens a little too), pixels averaged, shot and read noise
+    partly shared by the channels, JPEG 75-90. ``toycam``'s glare spreads
+    the scene's own light over its surroundings; this veil is light from
+    elsewhere, the same wherever the scene is dark or bright.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    image = lens_and_shrink(hr, rng.uniform(0.6, 1.0), width, height)
+    depth = rng.standard_normal((height, width)).astype(np.float32)
+    depth = cv2.GaussianBlur(depth, (0, 0), max(height, width) / 4, borderType=cv2.BORDER_REFLECT_101)
+    depth = (depth - depth.mean()) / (depth.std() + 1e-8)
+    veil_share = rng.uniform(0.1, 0.3)
+    veil = np.clip(veil_share * (1 + 0.25 * depth), 0.02, 0.5)[:, :, None]
+    grey = rng.uniform(0.75, 0.9)
+    airlight = np.array([grey * 0.95, grey, min(1.0, grey * rng.uniform(1.03, 1.1))], dtype=np.float32)
+    image = image * (1 - veil) + airlight * veil
+    image = partly_shared_noise(image, rng, rng.uniform(0.0003, 0.0008), rng.uniform(0.00001, 0.00004))
+    return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(75, 91)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -1398,6 +1432,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "autofocus": degrade_autofocus,
     "autoiso": degrade_autoiso,
     "awb": degrade_awb,
+    "haze": degrade_haze,
 }
 
 
