@@ -1277,6 +1277,14 @@ def degrade_shading(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.
     return jpeg(np.clip(corrected, 0, 1).astype(np.float32), int(rng.integers(75, 91)))
 
 
+def smooth_field(rng: np.random.Generator, height: int, width: int, sigma: float) -> np.ndarray:
+    """(height, width) float32: white noise blurred by a Gaussian of ``sigma`` px, then standardised (mean 0,
+    std 1): a stand-in for a scene's depth map."""
+    field = rng.standard_normal((height, width)).astype(np.float32)
+    field = cv2.GaussianBlur(field, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+    return (field - field.mean()) / (field.std() + 1e-8)
+
+
 def degrade_portrait(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
     """A phone's portrait mode: a synthetic background blur over part of each frame, the rest left sharp.
 
@@ -1293,9 +1301,7 @@ def degrade_portrait(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np
     height, width = hr.shape[0] // scale, hr.shape[1] // scale
     image = lens_and_shrink(hr, rng.uniform(0.4, 0.7), width, height)
     image = partly_shared_noise(image, rng, rng.uniform(0.0002, 0.0005), rng.uniform(0.00001, 0.00003))
-    depth = rng.standard_normal((height, width)).astype(np.float32)
-    depth = cv2.GaussianBlur(depth, (0, 0), max(height, width) / 6, borderType=cv2.BORDER_REFLECT_101)
-    depth = (depth - depth.mean()) / (depth.std() + 1e-8)
+    depth = smooth_field(rng, height, width, max(height, width) / 6)
     edge = np.quantile(depth, 1 - rng.uniform(0.3, 0.6))
     background = np.clip((depth - edge) / 0.4 + 0.5, 0, 1)[:, :, None]
     radius = rng.uniform(1.0, 2.5)
@@ -1377,9 +1383,7 @@ def degrade_haze(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.nda
     """
     height, width = hr.shape[0] // scale, hr.shape[1] // scale
     image = lens_and_shrink(hr, rng.uniform(0.6, 1.0), width, height)
-    depth = rng.standard_normal((height, width)).astype(np.float32)
-    depth = cv2.GaussianBlur(depth, (0, 0), max(height, width) / 4, borderType=cv2.BORDER_REFLECT_101)
-    depth = (depth - depth.mean()) / (depth.std() + 1e-8)
+    depth = smooth_field(rng, height, width, max(height, width) / 4)
     veil_share = rng.uniform(0.1, 0.3)
     veil = np.clip(veil_share * (1 + 0.25 * depth), 0.02, 0.5)[:, :, None]
     grey = rng.uniform(0.75, 0.9)
