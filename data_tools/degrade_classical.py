@@ -181,6 +181,14 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   varying smoothly over the frame as the distance does, so contrast drops
   and blacks lift without any blur at the pixel scale; a lens of 0.6-1.0
   HR px, pixel averaging, noise partly shared by the channels, JPEG 75-90.
+* ``dewarp``: held out (fixed, 2026-12-07, before the forty-seventh round's
+  design): a phone's wide camera whose lens bends straight lines outward
+  (barrel distortion) and whose processor straightens them again: the
+  sensor records the periphery squeezed (its pixels cover more of the
+  scene there), its noise is added on that grid, and the correction
+  stretches the corners back by 1.15-1.4x with bilinear interpolation, so
+  corners come out softer than the centre, with grain spread over
+  neighbouring pixels; JPEG 80-92.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -1393,6 +1401,68 @@ def degrade_haze(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.nda
     return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(75, 91)))
 
 
+def barrel_positions(height: int, width: int, strength: float) -> tuple[np.ndarray, np.ndarray]:
+    """Where each pixel of a straight (undistorted) ``height`` x ``width`` frame lies on a sensor whose lens
+    squeezes the periphery: radius ``r -> r (1 - strength r^2)`` about the centre, ``r`` = 1 at the corners.
+
+    (x, y) float32 maps of sensor positions in pixels, as ``cv2.remap`` takes them.
+    """
+    half_diagonal = math.hypot(height / 2, width / 2)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    dy, dx = (y - (height - 1) / 2) / half_diagonal, (x - (width - 1) / 2) / half_diagonal
+    squeeze = 1 - strength * (dx**2 + dy**2)
+    return dx * squeeze * half_diagonal + (width - 1) / 2, dy * squeeze * half_diagonal + (height - 1) / 2
+
+
+def straight_positions(height: int, width: int, strength: float) -> tuple[np.ndarray, np.ndarray]:
+    """The inverse of ``barrel_positions``: where each sensor pixel's centre lies in the straight frame
+    (fixed-point iterations of ``r = r_sensor / (1 - strength r^2)``; it converges for strength < 0.25)."""
+    half_diagonal = math.hypot(height / 2, width / 2)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    sy, sx = (y - (height - 1) / 2) / half_diagonal, (x - (width - 1) / 2) / half_diagonal
+    dy, dx = sy.copy(), sx.copy()
+    for _ in range(20):
+        squeeze = 1 - strength * (dx**2 + dy**2)
+        dy, dx = sy / squeeze, sx / squeeze
+    return dx * half_diagonal + (width - 1) / 2, dy * half_diagonal + (height - 1) / 2
+
+
+def degrade_dewarp(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A phone's wide camera whose processor corrects its lens's barrel distortion: soft corners, spread grain.
+
+    The lens squeezes the periphery onto the sensor (radius r -> r (1 - k r^2)
+    with k 0.05-0.1, r = 1 at the corners), so a sensor pixel there covers
+    1.15-1.4x more of the scene than at the centre: the scene, through a lens
+    of 0.4-0.7 HR px and averaged over each pixel's footprint, is sampled on
+    that squeezed grid, shot and read noise partly shared by the channels are
+    added there, and the processor remaps the frame back to straight lines
+    with bilinear interpolation. The centre is as sharp as the sensor; toward
+    the corners the detail is the squeezed grid's, stretched, and each
+    output pixel's grain is a blend of its sensor neighbours'. JPEG 80-92.
+    The first source that resamples the frame by a varying factor.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    strength = rng.uniform(0.05, 0.1)
+    scene = cv2.GaussianBlur(hr.astype(np.float32), (0, 0), rng.uniform(0.4, 0.7), borderType=cv2.BORDER_REFLECT_101)
+    # Each sensor pixel averages its footprint: scale HR px at the centre, up to 1.4x that in the corners.
+    scene = cv2.blur(scene, (scale, scale), borderType=cv2.BORDER_REFLECT_101)
+    corner_footprint = 1 / (1 - 3 * strength) - 1
+    scene_wide = cv2.GaussianBlur(scene, (0, 0), scale * corner_footprint, borderType=cv2.BORDER_REFLECT_101)
+    straight_x, straight_y = straight_positions(height, width, strength)
+    # A box of even side ends half an HR px after its anchor: its average over LR pixel i's footprint sits at
+    # (i + 0.5) * scale, not at the footprint's centre (i + 0.5) * scale - 0.5.
+    hr_x, hr_y = (straight_x + 0.5) * scale, (straight_y + 0.5) * scale
+    reflect = cv2.BORDER_REFLECT_101
+    sharp = cv2.remap(scene, hr_x.astype(np.float32), hr_y.astype(np.float32), cv2.INTER_LINEAR, borderMode=reflect)
+    wide = cv2.remap(scene_wide, hr_x.astype(np.float32), hr_y.astype(np.float32), cv2.INTER_LINEAR, borderMode=reflect)
+    radius2 = corner_weight(height, width)[:, :, None]
+    sensor = sharp * (1 - radius2) + wide * radius2
+    sensor = partly_shared_noise(sensor, rng, rng.uniform(0.0004, 0.001), rng.uniform(0.00002, 0.00005))
+    map_x, map_y = barrel_positions(height, width, strength)
+    image = cv2.remap(np.clip(sensor, 0, 1), map_x, map_y, cv2.INTER_LINEAR, borderMode=reflect)
+    return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(80, 93)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -1437,6 +1507,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "autoiso": degrade_autoiso,
     "awb": degrade_awb,
     "haze": degrade_haze,
+    "dewarp": degrade_dewarp,
 }
 
 
