@@ -93,6 +93,10 @@ class FlowModelConfig:
     # option: SR +0.013 dB on average over 12 development runs, but -0.062 dB on camera's second photo split, and
     # -0.08 dB on the held-out hdrphone (README: fidelity, thirty-third and thirty-fourth rounds)
     image_noise_texture: Literal["gaussian", "patches"] = "gaussian"
+    # A veil of stray light (haze, flare) read off both sets' darkest pixels, their dark channel (degradation/veil.py;
+    # always logged): samples veil the clean image by it before every other estimate is read or applied. auto: where
+    # it reads 0.03 or more (unveiled sets read at most 0.012 on the benchmarks' photo splits)
+    image_veil: bool | Literal["auto"] = "auto"
     # Blur estimated at the edges of both sets (degradation/blur.py; always logged): true: samples blur the
     # clean image by it before the flow degrades it. auto: only where the real images are clearly blurred (by
     # 0.3 LR px or more at every edge orientation): with the compression, SR gained 0.2 dB on such a source and

@@ -34,6 +34,7 @@ from unpaired_sr.degradation.layers import (
 )
 from unpaired_sr.degradation.noise import COARSE, PATCH, ImageNoise, coarse_image_noise, coarse_white_shape
 from unpaired_sr.degradation.prior import DomainShift
+from unpaired_sr.degradation.veil import ImageVeil
 
 
 def bits_per_dim(log_likelihood: torch.Tensor, num_dims: int, num_bins: int) -> torch.Tensor:
@@ -136,6 +137,7 @@ class DegradationFlow(nn.Module):
         self.image_noise = ImageNoise()
         self.image_coarse_noise = ImageNoise()  # the same at half resolution, upsampled: larger blotches
         self.image_blur = ImageBlur()
+        self.image_veil = ImageVeil()  # stray light over the whole frame (degradation/veil.py)
         # JPEG read off the real images (degradation/compression.py): applied to whole samples, between
         # degrade_parts()' content and its noise (tiles would each get their own block grid), by synthesize().
         self.image_compression = ImageCompression()
@@ -147,19 +149,20 @@ class DegradationFlow(nn.Module):
         return self.image_downscale(hr, scale, seeds)
 
     def prepare_clean(self, clean_lr: torch.Tensor, seeds: list[int] | None = None) -> torch.Tensor:
-        """Clean LR as this flow models it: blurred or sharpened as estimated, clipped and rounded to 8 bits,
-        as a saved image would be (unchanged without an estimate).
+        """Clean LR as this flow models it: veiled, blurred or sharpened as estimated, clipped and rounded to 8
+        bits, as a saved image would be (unchanged without an estimate).
 
         ``seeds``: those the caller will compress the samples with (``image_compression``); a chroma blur meant
         only for samples left uncompressed then goes to those alone. None: the caller does not compress.
         """
-        if self.image_blur.is_identity:
+        if self.image_blur.is_identity and self.image_veil.is_identity:
             return clean_lr
         chroma_mask = None
         if seeds is not None and self.image_blur.chroma_where_uncompressed:
             chroma_mask = torch.tensor([quality == 0 for quality in self.image_compression.draw(seeds)])
         with torch.no_grad():
-            return torch.round(self.image_blur(clean_lr, chroma_mask).clamp(0, 1) * 255) / 255
+            prepared = self.image_blur(self.image_veil(clean_lr), chroma_mask)
+            return torch.round(prepared.clamp(0, 1) * 255) / 255
 
     @property
     def size_multiple(self) -> int:

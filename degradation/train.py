@@ -77,6 +77,7 @@ from unpaired_sr.degradation.noise import (
     training_lr_sets,
 )
 from unpaired_sr.degradation.samples import sample_figure
+from unpaired_sr.degradation.veil import CLEAR_VEIL, apply_veil, estimate_veil
 
 
 @torch.no_grad()
@@ -124,8 +125,17 @@ def estimate_image_degradations(
         f"estimating the real images' degradations from {len(clean_lr)} clean and {len(real_lr)} real images "
         f"(at most {clean_side}x{clean_side} and {real_side}x{real_side} LR px of each)"
     )
+    veil = estimate_veil(clean_lr, real_lr)
+    veil_reason = f"the real images {'are' if veil.clear else 'are not'} veiled by {CLEAR_VEIL:g}+"
+    veiled, veil_why = _auto_option("image_veil", model.image_veil, veil.clear, veil_reason)
+    veiled = veiled and veil.veil > 0
+    yield f"{veil.describe()}, {'applied to samples' if veiled else 'not applied'} {veil_why}"
+    if veiled:
+        flow.image_veil.load_estimate(veil.veil)
+    # The estimates below read the real images against the clean ones as samples start from: veiled.
+    veiled_lr = [_as_veiled(flow, image) for image in clean_lr] if veiled else clean_lr
     # The blur is measured (and logged) either way: a cheap look at how blurred the real images are.
-    sigma, per_orientation = estimate_blur(clean_lr, real_lr)
+    sigma, per_orientation = estimate_blur(veiled_lr, real_lr)
     blurred = clearly_blurred(per_orientation)
     blur_reason = (
         f"the real images {'are' if blurred else 'are not'} blurred by {CLEAR_BLUR}+ LR px at every orientation"
@@ -153,7 +163,7 @@ def estimate_image_degradations(
     texture_estimate = None  # loaded last: the calibrations below were made and measured with the Gaussian noise
     if model.image_noise:
         try:
-            estimate = noise_estimate(model, clean_lr, real_lr)
+            estimate = noise_estimate(model, veiled_lr, real_lr)
         except ValueError as error:
             raise UserError(f"{error}; or train without it: --model.image_noise false") from error
         flow.image_noise.load_estimate(estimate)
@@ -171,7 +181,7 @@ def estimate_image_degradations(
             texture_estimate = estimate
         yield f"image noise {estimate.describe()}{reading}"
         if model.image_coarse_noise and flow.image_noise.is_estimated:
-            coarse = estimate_coarse_noise(clean_lr, real_lr, flow.image_noise)
+            coarse = estimate_coarse_noise(veiled_lr, real_lr, flow.image_noise)
             flow.image_coarse_noise.load_estimate(coarse)
             yield f"image coarse noise (2x2 px averaged) {coarse.describe()}"
     # Measured (and logged) either way, against the clean images with the image noise where there is one.
@@ -195,9 +205,10 @@ def estimate_image_degradations(
             clean_lr = [
                 flow.downscale(hr, scale)[0].permute(1, 2, 0).cpu().numpy() for hr in clean_hr
             ]  # the sharpening and the chroma blur are read against the images as samples start from
+            veiled_lr = [_as_veiled(flow, image) for image in clean_lr] if veiled else clean_lr
     else:
         yield aliasing.describe()
-    amount, per_orientation = estimate_sharpening(clean_lr, real_lr, add_noise)
+    amount, per_orientation = estimate_sharpening(veiled_lr, real_lr, add_noise)
     if np.isnan(per_orientation).all():
         yield "image sharpening not measured: too few strong edges in the images"
     else:
@@ -281,6 +292,11 @@ def _estimate_local_contrast(
     )
     if apply:
         flow.image_blur.load_local_contrast(boost)
+
+
+def _as_veiled(flow: DegradationFlow, clean_lr: np.ndarray) -> np.ndarray:
+    """``clean_lr`` (H, W, 3 float array) under the flow's veil, rounded to 8 bits as ``prepare_clean`` rounds."""
+    return np.round(apply_veil(clean_lr, flow.image_veil.veil) * 255) / 255
 
 
 def _as_samples_start(flow: DegradationFlow, clean_lr: list[np.ndarray]) -> list[np.ndarray]:
