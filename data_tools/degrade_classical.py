@@ -189,6 +189,14 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   stretches the corners back by 1.15-1.4x with bilinear interpolation, so
   corners come out softer than the centre, with grain spread over
   neighbouring pixels; JPEG 80-92.
+* ``logvideo``: held out (fixed, 2026-12-07, before the forty-eighth round's
+  design): a frame of a phone's log-profile video saved without grading:
+  the sensor's linear light mapped by a logarithmic curve between a lifted
+  black (5-10%) and a white below full scale (92-97%), so shadows open up,
+  highlights roll off and the whole frame looks flat, with colours muted
+  by 10-25%; a lens of 0.5-0.8 HR px, pixel averaging, noise made in
+  linear light (lifted with the shadows), a video codec's blocks as JPEG
+  70-88.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -1463,6 +1471,33 @@ def degrade_dewarp(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.n
     return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(80, 93)))
 
 
+def degrade_logvideo(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A frame of a phone's log-profile video, saved as shot: flat, lifted blacks, rolled-off highlights, muted.
+
+    Video meant for grading keeps the sensor's range with a logarithmic curve
+    instead of a display's: the linear light ``x`` goes to
+    ``black + (white - black) * log(1 + a x) / log(1 + a)`` with ``a`` 10-40
+    (the shadows' slope steep, the highlights' shallow), black at 5-10% and
+    white at 92-97% of full scale, and colour is muted by 10-25% toward the
+    luma. Seen ungraded, as a user who shares the clip sees it, the whole
+    frame looks flat. The sensor: a lens of 0.5-0.8 HR px, pixels averaged,
+    shot and read noise partly shared by the channels made in linear light
+    (so the curve lifts the shadows' noise with them). Then the codec's 8x8
+    blocks as JPEG 70-88. Every earlier source kept the display's tone curve.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    linear = srgb_to_linear(np.clip(lens_and_shrink(hr, rng.uniform(0.5, 0.8), width, height), 0, 1))
+    linear = np.clip(
+        partly_shared_noise(linear, rng, rng.uniform(0.0002, 0.0005), rng.uniform(0.000002, 0.00001)), 0, 1
+    )
+    steepness = rng.uniform(10.0, 40.0)
+    black, white = rng.uniform(0.05, 0.1), rng.uniform(0.92, 0.97)
+    coded = black + (white - black) * np.log1p(steepness * linear) / np.log1p(steepness)
+    luma = coded @ np.array([0.299, 0.587, 0.114], np.float32)
+    coded = luma[:, :, None] + (1 - rng.uniform(0.1, 0.25)) * (coded - luma[:, :, None])
+    return jpeg(np.clip(coded, 0, 1).astype(np.float32), int(rng.integers(70, 89)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -1508,6 +1543,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "awb": degrade_awb,
     "haze": degrade_haze,
     "dewarp": degrade_dewarp,
+    "logvideo": degrade_logvideo,
 }
 
 
