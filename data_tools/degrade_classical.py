@@ -197,6 +197,12 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   by 10-25%; a lens of 0.5-0.8 HR px, pixel averaging, noise made in
   linear light (lifted with the shadows), a video codec's blocks as JPEG
   70-88.
+* ``fringe``: held out (fixed, 2026-12-08, before the forty-ninth round's
+  design): a fast lens wide open with axial chromatic aberration: green in
+  focus (0.4-0.7 HR px), red a little out of it (0.9-1.5), blue well out
+  of it (1.6-3.0), so every high-contrast edge grows a soft blue-purple
+  fringe while the luma stays nearly sharp; pixel averaging, shot and read
+  noise partly shared by the channels, JPEG 80-92.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -1498,6 +1504,30 @@ def degrade_logvideo(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np
     return jpeg(np.clip(coded, 0, 1).astype(np.float32), int(rng.integers(70, 89)))
 
 
+def degrade_fringe(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A fast lens wide open, whose colours focus at different depths: blue and red fringes along every edge.
+
+    Axial (longitudinal) chromatic aberration: the lens brings green to focus
+    on the sensor and red and blue in front of or behind it, so each colour
+    is blurred by its own amount: green by 0.4-0.7 HR px, red by 0.9-1.5,
+    blue by 1.6-3.0. Luma, mostly green, stays nearly sharp; every
+    high-contrast edge grows a soft blue-purple fringe, widest beside
+    highlights. ``ultrawide``'s lateral aberration moves the colours apart
+    toward the corners; this one softens them unequally everywhere. Then
+    pixels averaged, shot and read noise partly shared by the channels, JPEG
+    80-92.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    sigmas = (rng.uniform(0.9, 1.5), rng.uniform(0.4, 0.7), rng.uniform(1.6, 3.0))
+    channels = [
+        lens_and_shrink(np.ascontiguousarray(hr[:, :, channel]), sigma, width, height)
+        for channel, sigma in enumerate(sigmas)
+    ]
+    image = np.stack(channels, axis=2)
+    image = partly_shared_noise(image, rng, rng.uniform(0.0003, 0.0008), rng.uniform(0.00001, 0.00004))
+    return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(80, 93)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -1544,6 +1574,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "haze": degrade_haze,
     "dewarp": degrade_dewarp,
     "logvideo": degrade_logvideo,
+    "fringe": degrade_fringe,
 }
 
 
