@@ -1457,18 +1457,18 @@ def degrade_dewarp(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.n
     """
     height, width = hr.shape[0] // scale, hr.shape[1] // scale
     strength = rng.uniform(0.05, 0.1)
-    scene = cv2.GaussianBlur(hr.astype(np.float32), (0, 0), rng.uniform(0.4, 0.7), borderType=cv2.BORDER_REFLECT_101)
+    reflect = cv2.BORDER_REFLECT_101
+    scene = cv2.GaussianBlur(hr.astype(np.float32), (0, 0), rng.uniform(0.4, 0.7), borderType=reflect)
     # Each sensor pixel averages its footprint: scale HR px at the centre, up to 1.4x that in the corners.
-    scene = cv2.blur(scene, (scale, scale), borderType=cv2.BORDER_REFLECT_101)
+    scene = cv2.blur(scene, (scale, scale), borderType=reflect)
     corner_footprint = 1 / (1 - 3 * strength) - 1
-    scene_wide = cv2.GaussianBlur(scene, (0, 0), scale * corner_footprint, borderType=cv2.BORDER_REFLECT_101)
+    scene_wide = cv2.GaussianBlur(scene, (0, 0), scale * corner_footprint, borderType=reflect)
     straight_x, straight_y = straight_positions(height, width, strength)
     # A box of even side ends half an HR px after its anchor: its average over LR pixel i's footprint sits at
     # (i + 0.5) * scale, not at the footprint's centre (i + 0.5) * scale - 0.5.
-    hr_x, hr_y = (straight_x + 0.5) * scale, (straight_y + 0.5) * scale
-    reflect = cv2.BORDER_REFLECT_101
-    sharp = cv2.remap(scene, hr_x.astype(np.float32), hr_y.astype(np.float32), cv2.INTER_LINEAR, borderMode=reflect)
-    wide = cv2.remap(scene_wide, hr_x.astype(np.float32), hr_y.astype(np.float32), cv2.INTER_LINEAR, borderMode=reflect)
+    hr_x, hr_y = (straight_x + 0.5) * scale, (straight_y + 0.5) * scale  # float32, as cv2.remap takes them
+    sharp = cv2.remap(scene, hr_x, hr_y, cv2.INTER_LINEAR, borderMode=reflect)
+    wide = cv2.remap(scene_wide, hr_x, hr_y, cv2.INTER_LINEAR, borderMode=reflect)
     radius2 = corner_weight(height, width)[:, :, None]
     sensor = sharp * (1 - radius2) + wide * radius2
     sensor = partly_shared_noise(sensor, rng, rng.uniform(0.0004, 0.001), rng.uniform(0.00002, 0.00005))
@@ -1499,7 +1499,7 @@ def degrade_logvideo(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np
     steepness = rng.uniform(10.0, 40.0)
     black, white = rng.uniform(0.05, 0.1), rng.uniform(0.92, 0.97)
     coded = black + (white - black) * np.log1p(steepness * linear) / np.log1p(steepness)
-    luma = coded @ np.array([0.299, 0.587, 0.114], np.float32)
+    luma = coded @ LUMA_WEIGHTS
     coded = luma[:, :, None] + (1 - rng.uniform(0.1, 0.25)) * (coded - luma[:, :, None])
     return jpeg(np.clip(coded, 0, 1).astype(np.float32), int(rng.integers(70, 89)))
 
