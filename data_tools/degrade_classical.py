@@ -203,6 +203,14 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   of it (1.6-3.0), so every high-contrast edge grows a soft blue-purple
   fringe while the luma stays nearly sharp; pixel averaging, shot and read
   noise partly shared by the channels, JPEG 80-92.
+* ``burstmerge``: held out (fixed, 2026-12-08, before the forty-ninth
+  round's design): a phone that merges a burst of 4-8 frames where the
+  scene held still and falls back to a single frame where something moved
+  (ghost removal): 20-45% of each frame, in smooth blobs, carries the noise
+  of one frame, the rest that noise averaged down by the burst; a lens of
+  0.4-0.7 HR px, pixels averaged, a mild sharpening of the luma, JPEG
+  82-94. The noise level changes across the frame with neither brightness
+  nor the position in the frame.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -1528,6 +1536,34 @@ def degrade_fringe(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.n
     return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(80, 93)))
 
 
+def degrade_burstmerge(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A phone's burst merge: noise averaged down where the frames agreed, a single frame's noise where they did not.
+
+    The phone takes 4-8 frames and averages them where the scene held still;
+    where something moved it keeps one frame, to avoid ghosts. Here the moving
+    parts are the 20-45% of the frame where a smooth random field (a Gaussian
+    of a twelfth of the frame's size) is highest, with a soft edge of a few
+    pixels, so a frame holds blobs of strong noise beside areas of weak noise
+    of the same brightness. The single frame's shot and read noise is that of
+    a small sensor in dim light, partly shared by the channels; the merged
+    areas carry it divided by the square root of the frame count. A lens of
+    0.4-0.7 HR px, pixels averaged, a mild sharpening of the luma, JPEG
+    82-94. ``shading``'s noise follows the position in the frame (the
+    corners), ``autoiso``'s changes from frame to frame; this one changes
+    within a frame at places tied to neither.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    image = lens_and_shrink(hr, rng.uniform(0.4, 0.7), width, height)
+    single_frame = partly_shared_noise(image, rng, rng.uniform(0.001, 0.002), rng.uniform(0.00004, 0.0001)) - image
+    frames = int(rng.integers(4, 9))
+    motion = smooth_field(rng, height, width, max(height, width) / 12)
+    edge = np.quantile(motion, 1 - rng.uniform(0.2, 0.45))
+    moved = np.clip((motion - edge) / 0.4 + 0.5, 0, 1)[:, :, None]
+    image = image + single_frame * (moved + (1 - moved) / math.sqrt(frames))
+    image = sharpen_luma(image, 1.0, rng.uniform(0.2, 0.5))
+    return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(82, 95)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -1575,6 +1611,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "dewarp": degrade_dewarp,
     "logvideo": degrade_logvideo,
     "fringe": degrade_fringe,
+    "burstmerge": degrade_burstmerge,
 }
 
 
