@@ -12,7 +12,13 @@ minus the clean LR of the same photos, which the estimate never sees). Per
 benchmark, the levels (x255, the mean over R, G and B) and the mean |log
 ratio| of estimate to truth over the four upper bins (the darkest bin is left
 out: clipping at black takes the noise there, in the truth as in the
-estimate); over all, the mean of those and the median ratio. The fidelity
+estimate); over all, the mean of those and the median ratio. Beside the
+level, the grain: the lag-1 autocorrelation of the estimated noise (drawn
+on the training photos, seed 0) and of the true residual, over neighbouring
+pixels both in the flattest tenth of their bin (a white noise reads 0, a
+blotchy one near 1); over all, the mean absolute difference and the slope
+of the estimate's lag-1 on the truth's (1: it follows the truth; 0: it
+reads every source alike). The fidelity
 log's level readings (forty-first round on) are this table over nine sources
 at three photo splits (``prepare_demo --seed 0, 1, 2``). Writes
 ``noise_levels.json`` and ``noise_levels.md`` under ``--output``.
@@ -32,10 +38,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from unpaired_sr.common.cli import command  # noqa: E402
 from unpaired_sr.common.errors import UserError  # noqa: E402
 from unpaired_sr.common.image_io import list_images, read_image  # noqa: E402
-from unpaired_sr.degradation.noise import estimation_sets, training_lr_sets  # noqa: E402
+from unpaired_sr.degradation.noise import (  # noqa: E402
+    ImageNoise,
+    add_image_noise,
+    estimation_sets,
+    training_lr_sets,
+)
 from unpaired_sr.degradation.oracle_fidelity import (  # noqa: E402
     benchmark_flow_config,
     benchmark_scale,
+    flattest_lag1,
     flattest_true_residual,
 )
 from unpaired_sr.degradation.train import noise_estimate  # noqa: E402
@@ -53,12 +65,16 @@ def read_levels(bench: Path, config_file: str, overrides: list[str]) -> dict:
     oracle_lr = [read_image(path) for path in list_images(bench / "train_oracle_lr")]
     # The crops the training reads its estimates from (degradation.train.estimate_image_degradations).
     clean_lr, real_crops = training_lr_sets(*estimation_sets(clean_hr, real_lr, scale), scale)
-    estimate = noise_estimate(model, clean_lr, real_crops).rgb_std().mean(axis=1)
+    noise = noise_estimate(model, clean_lr, real_crops)
+    estimate = noise.rgb_std().mean(axis=1)
     # The truth on every training photo, whole: the clean LR as the training makes it, and its true degradation.
     whole_clean_lr, whole_oracle_lr = training_lr_sets(clean_hr, oracle_lr, scale)
     truth = np.nanmean(np.array(flattest_true_residual(whole_clean_lr, whole_oracle_lr)), axis=1)
     ratios = np.maximum(estimate, TINY)[UPPER_BINS] / truth[UPPER_BINS]
+    drawn = add_image_noise(ImageNoise.from_estimate(noise), whole_clean_lr, seed=0)
     return {
+        "lag1": flattest_lag1(whole_clean_lr, [n - c for n, c in zip(drawn, whole_clean_lr)]),
+        "true_lag1": flattest_lag1(whole_clean_lr, [o - c for o, c in zip(whole_oracle_lr, whole_clean_lr)]),
         "estimate": (255 * estimate).round(2).tolist(),
         "truth": (255 * truth).round(2).tolist(),
         "ratios": ratios.round(3).tolist(),
@@ -72,15 +88,27 @@ def levels(values: list[float]) -> str:
 
 def table(readings: dict[str, dict]) -> str:
     lines = [
-        "| benchmark | estimate (x255, by brightness bin) | truth, flattest tenth | mean abs log ratio (upper bins) |",
-        "| --- | --- | --- | --- |",
+        "| benchmark | estimate (x255, by brightness bin) | truth, flattest tenth | mean abs log ratio (upper bins) "
+        "| lag-1 estimate / truth |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for name, reading in readings.items():
-        cells = (levels(reading["estimate"]), levels(reading["truth"]), f"{reading['mean_abs_log_ratio']:.3f}")
+        cells = (
+            levels(reading["estimate"]),
+            levels(reading["truth"]),
+            f"{reading['mean_abs_log_ratio']:.3f}",
+            f"{reading['lag1']:.2f} / {reading['true_lag1']:.2f}",
+        )
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     summary = np.mean([r["mean_abs_log_ratio"] for r in readings.values()])
     median = np.nanmedian(np.concatenate([r["ratios"] for r in readings.values()]))
+    lag1, true_lag1 = (np.array([r[key] for r in readings.values()]) for key in ("lag1", "true_lag1"))
     lines += ["", f"mean |log ratio| {summary:.3f} over {len(readings)} benchmarks; median ratio {median:.2f}"]
+    lines.append(f"lag-1: mean |estimate - truth| {np.nanmean(np.abs(lag1 - true_lag1)):.3f}")
+    if len(readings) >= 3 and np.nanstd(true_lag1) > 0:
+        known = np.isfinite(lag1) & np.isfinite(true_lag1)
+        slope = np.polyfit(true_lag1[known], lag1[known], 1)[0]
+        lines[-1] += f", slope of the estimate on the truth {slope:.2f}"
     return "\n".join(lines)
 
 

@@ -128,22 +128,49 @@ def noise_level_check(flow, clean_lr: list[np.ndarray], oracle_lr: list[np.ndarr
     }
 
 
+def flattest_pixels(clean_lr: list[np.ndarray], flattest: float = 0.1) -> list[np.ndarray]:
+    """Per image, an (H, W) bool mask of the pixels in the flattest ``flattest`` of their brightness bin (the
+    clean images' gradient magnitude, over the whole set; none in a bin of fewer than 100 pixels)."""
+    brightness = [np.clip((luma(c) * NUM_BINS).astype(int), 0, NUM_BINS - 1) for c in clean_lr]
+    texture = [gradient_magnitude(c) for c in clean_lr]
+    all_bins = np.concatenate([b.ravel() for b in brightness])
+    all_texture = np.concatenate([t.ravel() for t in texture])
+    limits = np.full(NUM_BINS, -np.inf)
+    for b in range(NUM_BINS):
+        if (all_bins == b).sum() >= 100:
+            limits[b] = np.quantile(all_texture[all_bins == b], flattest)
+    return [t <= limits[b] for b, t in zip(brightness, texture)]
+
+
 def flattest_true_residual(clean_lr: list[np.ndarray], oracle_lr: list[np.ndarray], flattest: float = 0.1) -> list:
     """(NUM_BINS, 3): the true residual's R/G/B std (0-1 units) in the flattest ``flattest`` of each brightness bin's
     clean pixels (NaN for a bin of fewer than 100 pixels): the noise, and what little blur shows there."""
     residuals = np.concatenate([(o - c).reshape(-1, 3) for o, c in zip(oracle_lr, clean_lr)])
-    brightness = np.concatenate([luma(c).ravel() for c in clean_lr])
-    texture = np.concatenate([gradient_magnitude(c).ravel() for c in clean_lr])
-    bins = np.clip((brightness * NUM_BINS).astype(int), 0, NUM_BINS - 1)
-    flattest_true = []
-    for b in range(NUM_BINS):
-        in_bin = bins == b
-        if in_bin.sum() < 100:
-            flattest_true.append([float("nan")] * 3)
-            continue
-        flat = in_bin & (texture <= np.quantile(texture[in_bin], flattest))
-        flattest_true.append(residuals[flat].std(axis=0).tolist())
-    return flattest_true
+    bins = np.concatenate([np.clip((luma(c) * NUM_BINS).astype(int), 0, NUM_BINS - 1).ravel() for c in clean_lr])
+    flat = np.concatenate([mask.ravel() for mask in flattest_pixels(clean_lr, flattest)])
+    return [
+        residuals[flat & (bins == b)].std(axis=0).tolist() if (flat & (bins == b)).any() else [float("nan")] * 3
+        for b in range(NUM_BINS)
+    ]
+
+
+def flattest_lag1(clean_lr: list[np.ndarray], residuals: list[np.ndarray], flattest: float = 0.1) -> float:
+    """The lag-1 autocorrelation of ``residuals`` ((H, W, 3), channels pooled, horizontal and vertical
+    neighbours) over the pairs of pixels both in the flattest ``flattest`` of their brightness bin: how grainy
+    or blotchy the noise is where the content shows least."""
+    first, second = [], []
+    for mask, residual in zip(flattest_pixels(clean_lr, flattest), residuals):
+        for a, b in (
+            ((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
+            ((slice(None, -1), slice(None)), (slice(1, None), slice(None))),
+        ):
+            both = mask[a] & mask[b]
+            first.append(residual[a][both].ravel())
+            second.append(residual[b][both].ravel())
+    first, second = np.concatenate(first), np.concatenate(second)
+    if len(first) < 2 or min(first.std(), second.std()) < 1e-12:
+        return float("nan")
+    return float(np.corrcoef(first, second)[0, 1])
 
 
 def evaluate(
