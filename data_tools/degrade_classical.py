@@ -211,6 +211,15 @@ Presets (HR float RGB in [0, 1] -> LR of exactly ``HR size / scale``):
   0.4-0.7 HR px, pixels averaged, a mild sharpening of the luma, JPEG
   82-94. The noise level changes across the frame with neither brightness
   nor the position in the frame.
+* ``stabilized``: held out (fixed, 2026-12-08, before the fiftieth round's
+  design): a phone's video frame with electronic image stabilization: the
+  sensor, turned by 0.5-2 degrees against the scene by the hand that holds
+  it and shifted by a fraction of a pixel, records the scene on a tilted
+  grid with its noise, and the stabilizer turns the frame back by bilinear
+  interpolation, so each output pixel blends up to four sensor pixels by
+  weights that drift across the frame: bands of softer detail and finer
+  grain beside bands as the sensor left them; a lens of 0.4-0.7 HR px,
+  a video codec's blocks as JPEG 70-88.
 
 Every call takes a ``numpy.random.Generator``; the command seeds one per image
 from ``--seed`` and the file name, so outputs do not depend on worker order.
@@ -1564,6 +1573,48 @@ def degrade_burstmerge(hr: np.ndarray, scale: int, rng: np.random.Generator) -> 
     return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(82, 95)))
 
 
+def degrade_stabilized(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """A phone's stabilized video frame: the sensor's tilted frame turned back by bilinear interpolation.
+
+    The hand turns the phone by 0.5-2 degrees (either way) and shifts it by
+    a fraction of a pixel, so the sensor samples the scene (through a lens of
+    0.4-0.7 HR px, each pixel averaging its footprint) on a grid tilted
+    against it, and its shot and read noise, partly shared by the channels,
+    lands on that grid. Electronic stabilization turns the frame back so the
+    scene stands straight: each output pixel is a bilinear blend of the four
+    sensor pixels around its position, whose fractional part drifts across
+    the frame with the angle. Where it is near half a pixel the detail is
+    softened and the grain averaged down (to a quarter of its variance at
+    the centre of four pixels); where it is near a whole pixel both are as
+    the sensor left them. A video codec's blocks, JPEG 70-88. ``dewarp``
+    resamples by a factor that grows toward the corners; this one by a
+    constant factor of 1 at a phase that changes across the frame.
+    """
+    height, width = hr.shape[0] // scale, hr.shape[1] // scale
+    reflect = cv2.BORDER_REFLECT_101
+    scene = cv2.GaussianBlur(hr.astype(np.float32), (0, 0), rng.uniform(0.4, 0.7), borderType=reflect)
+    scene = cv2.blur(scene, (scale, scale), borderType=reflect)  # each sensor pixel averages its footprint
+    angle = np.deg2rad(rng.uniform(0.5, 2.0)) * rng.choice([-1.0, 1.0])
+    shift_x, shift_y = rng.uniform(0.0, 1.0, size=2)
+    cos, sin = np.cos(angle), np.sin(angle)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    centre_x, centre_y = (width - 1) / 2, (height - 1) / 2
+    # The scene position (LR px) each sensor pixel sees; a box of even side ends half an HR px after its anchor
+    # (``degrade_dewarp``), so its average over LR pixel i's footprint sits at HR position (i + 0.5) * scale.
+    seen_x = centre_x + cos * (x - centre_x) - sin * (y - centre_y) + shift_x
+    seen_y = centre_y + sin * (x - centre_x) + cos * (y - centre_y) + shift_y
+    hr_x, hr_y = ((seen + 0.5) * scale for seen in (seen_x, seen_y))
+    sensor = cv2.remap(scene, hr_x.astype(np.float32), hr_y.astype(np.float32), cv2.INTER_LINEAR, borderMode=reflect)
+    sensor = partly_shared_noise(sensor, rng, rng.uniform(0.0004, 0.001), rng.uniform(0.00002, 0.00005))
+    # The stabilizer: output pixel (x, y) shows scene point (x, y), which the sensor saw at the inverse turn.
+    sensor_x = centre_x + cos * (x - centre_x - shift_x) + sin * (y - centre_y - shift_y)
+    sensor_y = centre_y - sin * (x - centre_x - shift_x) + cos * (y - centre_y - shift_y)
+    image = cv2.remap(
+        sensor, sensor_x.astype(np.float32), sensor_y.astype(np.float32), cv2.INTER_LINEAR, borderMode=reflect
+    )
+    return jpeg(np.clip(image, 0, 1).astype(np.float32), int(rng.integers(70, 89)))
+
+
 PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "bicubic": degrade_bicubic,
     "noise_jpeg": degrade_noise_jpeg,
@@ -1612,6 +1663,7 @@ PRESETS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]]
     "logvideo": degrade_logvideo,
     "fringe": degrade_fringe,
     "burstmerge": degrade_burstmerge,
+    "stabilized": degrade_stabilized,
 }
 
 
