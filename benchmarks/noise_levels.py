@@ -48,6 +48,7 @@ from unpaired_sr.degradation.oracle_fidelity import (  # noqa: E402
     benchmark_flow_config,
     benchmark_scale,
     flattest_lag1,
+    flattest_pixels,
     flattest_true_residual,
 )
 from unpaired_sr.degradation.train import noise_estimate  # noqa: E402
@@ -72,9 +73,10 @@ def read_levels(bench: Path, config_file: str, overrides: list[str]) -> dict:
     truth = np.nanmean(np.array(flattest_true_residual(whole_clean_lr, whole_oracle_lr)), axis=1)
     ratios = np.maximum(estimate, TINY)[UPPER_BINS] / truth[UPPER_BINS]
     drawn = add_image_noise(ImageNoise.from_estimate(noise), whole_clean_lr, seed=0)
+    flat = flattest_pixels(whole_clean_lr)
     return {
-        "lag1": flattest_lag1(whole_clean_lr, [n - c for n, c in zip(drawn, whole_clean_lr)]),
-        "true_lag1": flattest_lag1(whole_clean_lr, [o - c for o, c in zip(whole_oracle_lr, whole_clean_lr)]),
+        "lag1": flattest_lag1(flat, [n - c for n, c in zip(drawn, whole_clean_lr)]),
+        "true_lag1": flattest_lag1(flat, [o - c for o, c in zip(whole_oracle_lr, whole_clean_lr)]),
         "estimate": (255 * estimate).round(2).tolist(),
         "truth": (255 * truth).round(2).tolist(),
         "ratios": ratios.round(3).tolist(),

@@ -26,6 +26,7 @@ from unpaired_sr.degradation.config import FlowConfig
 from unpaired_sr.degradation.noise import NUM_BINS, estimate_noise
 from unpaired_sr.degradation.realism import (
     RegionMap,
+    autocorrelation,
     frechet_distance,
     gradient_magnitude,
     latent_check,
@@ -128,10 +129,15 @@ def noise_level_check(flow, clean_lr: list[np.ndarray], oracle_lr: list[np.ndarr
     }
 
 
+def _brightness_bins(image: np.ndarray) -> np.ndarray:
+    """(H, W) int: the brightness bin of each pixel's luma (``NUM_BINS`` of equal width, as the noise estimate's)."""
+    return np.clip((luma(image) * NUM_BINS).astype(int), 0, NUM_BINS - 1)
+
+
 def flattest_pixels(clean_lr: list[np.ndarray], flattest: float = 0.1) -> list[np.ndarray]:
     """Per image, an (H, W) bool mask of the pixels in the flattest ``flattest`` of their brightness bin (the
     clean images' gradient magnitude, over the whole set; none in a bin of fewer than 100 pixels)."""
-    brightness = [np.clip((luma(c) * NUM_BINS).astype(int), 0, NUM_BINS - 1) for c in clean_lr]
+    brightness = [_brightness_bins(c) for c in clean_lr]
     texture = [gradient_magnitude(c) for c in clean_lr]
     all_bins = np.concatenate([b.ravel() for b in brightness])
     all_texture = np.concatenate([t.ravel() for t in texture])
@@ -146,7 +152,7 @@ def flattest_true_residual(clean_lr: list[np.ndarray], oracle_lr: list[np.ndarra
     """(NUM_BINS, 3): the true residual's R/G/B std (0-1 units) in the flattest ``flattest`` of each brightness bin's
     clean pixels (NaN for a bin of fewer than 100 pixels): the noise, and what little blur shows there."""
     residuals = np.concatenate([(o - c).reshape(-1, 3) for o, c in zip(oracle_lr, clean_lr)])
-    bins = np.concatenate([np.clip((luma(c) * NUM_BINS).astype(int), 0, NUM_BINS - 1).ravel() for c in clean_lr])
+    bins = np.concatenate([_brightness_bins(c).ravel() for c in clean_lr])
     flat = np.concatenate([mask.ravel() for mask in flattest_pixels(clean_lr, flattest)])
     return [
         residuals[flat & (bins == b)].std(axis=0).tolist() if (flat & (bins == b)).any() else [float("nan")] * 3
@@ -154,23 +160,14 @@ def flattest_true_residual(clean_lr: list[np.ndarray], oracle_lr: list[np.ndarra
     ]
 
 
-def flattest_lag1(clean_lr: list[np.ndarray], residuals: list[np.ndarray], flattest: float = 0.1) -> float:
+def flattest_lag1(flat: list[np.ndarray], residuals: list[np.ndarray]) -> float:
     """The lag-1 autocorrelation of ``residuals`` ((H, W, 3), channels pooled, horizontal and vertical
-    neighbours) over the pairs of pixels both in the flattest ``flattest`` of their brightness bin: how grainy
-    or blotchy the noise is where the content shows least."""
-    first, second = [], []
-    for mask, residual in zip(flattest_pixels(clean_lr, flattest), residuals):
-        for a, b in (
-            ((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
-            ((slice(None, -1), slice(None)), (slice(1, None), slice(None))),
-        ):
-            both = mask[a] & mask[b]
-            first.append(residual[a][both].ravel())
-            second.append(residual[b][both].ravel())
-    first, second = np.concatenate(first), np.concatenate(second)
-    if len(first) < 2 or min(first.std(), second.std()) < 1e-12:
-        return float("nan")
-    return float(np.corrcoef(first, second)[0, 1])
+    neighbours) over the pairs of pixels both in ``flat`` (``flattest_pixels`` of the clean images): how grainy
+    or blotchy the noise is where the content shows least. NaN where no such pair or no residual is."""
+    pairs = sum(int((mask[:, :-1] & mask[:, 1:]).sum() + (mask[:-1] & mask[1:]).sum()) for mask in flat)
+    if pairs < 2 or max(float(r[mask].std()) if mask.any() else 0.0 for r, mask in zip(residuals, flat)) < 1e-12:
+        return float("nan")  # no pairs, or no residual there: no grain to read
+    return autocorrelation(residuals, 1, flat)
 
 
 def evaluate(

@@ -82,12 +82,17 @@ def region_std(residuals: list[np.ndarray], regions: RegionMap, min_pixels: int 
     }
 
 
-def autocorrelation(residuals: list[np.ndarray], lag: int) -> float:
-    """Mean of the horizontal and vertical autocorrelation at ``lag`` pixels (channels pooled)."""
+def autocorrelation(residuals: list[np.ndarray], lag: int, masks: list[np.ndarray] | None = None) -> float:
+    """Mean of the horizontal and vertical autocorrelation at ``lag`` pixels (channels pooled); with ``masks``
+    ((H, W) bool per residual), over the pairs of pixels both in their mask only."""
     pairs = []
-    for r in residuals:
-        pairs.append(np.stack([r[:, :-lag].ravel(), r[:, lag:].ravel()]))
-        pairs.append(np.stack([r[:-lag].ravel(), r[lag:].ravel()]))
+    for index, r in enumerate(residuals):
+        for first, second in (
+            ((slice(None), slice(None, -lag)), (slice(None), slice(lag, None))),
+            ((slice(None, -lag), slice(None)), (slice(lag, None), slice(None))),
+        ):
+            both = slice(None) if masks is None else masks[index][first] & masks[index][second]
+            pairs.append(np.stack([r[first][both].ravel(), r[second][both].ravel()]))
     joined = np.concatenate(pairs, axis=1)
     if joined.std(axis=1).min() < 1e-12:
         return 0.0
